@@ -1,0 +1,8 @@
+//! vdrill: disaster-recovery drills for Velero backups with encryption at rest.
+//!
+//! The data path: [`scenario`] (parse, validate, expand) -> [`runner`] (steps,
+//! timeouts, cleanup) -> [`env`] providers (cluster, object store, key manager,
+//! Velero) -> [`assert`] -> [`report`] (JUnit, progress, artifacts).
+
+pub mod fixture;
+pub mod scenario;

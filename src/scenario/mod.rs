@@ -1,0 +1,538 @@
+//! Scenario files: parse, validate, expand the matrix into cells.
+//!
+//! `load` reads a file into a tree that remembers positions ([`yaml`]), checks
+//! every `${...}` reference, expands the matrix, deserializes each section and
+//! each step on its own ([`de`]) and runs the semantic checks ([`validate`]),
+//! so that all mistakes in a file are reported together, each with its
+//! file, line, column and field path.
+
+pub mod bsl;
+pub mod de;
+pub mod diagnostic;
+pub mod model;
+pub mod refs;
+pub mod validate;
+pub mod yaml;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::Diagnostic;
+pub use model::*;
+use yaml::{Node, Pos, ScalarKind, Value};
+
+/// A scenario file, validated and expanded.
+#[derive(Debug, Clone)]
+pub struct ScenarioFile {
+    pub path: PathBuf,
+    /// The directory fixture paths are relative to.
+    pub dir: PathBuf,
+    pub metadata: Metadata,
+    pub cells: Vec<Cell>,
+}
+
+/// One combination of matrix values: an independent run.
+#[derive(Debug, Clone)]
+pub struct Cell {
+    /// `<scenario>` or `<scenario>[velero=1.18,...]`.
+    pub id: String,
+    pub matrix: Vec<(String, String)>,
+    /// The scenario with matrix values and plan-time key attributes substituted.
+    /// Run-time references such as `${keys.k.arn}` remain for the runner.
+    pub scenario: Scenario,
+    pub path: PathBuf,
+    pub dir: PathBuf,
+}
+
+const TOP_LEVEL: &[&str] =
+    &["apiVersion", "kind", "metadata", "matrix", "environment", "keys", "velero", "workloads", "steps", "finally", "timeout"];
+
+/// Cells a matrix may expand into; beyond this a scenario is almost surely a mistake.
+const MAX_CELLS: usize = 256;
+
+/// Load, validate and expand one scenario file.
+pub fn load(path: &Path) -> Result<ScenarioFile, Vec<Diagnostic>> {
+    let bytes = std::fs::read(path).map_err(|e| vec![Diagnostic::new(path, None, None, format!("cannot read file: {e}"))])?;
+    let source = decode(path, &bytes)?;
+    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    load_str(path, &dir, &source)
+}
+
+/// Load from text already in memory (`path` names it in diagnostics; `dir` resolves fixtures).
+pub fn load_str(path: &Path, dir: &Path, source: &str) -> Result<ScenarioFile, Vec<Diagnostic>> {
+    let diag = |pos: Option<Pos>, p: &str, msg: String| Diagnostic::new(path, pos, Some(p.to_string()), msg);
+    let root = yaml::parse(source).map_err(|e| vec![Diagnostic::new(path, e.pos, None, e.message)])?;
+    let Some(entries) = root.as_map() else {
+        return Err(vec![diag(
+            Some(root.pos),
+            "",
+            format!("expected a scenario (a mapping with `apiVersion`, `kind`, `metadata`, ...), found {}", root.describe()),
+        )]);
+    };
+
+    let mut diags = Vec::new();
+    for (key, _) in entries {
+        match key.as_str() {
+            Some(k) if TOP_LEVEL.contains(&k) => {}
+            Some(k) => {
+                let mut msg = format!("unknown field `{k}`");
+                if let Some(best) = de::closest(k, TOP_LEVEL) {
+                    msg.push_str(&format!(" (did you mean `{best}`?)"));
+                }
+                msg.push_str(&format!("; expected one of {}", TOP_LEVEL.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")));
+                diags.push(diag(Some(key.pos), k, msg));
+            }
+            None => diags.push(diag(Some(key.pos), "", format!("expected a field name, found {}", key.describe()))),
+        }
+    }
+
+    let matrix = read_matrix(path, &root, &mut diags);
+    let key_names = read_key_names(&root);
+    check_references(path, &root, &matrix, &key_names, &mut diags);
+    if !diags.is_empty() {
+        // Still report the structural mistakes of the file as written.
+        diags.append(&mut typed(path, &root).diags);
+        return Err(diagnostic::tidy(diags));
+    }
+
+    let combos = combinations(&matrix);
+    if combos.len() > MAX_CELLS {
+        return Err(vec![diag(
+            root.get("matrix").map(|n| n.pos),
+            "matrix",
+            format!("the matrix expands into {} cells; at most {MAX_CELLS} are allowed", combos.len()),
+        )]);
+    }
+
+    let mut cells = Vec::new();
+    let mut metadata = None;
+    for combo in combos {
+        // Validate with key references still visible (so `kmsKeyId: ${keys.k.alias}` can be
+        // checked against the key's provider), then substitute what is known before the run.
+        let tree = substitute_matrix(&root, &combo);
+        let mut t = typed(path, &tree);
+        let mut found = check_partial(path, dir, &tree, &t);
+        diags.append(&mut t.diags);
+        diags.append(&mut found);
+        if !diags.is_empty() {
+            continue;
+        }
+        let resolved = typed(path, &substitute_key_statics(&tree));
+        if let Some(scenario) = resolved.scenario.filter(|_| resolved.diags.is_empty()) {
+            metadata.get_or_insert_with(|| scenario.metadata.clone());
+            let id = cell_id(&scenario.metadata.name, &combo);
+            cells.push(Cell { id, matrix: combo, scenario, path: path.to_path_buf(), dir: dir.to_path_buf() });
+        } else {
+            diags.extend(resolved.diags);
+        }
+    }
+    if !diags.is_empty() {
+        return Err(diagnostic::tidy(diags));
+    }
+    let metadata = metadata.expect("at least one cell");
+    Ok(ScenarioFile { path: path.to_path_buf(), dir: dir.to_path_buf(), metadata, cells })
+}
+
+pub fn cell_id(name: &str, combo: &[(String, String)]) -> String {
+    if combo.is_empty() {
+        name.to_string()
+    } else {
+        format!("{name}[{}]", combo.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+    }
+}
+
+/// Reject non-UTF-8 input with the position of the first bad byte.
+fn decode(path: &Path, bytes: &[u8]) -> Result<String, Vec<Diagnostic>> {
+    if bytes.len() > yaml::MAX_FILE_BYTES {
+        return Err(vec![Diagnostic::new(
+            path,
+            None,
+            None,
+            format!("file is {} bytes; scenario files are limited to {} bytes", bytes.len(), yaml::MAX_FILE_BYTES),
+        )]);
+    }
+    match std::str::from_utf8(bytes) {
+        Ok(s) => {
+            if let Some(i) = s.find('\0') {
+                let pos = position_of(s, i);
+                return Err(vec![Diagnostic::new(path, Some(pos), None, "file contains a NUL byte; is it a binary file?")]);
+            }
+            Ok(s.to_string())
+        }
+        Err(e) => {
+            let valid = &bytes[..e.valid_up_to()];
+            let text = String::from_utf8_lossy(valid);
+            let pos = position_of(&text, text.len());
+            Err(vec![Diagnostic::new(path, Some(pos), None, "file is not valid UTF-8 text; is it a binary file?")])
+        }
+    }
+}
+
+fn position_of(text: &str, byte: usize) -> Pos {
+    let before = &text[..byte];
+    let line = before.matches('\n').count() as u64 + 1;
+    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) as u64 + 1;
+    Pos { line, column }
+}
+
+/// The matrix, in document order.
+fn read_matrix(path: &Path, root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<(String, Vec<String>)> {
+    let mut out = Vec::new();
+    let Some(node) = root.get("matrix") else { return out };
+    let Some(entries) = node.as_map() else {
+        diags.push(Diagnostic::new(path, Some(node.pos), Some("matrix".into()), format!("expected a mapping of dimension names to lists of values, found {}", node.describe())));
+        return out;
+    };
+    for (k, v) in entries {
+        let name = k.as_str().unwrap_or_default().to_string();
+        let p = format!("matrix.{name}");
+        if !valid_ident(&name) {
+            diags.push(Diagnostic::new(path, Some(k.pos), Some(p.clone()), "dimension names use letters, digits, `_` and `-`, starting with a letter"));
+        }
+        let Some(items) = v.as_seq() else {
+            diags.push(Diagnostic::new(path, Some(v.pos), Some(p), format!("expected a list of values, found {}", v.describe())));
+            continue;
+        };
+        if items.is_empty() {
+            diags.push(Diagnostic::new(path, Some(v.pos), Some(p), "a matrix dimension needs at least one value"));
+            continue;
+        }
+        let mut values: Vec<String> = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let ip = format!("{p}[{i}]");
+            match item.as_str() {
+                Some(s) if item.as_map().is_none() && item.as_seq().is_none() => {
+                    if values.iter().any(|x| x == s) {
+                        diags.push(Diagnostic::new(path, Some(item.pos), Some(ip), format!("duplicate value `{s}`")));
+                    } else {
+                        values.push(s.to_string());
+                    }
+                }
+                _ => diags.push(Diagnostic::new(path, Some(item.pos), Some(ip), format!("expected a plain value, found {}", item.describe()))),
+            }
+        }
+        out.push((name, values));
+    }
+    out
+}
+
+fn valid_ident(s: &str) -> bool {
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// Declared key names with their provider (as written), for reference checks.
+fn read_key_names(root: &Node) -> BTreeMap<String, Option<KeyProvider>> {
+    let mut out = BTreeMap::new();
+    if let Some(entries) = root.get("keys").and_then(Node::as_map) {
+        for (k, v) in entries {
+            if let Some(name) = k.as_str() {
+                let provider = v.get("provider").and_then(Node::as_str).and_then(|p| de::from_node::<KeyProvider>(&Node::scalar(v.pos, ScalarKind::Str, p), "").ok());
+                out.insert(name.to_string(), provider);
+            }
+        }
+    }
+    out
+}
+
+/// Every `${...}` in the file must name a matrix dimension or a key attribute.
+fn check_references(
+    path: &Path,
+    root: &Node,
+    matrix: &[(String, Vec<String>)],
+    keys: &BTreeMap<String, Option<KeyProvider>>,
+    diags: &mut Vec<Diagnostic>,
+) {
+    root.walk("", &mut |p, node| {
+        let Value::Scalar { kind: ScalarKind::Str, text, .. } = &node.value else { return };
+        let found = match refs::find(text) {
+            Ok(found) => found,
+            Err(msg) => {
+                diags.push(Diagnostic::new(path, Some(node.pos), Some(p.to_string()), msg));
+                return;
+            }
+        };
+        for r in found {
+            let shown = format!("${{{}}}", r.parts.join("."));
+            let problem = match r.parts[0].as_str() {
+                "matrix" if r.parts.len() != 2 => Some(format!("`{shown}`: write `${{matrix.<dimension>}}`")),
+                "matrix" => {
+                    let names: Vec<&str> = matrix.iter().map(|(n, _)| n.as_str()).collect();
+                    (!names.contains(&r.parts[1].as_str())).then(|| {
+                        if names.is_empty() {
+                            format!("`{shown}` refers to the matrix, but the scenario has no `matrix`")
+                        } else {
+                            format!("`{shown}`: the matrix has no dimension `{}`; it has {}", r.parts[1], names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+                        }
+                    })
+                }
+                "keys" if r.parts.len() != 3 => Some(format!("`{shown}`: write `${{keys.<key>.<attribute>}}`")),
+                "keys" if p.starts_with("keys.") => Some("keys cannot reference other keys".to_string()),
+                "keys" => match keys.get(&r.parts[1]) {
+                    None => {
+                        let names: Vec<&str> = keys.keys().map(String::as_str).collect();
+                        let mut msg = format!("`{shown}`: no key named `{}` is declared in `keys`", r.parts[1]);
+                        if let Some(best) = de::closest(&r.parts[1], &names) {
+                            msg.push_str(&format!(" (did you mean `{best}`?)"));
+                        }
+                        Some(msg)
+                    }
+                    Some(Some(provider)) => {
+                        let attrs: Vec<&str> = provider.attributes().iter().map(|(a, _)| *a).collect();
+                        (!attrs.contains(&r.parts[2].as_str())).then(|| {
+                            format!(
+                                "`{shown}`: a `{}` key has no attribute `{}`; it has {}",
+                                provider.as_str(),
+                                r.parts[2],
+                                attrs.iter().map(|a| format!("`{a}`")).collect::<Vec<_>>().join(", ")
+                            )
+                        })
+                    }
+                    Some(None) => None, // the key's own provider error is reported elsewhere
+                },
+                other => Some(format!("`{shown}`: unknown reference `{other}`; references start with `matrix.` or `keys.`")),
+            };
+            if let Some(msg) = problem {
+                diags.push(Diagnostic::new(path, Some(node.pos), Some(p.to_string()), msg));
+            }
+        }
+    });
+}
+
+fn combinations(matrix: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> {
+    let mut out: Vec<Vec<(String, String)>> = vec![Vec::new()];
+    for (name, values) in matrix {
+        out = out
+            .into_iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |v| {
+                    let mut next = prefix.clone();
+                    next.push((name.clone(), v.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    out
+}
+
+/// Substitute the cell's matrix values.
+fn substitute_matrix(root: &Node, combo: &[(String, String)]) -> Node {
+    let mut tree = root.clone();
+    let matrix_lookup = |parts: &[String]| -> Option<String> {
+        (parts[0] == "matrix").then(|| combo.iter().find(|(k, _)| *k == parts[1]).map(|(_, v)| v.clone())).flatten()
+    };
+    substitute_all(&mut tree, &matrix_lookup);
+    tree
+}
+
+/// Substitute key attributes known before the run (`alias`, `name`).
+fn substitute_key_statics(tree: &Node) -> Node {
+    let mut tree = tree.clone();
+    let statics: BTreeMap<(String, String), String> = tree
+        .get("keys")
+        .and_then(Node::as_map)
+        .map(|entries| {
+            entries
+                .iter()
+                .flat_map(|(k, v)| {
+                    let name = k.as_str().unwrap_or_default().to_string();
+                    ["alias", "name"]
+                        .into_iter()
+                        .filter_map(move |attr| v.get(attr).and_then(Node::as_str).map(|s| ((name.clone(), attr.to_string()), s.to_string())))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let key_lookup = |parts: &[String]| -> Option<String> {
+        (parts[0] == "keys").then(|| statics.get(&(parts[1].clone(), parts[2].clone())).cloned()).flatten()
+    };
+    substitute_all(&mut tree, &key_lookup);
+    tree
+}
+
+fn substitute_all(tree: &mut Node, lookup: &dyn Fn(&[String]) -> Option<String>) {
+    tree.walk_mut(&mut |node| {
+        if let Value::Scalar { kind, text, plain } = &mut node.value
+            && *kind == ScalarKind::Str
+            && text.contains("${")
+        {
+            *text = refs::substitute(text, lookup, false);
+            if *plain && !text.contains("${") {
+                *kind = yaml::infer_kind(text);
+            }
+        }
+    });
+}
+
+/// What deserializing a tree gave: the scenario (with the steps that parsed),
+/// the errors, and which steps failed (semantic checks then stop before them).
+struct Typed {
+    scenario: Option<Scenario>,
+    diags: Vec<Diagnostic>,
+    first_bad_step: Option<usize>,
+    bad_finally: bool,
+}
+
+/// Deserialize each section (and each step) on its own, collecting every error.
+fn typed(path: &Path, root: &Node) -> Typed {
+    let mut diags = Vec::new();
+
+    fn section<T: serde::de::DeserializeOwned>(path: &Path, root: &Node, name: &str, diags: &mut Vec<Diagnostic>) -> Result<Option<T>, ()> {
+        let Some(node) = root.get(name) else { return Ok(None) };
+        match de::from_node::<T>(node, name) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => {
+                diags.push(Diagnostic::new(path, e.pos, e.path, e.message));
+                Err(())
+            }
+        }
+    }
+    /// The items that parsed, and the index of the first that did not.
+    fn items<T: serde::de::DeserializeOwned>(
+        path: &Path,
+        root: &Node,
+        name: &str,
+        diags: &mut Vec<Diagnostic>,
+        step: bool,
+    ) -> Result<(Vec<T>, Option<usize>), ()> {
+        let Some(node) = root.get(name) else { return Ok((Vec::new(), None)) };
+        let Some(list) = node.as_seq() else {
+            diags.push(Diagnostic::new(path, Some(node.pos), Some(name.to_string()), format!("expected a list, found {}", node.describe())));
+            return Err(());
+        };
+        let mut out = Vec::new();
+        let mut first_bad = None;
+        for (i, item) in list.iter().enumerate() {
+            let p = format!("{name}[{i}]");
+            match de::from_node::<T>(item, &p) {
+                Ok(v) => out.push(v),
+                Err(mut e) => {
+                    first_bad.get_or_insert(i);
+                    if step {
+                        explain_step_error(item, &mut e);
+                    }
+                    diags.push(Diagnostic::new(path, e.pos, e.path, e.message));
+                }
+            }
+        }
+        Ok((out, first_bad))
+    }
+
+    let mut sections_ok = true;
+    for name in ["apiVersion", "kind", "metadata", "environment", "velero", "steps"] {
+        if root.get(name).is_none() {
+            diags.push(Diagnostic::new(path, Some(root.pos), None, format!("missing required field `{name}`")));
+            sections_ok = false;
+        }
+    }
+    fn ok<T>(r: Result<Option<T>, ()>, sections_ok: &mut bool) -> Option<T> {
+        r.unwrap_or_else(|()| {
+            *sections_ok = false;
+            None
+        })
+    }
+    let api_version: Option<String> = ok(section(path, root, "apiVersion", &mut diags), &mut sections_ok);
+    let kind: Option<String> = ok(section(path, root, "kind", &mut diags), &mut sections_ok);
+    let metadata: Option<Metadata> = ok(section(path, root, "metadata", &mut diags), &mut sections_ok);
+    let matrix: Option<BTreeMap<String, Vec<String>>> = ok(section(path, root, "matrix", &mut diags), &mut sections_ok);
+    let environment: Option<Environment> = ok(section(path, root, "environment", &mut diags), &mut sections_ok);
+    let keys: Option<BTreeMap<String, KeySpec>> = ok(section(path, root, "keys", &mut diags), &mut sections_ok);
+    let velero: Option<VeleroSpec> = ok(section(path, root, "velero", &mut diags), &mut sections_ok);
+    let timeout: Option<HumanDuration> = ok(section(path, root, "timeout", &mut diags), &mut sections_ok);
+    let workloads = items::<Workload>(path, root, "workloads", &mut diags, false);
+    let steps = items::<Step>(path, root, "steps", &mut diags, true);
+    let finally = items::<Step>(path, root, "finally", &mut diags, true);
+
+    if let Some(v) = &api_version
+        && v != API_VERSION
+        && let Some(node) = root.get("apiVersion")
+    {
+        diags.push(Diagnostic::new(path, Some(node.pos), Some("apiVersion".into()), format!("unsupported apiVersion `{v}`; this vdrill reads `{API_VERSION}`")));
+    }
+    if let Some(k) = &kind
+        && k != KIND
+        && let Some(node) = root.get("kind")
+    {
+        diags.push(Diagnostic::new(path, Some(node.pos), Some("kind".into()), format!("unsupported kind `{k}`; expected `{KIND}`")));
+    }
+
+    let (Ok((workloads, None)), Ok((steps, first_bad_step)), Ok((finally, bad_finally))) = (workloads, steps, finally) else {
+        return Typed { scenario: None, diags, first_bad_step: None, bad_finally: false };
+    };
+    let scenario = match (sections_ok, metadata, environment, velero) {
+        (true, Some(metadata), Some(environment), Some(velero)) => Some(Scenario {
+            api_version: api_version.unwrap_or_default(),
+            kind: kind.unwrap_or_default(),
+            metadata,
+            matrix: matrix.unwrap_or_default(),
+            environment,
+            keys: keys.unwrap_or_default(),
+            velero,
+            workloads,
+            steps,
+            finally,
+            timeout,
+        }),
+        _ => None,
+    };
+    Typed { scenario, diags, first_bad_step, bad_finally: bad_finally.is_some() }
+}
+
+/// Semantic checks on what parsed. Step checks look backwards (a restore needs an
+/// earlier backup), so they are kept only for steps before the first that failed.
+fn check_partial(path: &Path, dir: &Path, tree: &Node, t: &Typed) -> Vec<Diagnostic> {
+    let Some(scenario) = &t.scenario else { return Vec::new() };
+    let found = validate::check(path, dir, tree, scenario);
+    if t.first_bad_step.is_none() && !t.bad_finally {
+        return found;
+    }
+    found
+        .into_iter()
+        .filter(|d| match d.path.as_deref() {
+            Some(p) if p.starts_with("finally") => false,
+            Some(p) if p.starts_with("steps[") => {
+                let index: Option<usize> = p["steps[".len()..].split(']').next().and_then(|n| n.parse().ok());
+                matches!((index, t.first_bad_step), (Some(i), Some(bad)) if i < bad) || t.first_bad_step.is_none()
+            }
+            Some("steps") => false,
+            _ => true,
+        })
+        .collect()
+}
+
+/// Turn serde's generic wording into step vocabulary.
+fn explain_step_error(item: &Node, e: &mut de::DeError) {
+    if e.message.starts_with("unknown value") {
+        e.message = e.message.replacen("unknown value", "unknown step kind", 1);
+    } else if e.message.starts_with("expected exactly one key here") {
+        let key = |i: usize| item.as_map().and_then(|m| m.get(i)).and_then(|(k, _)| k.as_str()).unwrap_or_default();
+        let (kind, extra) = (key(0), key(1));
+        e.message = format!(
+            "a step is a single key naming its kind; `{extra}` belongs inside the step's mapping: `- {kind}: {{..., {extra}: ...}}`"
+        );
+    } else if e.message.starts_with("expected a name or a single-key mapping") {
+        e.message = format!("expected a step such as `- backup: {{name: b1}}`, found {}", item.describe());
+    }
+}
+
+/// All `*.yaml` / `*.yml` files directly in `dir`, sorted.
+pub fn files_in(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    out.sort();
+    Ok(out)
+}
+
+/// The JSON Schema of the scenario format.
+pub fn json_schema() -> serde_json::Value {
+    let schema = schemars::schema_for!(Scenario);
+    let mut v = serde_json::to_value(schema).expect("schema serializes");
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("$id".into(), serde_json::Value::String("https://vdrill.dev/schema/v1alpha1/scenario.json".into()));
+    }
+    v
+}
