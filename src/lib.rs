@@ -6,3 +6,10 @@
 
 pub mod fixture;
 pub mod scenario;
+pub mod assert;
+pub mod env;
+pub mod report;
+pub mod runner;
+pub mod steps;
+pub mod cli;
+pub mod testbed;

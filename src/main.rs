@@ -1,8 +1,16 @@
+use clap::Parser;
+
 fn main() {
-    for a in std::env::args().skip(1) {
-        match vdrill::scenario::load(std::path::Path::new(&a)) {
-            Ok(f) => println!("{} ok: {} cells", a, f.cells.len()),
-            Err(d) => d.iter().for_each(|d| println!("{d}")),
+    let cli = vdrill::cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vdrill: cannot start the async runtime: {e}");
+            std::process::exit(vdrill::cli::EXIT_DRILL_FAILED);
         }
-    }
+    };
+    let code = runtime.block_on(vdrill::cli::main(cli));
+    // Do not wait for background tasks (log followers, watches) to wind down.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    std::process::exit(code);
 }

@@ -49,6 +49,24 @@ pub struct Scenario {
     pub timeout: Option<HumanDuration>,
 }
 
+impl Scenario {
+    /// The scenario key a location encrypts with: its `kmsKeyId`,
+    /// `customerKeyEncryptionFile` or `kmsKeyName`, as a reference or as a
+    /// key's alias or name substituted at plan time.
+    pub fn location_key(&self, location: &LocationSpec) -> Option<String> {
+        ["kmsKeyId", "customerKeyEncryptionFile", "kmsKeyName"].iter().find_map(|field| {
+            let value = location.config.get(*field)?;
+            if let Some(r) = super::refs::find(value).ok()?.first().filter(|r| r.parts[0] == "keys") {
+                return Some(r.parts[1].clone());
+            }
+            self.keys
+                .iter()
+                .find(|(_, k)| k.alias.as_deref() == Some(value.as_str()) || k.name.as_deref() == Some(value.as_str()))
+                .map(|(name, _)| name.clone())
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Metadata {

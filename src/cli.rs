@@ -1,0 +1,363 @@
+//! The command line.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::report::artifacts::{Artifacts, default_root};
+use crate::report::{Status, human, progress};
+use crate::runner::log::Redactor;
+use crate::runner::{RunOptions, Runner, signal};
+use crate::scenario::{self, Cell, Diagnostic, ScenarioFile};
+
+/// Exit codes.
+pub const EXIT_OK: i32 = 0;
+pub const EXIT_DRILL_FAILED: i32 = 1;
+pub const EXIT_INVALID: i32 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "vdrill",
+    version,
+    about = "Disaster-recovery drills for Velero backups with encryption at rest",
+    long_about = "Disaster-recovery drills for Velero backups with encryption at rest.\n\n\
+        A scenario file (YAML, see `vdrill schema`) declares an environment (a Kubernetes cluster, \
+        object storage and a key manager), the Velero version under test with encrypted backup \
+        storage locations, workloads, and the drill's steps: back up, break keys, delete, restore, \
+        and assert that every object is encrypted with the expected key and that the restore is intact.\n\n\
+        The default environment is the local test bed: kube-apiserver, etcd, Velero, LocalStack, \
+        Azurite and lowkey-vault as local processes (provision it with ci/testbed/setup.sh).",
+    after_help = "Exit codes: 0 all drills passed, 1 a drill failed, 2 invalid input or usage, 130 interrupted.\n\
+        Examples:\n  vdrill validate scenarios/*.yaml\n  vdrill plan scenarios/aws-kms-basic.yaml\n  \
+        vdrill run scenarios/aws-kms-disable-midrun.yaml --junit junit.xml\n  vdrill run --tag nightly --shard 1/3"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run drills: every matrix cell of every scenario given (files or directories).
+    Run(RunArgs),
+    /// Check scenario files; report every error with file:line:column.
+    Validate {
+        /// Scenario files or directories.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Show the expanded cells and steps of a scenario without running anything.
+    Plan {
+        scenario: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// List the scenarios in a directory with their tags and cells.
+    List {
+        #[arg(default_value = "scenarios")]
+        dir: PathBuf,
+    },
+    /// Print the JSON Schema of the scenario format (for editor completion).
+    Schema,
+    /// Use the local test bed by hand.
+    #[command(subcommand)]
+    Testbed(crate::testbed::TestbedCommand),
+}
+
+#[derive(Copy, Clone, Debug, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Scenario files or directories (default: ./scenarios).
+    pub scenarios: Vec<PathBuf>,
+    /// Also write the JUnit XML report here (it is always written into the artifacts folder).
+    #[arg(long, value_name = "PATH")]
+    pub junit: Option<PathBuf>,
+    /// Artifacts folder (default: target/vdrill/<run-id> in a cargo checkout, else a temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub artifacts: Option<PathBuf>,
+    /// Leave a failed cell's environment up for inspection instead of tearing it down.
+    #[arg(long)]
+    pub keep: bool,
+    /// Only scenarios with this tag (repeat for any of several).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Run only shard I of N of the cells (e.g. `--shard 2/4`), for CI matrices.
+    #[arg(long, value_name = "I/N", value_parser = parse_shard)]
+    pub shard: Option<(usize, usize)>,
+    /// Print every step's log as it happens.
+    #[arg(long, short)]
+    pub verbose: bool,
+    /// Id of this run (default: a timestamp).
+    #[arg(long)]
+    pub run_id: Option<String>,
+}
+
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 1/4")?;
+    let i: usize = i.trim().parse().map_err(|_| format!("`{i}` is not a number"))?;
+    let n: usize = n.trim().parse().map_err(|_| format!("`{n}` is not a number"))?;
+    if n == 0 || i == 0 || i > n {
+        return Err(format!("shard {i}/{n}: need 1 <= I <= N"));
+    }
+    Ok((i, n))
+}
+
+/// Scenario files named directly or found in directories.
+fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
+    let mut out = Vec::new();
+    let mut errs = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            match scenario::files_in(p) {
+                Ok(files) => out.extend(files),
+                Err(e) => errs.push(Diagnostic::new(p, None, None, format!("cannot read directory: {e}"))),
+            }
+        } else {
+            out.push(p.clone());
+        }
+    }
+    if errs.is_empty() { Ok(out) } else { Err(errs) }
+}
+
+/// Load every file; all diagnostics of all files together.
+pub fn load_all(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, Vec<Diagnostic>> {
+    let files = expand_paths(paths)?;
+    let mut loaded = Vec::new();
+    let mut diags = Vec::new();
+    for f in files {
+        match scenario::load(&f) {
+            Ok(s) => loaded.push(s),
+            Err(mut d) => diags.append(&mut d),
+        }
+    }
+    // Scenario names must be unique within a run (they name JUnit suites and artifacts).
+    for (i, s) in loaded.iter().enumerate() {
+        if let Some(first) = loaded[..i].iter().find(|o| o.metadata.name == s.metadata.name) {
+            diags.push(Diagnostic::new(
+                &s.path,
+                None,
+                Some("metadata.name".into()),
+                format!("scenario name `{}` is also used by {}", s.metadata.name, first.path.display()),
+            ));
+        }
+    }
+    if diags.is_empty() { Ok(loaded) } else { Err(diags) }
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{d}");
+    }
+    let files: std::collections::BTreeSet<_> = diags.iter().map(|d| &d.file).collect();
+    let _ = writeln!(err, "{} error(s) in {} file(s)", diags.len(), files.len());
+}
+
+pub fn run_id() -> String {
+    let now = chrono::Utc::now();
+    let suffix = crate::steps::setup::random_bytes(2).map(|b| format!("{:02x}{:02x}", b[0], b[1])).unwrap_or_default();
+    format!("{}-{suffix}", now.format("%Y%m%d-%H%M%S"))
+}
+
+/// Select cells by tag and shard, in a stable order.
+pub fn select_cells(files: &[ScenarioFile], tags: &[String], shard: Option<(usize, usize)>) -> Vec<Cell> {
+    let mut cells: Vec<Cell> = files
+        .iter()
+        .filter(|f| tags.is_empty() || f.metadata.tags.iter().any(|t| tags.contains(t)))
+        .flat_map(|f| f.cells.iter().cloned())
+        .collect();
+    cells.sort_by(|a, b| a.id.cmp(&b.id));
+    match shard {
+        Some((i, n)) => cells.into_iter().enumerate().filter(|(k, _)| k % n == i - 1).map(|(_, c)| c).collect(),
+        None => cells,
+    }
+}
+
+pub async fn main(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Validate { files } => match load_all(&files) {
+            Ok(loaded) => {
+                for f in &loaded {
+                    println!("{}: ok ({} cell{})", f.path.display(), f.cells.len(), if f.cells.len() == 1 { "" } else { "s" });
+                }
+                EXIT_OK
+            }
+            Err(diags) => {
+                print_diagnostics(&diags);
+                EXIT_INVALID
+            }
+        },
+        Command::Plan { scenario, format } => match load_all(&[scenario]) {
+            Ok(loaded) => {
+                print_plan(&loaded[0], format);
+                EXIT_OK
+            }
+            Err(diags) => {
+                print_diagnostics(&diags);
+                EXIT_INVALID
+            }
+        },
+        Command::List { dir } => match load_all(&[dir]) {
+            Ok(loaded) => {
+                for f in &loaded {
+                    let s = &f.cells[0].scenario;
+                    println!(
+                        "{:<28} {:<8} {:<11} cells={:<2} tags=[{}]  {}",
+                        f.metadata.name,
+                        s.environment.cluster.as_str(),
+                        s.environment.storage.as_str(),
+                        f.cells.len(),
+                        f.metadata.tags.join(","),
+                        f.path.display()
+                    );
+                }
+                EXIT_OK
+            }
+            Err(diags) => {
+                print_diagnostics(&diags);
+                EXIT_INVALID
+            }
+        },
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&scenario::json_schema()).unwrap_or_default());
+            EXIT_OK
+        }
+        Command::Run(args) => run(args).await,
+        Command::Testbed(cmd) => crate::testbed::main(cmd).await,
+    }
+}
+
+fn print_plan(f: &ScenarioFile, format: Format) {
+    match format {
+        Format::Json => {
+            let cells: Vec<serde_json::Value> = f
+                .cells
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "id": c.id,
+                        "matrix": c.matrix.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                        "scenario": c.scenario,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"file": f.path, "cells": cells})).unwrap_or_default());
+        }
+        Format::Text => {
+            println!("{} ({}): {} cell(s)", f.metadata.name, f.path.display(), f.cells.len());
+            for c in &f.cells {
+                let s = &c.scenario;
+                println!("\n{}", c.id);
+                println!("  environment: cluster={} storage={}", s.environment.cluster.as_str(), s.environment.storage.as_str());
+                println!("  velero: {} ({} location(s))", s.velero.version, s.velero.locations.len());
+                for l in &s.velero.locations {
+                    let cfg: Vec<String> = l.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    println!("    - {} {} bucket={} {}", l.name, l.provider.as_str(), l.bucket, cfg.join(" "));
+                }
+                for (name, k) in &s.keys {
+                    println!("  key {name}: {}{}", k.provider.as_str(), k.alias.as_ref().or(k.name.as_ref()).map(|a| format!(" {a}")).unwrap_or_default());
+                }
+                for (i, st) in s.steps.iter().enumerate() {
+                    let timeout = st.timeout().unwrap_or_else(|| crate::runner::default_timeout(st));
+                    let expect = st.expect().filter(|e| e.expects_failure()).map(|e| {
+                        let mut x = String::from("  expect failure");
+                        if let Some(p) = e.phase {
+                            x.push_str(&format!(" phase={}", p.as_str()));
+                        }
+                        if let Some(r) = &e.error {
+                            x.push_str(&format!(" error=/{r}/"));
+                        }
+                        x
+                    });
+                    println!("  {:>2}. {:<45} timeout {}{}", i + 1, st.title(), humantime::format_duration(timeout), expect.unwrap_or_default());
+                }
+                for (i, st) in s.finally.iter().enumerate() {
+                    println!("  finally {}. {}", i + 1, st.title());
+                }
+            }
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> i32 {
+    let paths = if args.scenarios.is_empty() { vec![PathBuf::from("scenarios")] } else { args.scenarios.clone() };
+    let files = match load_all(&paths) {
+        Ok(f) => f,
+        Err(diags) => {
+            print_diagnostics(&diags);
+            return EXIT_INVALID;
+        }
+    };
+    let cells = select_cells(&files, &args.tags, args.shard);
+    if cells.is_empty() {
+        eprintln!("no scenario cells match (tags {:?}, shard {:?})", args.tags, args.shard);
+        return EXIT_INVALID;
+    }
+    let run_id = args.run_id.clone().unwrap_or_else(run_id);
+    let root = args.artifacts.clone().unwrap_or_else(|| default_root(&run_id));
+    let redactor = Redactor::new();
+    let artifacts = match Artifacts::create(&root, args.junit.clone(), &run_id, redactor.clone()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("cannot create the artifacts folder {}: {e}", root.display());
+            return EXIT_INVALID;
+        }
+    };
+    let reporter: Arc<dyn crate::runner::Reporter> = Arc::from(progress::auto());
+    let cancel = match signal::install(Arc::new(|msg: &str| eprintln!("vdrill: {msg}"))) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("cannot install signal handlers: {e}");
+            return EXIT_DRILL_FAILED;
+        }
+    };
+    let factory = Arc::new(crate::env::providers::Providers::from_env());
+    let runner = Runner::new(factory, reporter, artifacts.clone(), redactor, RunOptions { run_id: run_id.clone(), keep: args.keep, verbose: args.verbose }, cancel);
+    let report = runner.run(&cells).await;
+    print_summary(&report, artifacts.root(), &artifacts.junit_path());
+    for e in artifacts.errors() {
+        eprintln!("warning: could not write artifact {e}");
+    }
+    if report.interrupted {
+        signal::INTERRUPTED_EXIT
+    } else if report.passed() {
+        EXIT_OK
+    } else {
+        EXIT_DRILL_FAILED
+    }
+}
+
+fn print_summary(report: &crate::report::RunReport, root: &Path, junit: &Path) {
+    let (passed, failed, skipped) = report.counts();
+    println!();
+    println!("{:<44} {:<7} {:>9} {:>9} {:>9}", "cell", "result", "time", "RTO", "vdrill");
+    for c in &report.cells {
+        let failed_steps: Vec<&crate::report::StepReport> = c.steps.iter().filter(|s| s.status == Status::Failed).collect();
+        println!(
+            "{:<44} {:<7} {:>9} {:>9} {:>8.2}%",
+            c.id,
+            c.status.as_str(),
+            human(c.duration),
+            c.rto.map(human).unwrap_or_else(|| "-".into()),
+            100.0 * c.overhead.as_secs_f64() / c.duration.as_secs_f64().max(1e-9)
+        );
+        for s in failed_steps {
+            println!("    FAIL {}: {}", s.title, s.message);
+        }
+    }
+    println!();
+    println!(
+        "{passed} passed, {failed} failed, {skipped} skipped in {}{}",
+        human(report.duration),
+        if report.interrupted { " (interrupted)" } else { "" }
+    );
+    println!("artifacts: {}", root.display());
+    println!("junit:     {}", junit.display());
+}

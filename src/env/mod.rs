@@ -1,0 +1,291 @@
+//! Environment providers: the cluster, the object store, the key manager and
+//! Velero, each behind a small trait. Steps reach the world only through these
+//! traits; each cloud API is touched only inside its provider module.
+
+pub mod memory;
+pub mod providers;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde_json::Value as Json;
+
+use crate::fixture::Manifest;
+use crate::runner::log::StepLog;
+use crate::scenario::{Cell, KeyProvider, KeySpec, LocationProvider, RotateMode};
+
+pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
+
+/// A key as the key manager holds it. Never holds secret material except
+/// `customer_key`, which is registered with the redactor when created.
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyInfo {
+    /// The scenario's name for the key.
+    pub name: String,
+    pub provider: KeyProvider,
+    /// Provider id (KMS key id, Key Vault key id URL).
+    pub id: String,
+    /// Full ARN for AWS keys (same as `id` elsewhere).
+    pub arn: String,
+    /// The alias (AWS) or key name (Azure) the scenario addresses it by.
+    pub alias: Option<String>,
+    /// Key Vault key version, when the provider has versions.
+    pub version: Option<String>,
+    /// For customer keys: the file holding the 32 key bytes (mode 0600).
+    pub file: Option<PathBuf>,
+    #[serde(skip)]
+    pub customer_key: Option<Vec<u8>>,
+}
+
+impl KeyInfo {
+    /// The value of `${keys.<name>.<attr>}`.
+    pub fn attribute(&self, attr: &str) -> Option<String> {
+        match attr {
+            "alias" | "name" => self.alias.clone(),
+            "arn" => Some(self.arn.clone()),
+            "id" => Some(self.id.clone()),
+            "version" => self.version.clone(),
+            "file" => self.file.as_ref().map(|p| p.display().to_string()),
+            _ => None,
+        }
+    }
+}
+
+/// The state of a managed key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum KeyState {
+    Enabled,
+    Disabled,
+    PendingDeletion,
+    Other(String),
+}
+
+#[async_trait]
+pub trait KeyManager: Send + Sync {
+    /// Create (or, with `existing`, look up) the key `name` of the scenario.
+    async fn create(&self, name: &str, spec: &KeySpec, log: &StepLog) -> Result<KeyInfo>;
+    async fn disable(&self, key: &KeyInfo, log: &StepLog) -> Result<()>;
+    async fn enable(&self, key: &KeyInfo, log: &StepLog) -> Result<()>;
+    /// Rotate; `NewKey` creates a new key, points the alias at it and returns it.
+    async fn rotate(&self, key: &KeyInfo, mode: RotateMode, log: &StepLog) -> Result<KeyInfo>;
+    async fn schedule_deletion(&self, key: &KeyInfo, days: u32, log: &StepLog) -> Result<()>;
+    async fn cancel_deletion(&self, key: &KeyInfo, log: &StepLog) -> Result<()>;
+    async fn state(&self, key: &KeyInfo) -> Result<KeyState>;
+    /// The canonical id (ARN) an id, alias or ARN refers to.
+    async fn resolve(&self, reference: &str) -> Result<String>;
+    /// Whether this provider reports object key ids faithfully (LocalStack does not for aliases).
+    fn limitations(&self) -> Vec<Limitation> {
+        Vec::new()
+    }
+    /// Remove (or schedule the deletion of) every key this run created.
+    async fn cleanup(&self, log: &StepLog) -> Result<()>;
+}
+
+/// A way an emulator diverges from the real service; assertions that depend on it are skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limitation {
+    /// HeadObject reports a made-up key ARN for objects written with an alias.
+    AliasKeyIdNotReported,
+    /// Bucket default encryption and copies ignore key state.
+    DefaultEncryptionIgnoresKeyState,
+}
+
+/// Encryption metadata of one stored object, as HeadObject reports it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ObjectEncryption {
+    /// `AES256`, `aws:kms`, `aws:kms:dsse`, or None.
+    pub server_side_encryption: Option<String>,
+    pub kms_key_id: Option<String>,
+    pub sse_customer_algorithm: Option<String>,
+    pub sse_customer_key_md5: Option<String>,
+    /// Azure: the encryption scope / whether the server encrypted it.
+    pub encryption_scope: Option<String>,
+}
+
+#[async_trait]
+pub trait ObjectStore: Send + Sync {
+    /// Create the bucket (container), with default KMS encryption if a key is given.
+    async fn create_bucket(&self, bucket: &str, default_key: Option<&KeyInfo>, log: &StepLog) -> Result<()>;
+    /// Every object key under `prefix`.
+    async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>>;
+    /// HeadObject; `customer_key` is sent as SSE-C headers when given.
+    async fn head(&self, bucket: &str, key: &str, customer_key: Option<&[u8]>) -> Result<ObjectEncryption>;
+    /// GetObject, reading the whole body; returns its length. Fails as the store fails
+    /// (e.g. with the KMS error when the object's key is disabled).
+    async fn read(&self, bucket: &str, key: &str, customer_key: Option<&[u8]>) -> Result<u64>;
+    /// Config entries Velero's plugin needs to reach this store (e.g. `s3Url`).
+    fn location_config(&self, provider: LocationProvider) -> BTreeMap<String, String>;
+    /// The credentials file Velero reads (content is secret).
+    fn velero_credentials(&self) -> String;
+    /// Environment variables the Velero server process needs for this store.
+    fn velero_env(&self) -> Vec<(String, String)> {
+        Vec::new()
+    }
+    async fn cleanup(&self, log: &StepLog) -> Result<()>;
+}
+
+/// A Kubernetes object reference.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {}/{}", self.kind, ns, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+impl ObjectRef {
+    pub fn of(obj: &Json) -> ObjectRef {
+        ObjectRef {
+            api_version: obj["apiVersion"].as_str().unwrap_or_default().to_string(),
+            kind: obj["kind"].as_str().unwrap_or_default().to_string(),
+            namespace: obj["metadata"]["namespace"].as_str().map(str::to_string),
+            name: obj["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterInfo {
+    pub kind: String,
+    pub server: String,
+    pub kubeconfig: Option<PathBuf>,
+    pub version: Option<String>,
+}
+
+#[async_trait]
+pub trait Cluster: Send + Sync {
+    fn info(&self) -> ClusterInfo;
+    /// Create the namespace if needed and server-side apply the manifests into it.
+    /// Returns the objects as the API server stored them.
+    async fn apply(&self, namespace: &str, manifests: &[Manifest], log: &StepLog) -> Result<Vec<Json>>;
+    /// The live objects (None where absent).
+    async fn get(&self, refs: &[ObjectRef]) -> Result<Vec<Option<Json>>>;
+    /// Delete a namespace and wait until it is gone.
+    async fn delete_namespace(&self, namespace: &str, log: &StepLog) -> Result<()>;
+}
+
+/// What Velero is asked to install, with every reference resolved.
+#[derive(Debug, Clone)]
+pub struct VeleroInstall {
+    pub version: String,
+    pub namespace: String,
+    pub plugins: Vec<String>,
+    pub features: Vec<String>,
+    pub locations: Vec<ResolvedLocation>,
+    /// Secret; registered with the redactor.
+    pub repository_password: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolvedLocation {
+    pub name: String,
+    pub provider: LocationProvider,
+    pub bucket: String,
+    pub prefix: Option<String>,
+    pub default: bool,
+    pub config: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupRequest {
+    pub name: String,
+    pub namespaces: Vec<String>,
+    pub location: String,
+    pub file_system_backup: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RestoreRequest {
+    pub name: String,
+    pub backup: String,
+}
+
+/// How a Velero backup or restore ended.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    pub phase: String,
+    pub errors: u64,
+    pub warnings: u64,
+    pub failure_reason: Option<String>,
+    pub validation_errors: Vec<String>,
+    /// Velero's log lines about this operation (server log, and the stored log when readable).
+    pub logs: String,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    /// Text an `expect.error` pattern is matched against.
+    pub fn evidence(&self) -> String {
+        let mut s = String::new();
+        if let Some(r) = &self.failure_reason {
+            s.push_str(r);
+            s.push('\n');
+        }
+        for e in &self.validation_errors {
+            s.push_str(e);
+            s.push('\n');
+        }
+        s.push_str(&self.logs);
+        s
+    }
+}
+
+#[async_trait]
+pub trait Velero: Send + Sync {
+    async fn install(&self, install: &VeleroInstall, log: &StepLog) -> Result<()>;
+    /// Create a Backup and follow it to a terminal phase.
+    async fn backup(&self, req: &BackupRequest, log: &StepLog) -> Result<Outcome>;
+    /// Create a Restore and follow it to a terminal phase.
+    async fn restore(&self, req: &RestoreRequest, log: &StepLog) -> Result<Outcome>;
+    /// Replace the running Velero with another version (same locations).
+    async fn upgrade(&self, version: &str, log: &StepLog) -> Result<()>;
+    /// The version currently running.
+    fn version(&self) -> String;
+    /// Stop Velero and remove what install created.
+    async fn teardown(&self, log: &StepLog) -> Result<()>;
+}
+
+/// One cell's environment.
+#[derive(Clone)]
+pub struct Environment {
+    pub cluster: Arc<dyn Cluster>,
+    pub store: Arc<dyn ObjectStore>,
+    pub keys: Arc<dyn KeyManager>,
+    pub velero: Arc<dyn Velero>,
+    /// Stops what `EnvironmentFactory::start` started (processes, temp dirs).
+    pub stop: Arc<dyn Stop>,
+}
+
+#[async_trait]
+pub trait Stop: Send + Sync {
+    async fn stop(&self, log: &StepLog) -> Result<()>;
+}
+
+/// Where a cell's environment writes its artifacts.
+#[derive(Debug, Clone)]
+pub struct CellDirs {
+    /// Per-cell artifacts (process logs go under `env/`).
+    pub artifacts: PathBuf,
+    /// Scratch space for data dirs, certificates and key files; removed on teardown.
+    pub work: PathBuf,
+}
+
+/// Brings up the environment a cell asks for.
+#[async_trait]
+pub trait EnvironmentFactory: Send + Sync {
+    async fn start(&self, cell: &Cell, dirs: &CellDirs, log: &StepLog) -> Result<Environment>;
+}

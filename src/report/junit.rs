@@ -1,0 +1,89 @@
+//! JUnit XML in the shape Jenkins and GitLab read: one testsuite per scenario
+//! cell, one testcase per step and per assertion.
+
+use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
+
+use super::{RunReport, Stage, Status, StepReport};
+
+fn case_name(step: &StepReport) -> String {
+    let stage = match step.stage {
+        Stage::Setup => "setup",
+        Stage::Step => "step",
+        Stage::Finally => "finally",
+        Stage::Teardown => "teardown",
+    };
+    format!("{stage} {:02}: {}", step.index, step.title)
+}
+
+fn status(s: Status, message: &str, ty: Option<&str>) -> TestCaseStatus {
+    match s {
+        Status::Passed => TestCaseStatus::success(),
+        Status::Failed => {
+            let kind = if ty == Some("error") || ty == Some("interrupted") { NonSuccessKind::Error } else { NonSuccessKind::Failure };
+            let mut st = TestCaseStatus::non_success(kind);
+            st.set_message(message);
+            st.set_type(ty.unwrap_or("failure"));
+            st.set_description(message);
+            st
+        }
+        Status::Skipped => {
+            let mut st = TestCaseStatus::skipped();
+            st.set_message(message);
+            st
+        }
+    }
+}
+
+pub fn render(run: &RunReport) -> String {
+    let mut report = Report::new("vdrill");
+    report.set_timestamp(run.started_at);
+    report.set_time(run.duration);
+    for cell in &run.cells {
+        let mut suite = TestSuite::new(cell.id.as_str());
+        suite.set_timestamp(cell.started_at);
+        suite.set_time(cell.duration);
+        let mut props = vec![
+            ("scenario", cell.scenario.clone()),
+            ("scenario.file", cell.file.display().to_string()),
+            ("velero.version", cell.velero_version.clone()),
+            ("cluster", cell.cluster.clone()),
+            ("storage", cell.storage.clone()),
+            ("run.id", run.run_id.clone()),
+            ("artifacts", cell.artifacts.clone()),
+        ];
+        for (k, v) in &cell.matrix {
+            props.push(("matrix", format!("{k}={v}")));
+        }
+        if let Some(rto) = cell.rto {
+            props.push(("rto.seconds", format!("{:.3}", rto.as_secs_f64())));
+        }
+        props.push(("vdrill.overhead.seconds", format!("{:.3}", cell.overhead.as_secs_f64())));
+        for (k, v) in props {
+            suite.add_property(Property::new(k, v));
+        }
+        for step in &cell.steps {
+            let name = case_name(step);
+            let mut case = TestCase::new(name.as_str(), status(step.status, &step.message, step.failure_type.as_deref()));
+            case.set_classname(cell.id.as_str());
+            case.set_timestamp(step.started_at);
+            case.set_time(step.duration);
+            case.set_assertions(step.assertions.len());
+            if !step.log.is_empty() {
+                case.set_system_out(step.log.as_str());
+            }
+            suite.add_test_case(case);
+            for a in &step.assertions {
+                let ty = (a.status == Status::Failed).then_some("assertion");
+                let mut case = TestCase::new(format!("{name} / {}", a.name), status(a.status, &a.message, ty));
+                case.set_classname(cell.id.as_str());
+                case.set_time(std::time::Duration::ZERO);
+                if a.status == Status::Passed && !a.message.is_empty() {
+                    case.set_system_out(a.message.as_str());
+                }
+                suite.add_test_case(case);
+            }
+        }
+        report.add_test_suite(suite);
+    }
+    report.to_string().unwrap_or_else(|e| format!("<!-- failed to render JUnit: {e} -->"))
+}

@@ -1,0 +1,162 @@
+//! Results of a run and the ways they are reported: JUnit XML, run.json and
+//! per-step logs in the artifacts folder, and live progress on the terminal.
+
+pub mod artifacts;
+pub mod junit;
+pub mod progress;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Passed,
+    Failed,
+    Skipped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+        }
+    }
+}
+
+/// Which part of a cell a step result belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Setup,
+    Step,
+    Finally,
+    Teardown,
+}
+
+/// One named check inside a step: an assertion or an `expect`.
+#[derive(Debug, Clone, Serialize)]
+pub struct AssertionReport {
+    pub name: String,
+    pub status: Status,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// 1-based position within its stage.
+    pub index: usize,
+    pub stage: Stage,
+    pub kind: String,
+    pub title: String,
+    pub status: Status,
+    /// Why it failed or was skipped; a summary when it passed.
+    pub message: String,
+    /// `timeout`, `interrupted`, `expectation`, `assertion`, `error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure_type: Option<String>,
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub assertions: Vec<AssertionReport>,
+    /// The step's captured log (redacted).
+    #[serde(skip)]
+    pub log: String,
+    /// Relative to the artifacts folder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CellReport {
+    pub id: String,
+    pub scenario: String,
+    pub file: PathBuf,
+    pub matrix: Vec<(String, String)>,
+    pub cluster: String,
+    pub storage: String,
+    pub velero_version: String,
+    pub status: Status,
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    /// Recovery time: from the start of the disaster step to the end of a clean assert-restored.
+    #[serde(with = "opt_secs", skip_serializing_if = "Option::is_none")]
+    pub rto: Option<Duration>,
+    /// Time spent in vdrill itself rather than waiting on Velero, Kubernetes or the emulators.
+    #[serde(with = "secs")]
+    pub overhead: Duration,
+    pub steps: Vec<StepReport>,
+    /// Relative to the artifacts folder.
+    pub artifacts: String,
+    /// Kept up after a failure (`--keep`): where to find it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub run_id: String,
+    pub vdrill_version: String,
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "secs")]
+    pub duration: Duration,
+    pub interrupted: bool,
+    pub cells: Vec<CellReport>,
+}
+
+impl RunReport {
+    pub fn passed(&self) -> bool {
+        !self.interrupted && self.cells.iter().all(|c| c.status == Status::Passed)
+    }
+
+    pub fn counts(&self) -> (usize, usize, usize) {
+        let count = |s| self.cells.iter().filter(|c| c.status == s).count();
+        (count(Status::Passed), count(Status::Failed), count(Status::Skipped))
+    }
+}
+
+mod secs {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
+    }
+}
+
+mod opt_secs {
+    use std::time::Duration;
+    pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0),
+            None => s.serialize_none(),
+        }
+    }
+}
+
+/// A file-name-safe form of an id such as `aws-kms-basic[velero=1.18]`.
+pub fn slug(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' { c } else { '-' })
+        .collect();
+    while out.contains("--") {
+        out = out.replace("--", "-");
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// `12.3s`, `2m05s`.
+pub fn human(d: Duration) -> String {
+    let secs = d.as_secs_f64();
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        format!("{}m{:02}s", d.as_secs() / 60, d.as_secs() % 60)
+    }
+}

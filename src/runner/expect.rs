@@ -1,0 +1,112 @@
+//! Applying a step's `expect` to what happened.
+
+use regex::Regex;
+
+use super::StepOutput;
+use crate::report::{AssertionReport, Status};
+use crate::scenario::{Phase, Step};
+
+pub struct Judged {
+    pub status: Status,
+    pub message: String,
+    pub failure_type: Option<String>,
+    pub assertions: Vec<AssertionReport>,
+}
+
+fn assertion(name: impl Into<String>, ok: bool, message: impl Into<String>) -> AssertionReport {
+    AssertionReport { name: name.into(), status: if ok { Status::Passed } else { Status::Failed }, message: message.into() }
+}
+
+/// The full error chain, one cause per line.
+pub fn error_text(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}
+
+/// A short excerpt of `text` around the first match of `re`, for the report.
+fn excerpt(re: &Regex, text: &str) -> String {
+    match re.find(text) {
+        Some(m) => {
+            let line_start = text[..m.start()].rfind('\n').map(|i| i + 1).unwrap_or(0);
+            let line_end = text[m.end()..].find('\n').map(|i| m.end() + i).unwrap_or(text.len());
+            let line = &text[line_start..line_end];
+            let line: String = line.chars().take(300).collect();
+            format!("found in: {line}")
+        }
+        None => String::new(),
+    }
+}
+
+pub fn judge(step: Option<&Step>, result: anyhow::Result<StepOutput>) -> Judged {
+    let expect = step.and_then(Step::expect).cloned().unwrap_or_default();
+    let pattern = expect.error.as_deref().and_then(|p| Regex::new(p).ok());
+    let velero_op = matches!(step, Some(Step::Backup(_) | Step::Restore(_)));
+
+    match result {
+        Ok(out) => {
+            let mut assertions = out.assertions;
+            if let (true, Some(outcome)) = (velero_op, &out.outcome) {
+                let want = expect.phase.unwrap_or(if expect.error.is_some() { Phase::Failed } else { Phase::Completed });
+                let ok = outcome.phase == want.as_str();
+                let mut detail = format!("phase {}", outcome.phase);
+                if let Some(r) = &outcome.failure_reason {
+                    detail.push_str(&format!(", failure reason: {r}"));
+                }
+                if outcome.errors > 0 {
+                    detail.push_str(&format!(", {} errors", outcome.errors));
+                }
+                if !outcome.validation_errors.is_empty() {
+                    detail.push_str(&format!(", validation errors: {}", outcome.validation_errors.join("; ")));
+                }
+                assertions.insert(0, assertion(format!("phase is {}", want.as_str()), ok, detail));
+                if let (Some(p), Some(re)) = (&expect.error, &pattern) {
+                    let evidence = outcome.evidence();
+                    let found = re.is_match(&evidence);
+                    let msg = if found {
+                        excerpt(re, &evidence)
+                    } else {
+                        "not found in the failure reason, validation errors or Velero's logs of this operation".to_string()
+                    };
+                    assertions.insert(1, assertion(format!("error matches /{p}/"), found, msg));
+                }
+            } else if let Some(p) = &expect.error {
+                assertions.insert(0, assertion(format!("fails with /{p}/"), false, "the step succeeded, but it was expected to fail"));
+            }
+            let failed: Vec<&AssertionReport> = assertions.iter().filter(|a| a.status == Status::Failed).collect();
+            if failed.is_empty() {
+                let skipped = assertions.iter().filter(|a| a.status == Status::Skipped).count();
+                let mut message = out.summary;
+                if skipped > 0 {
+                    message.push_str(&format!(" ({skipped} assertion(s) skipped)"));
+                }
+                Judged { status: Status::Passed, message, failure_type: None, assertions }
+            } else {
+                let is_expectation = failed.iter().all(|a| a.name.starts_with("phase is") || a.name.starts_with("error matches") || a.name.starts_with("fails with"));
+                let message = failed.iter().map(|a| format!("{}: {}", a.name, a.message)).collect::<Vec<_>>().join("; ");
+                Judged {
+                    status: Status::Failed,
+                    message,
+                    failure_type: Some(if is_expectation { "expectation" } else { "assertion" }.to_string()),
+                    assertions,
+                }
+            }
+        }
+        Err(e) => {
+            let text = error_text(&e);
+            match (&expect.error, &pattern) {
+                (Some(p), Some(re)) if re.is_match(&text) => Judged {
+                    status: Status::Passed,
+                    message: format!("failed as expected: {text}"),
+                    failure_type: None,
+                    assertions: vec![assertion(format!("fails with /{p}/"), true, excerpt(re, &text))],
+                },
+                (Some(p), _) => Judged {
+                    status: Status::Failed,
+                    message: format!("failed, but not with /{p}/: {text}"),
+                    failure_type: Some("expectation".into()),
+                    assertions: vec![assertion(format!("fails with /{p}/"), false, text.clone())],
+                },
+                (None, _) => Judged { status: Status::Failed, message: text, failure_type: Some("error".into()), assertions: Vec::new() },
+            }
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! assert-encryption: every object the backup wrote (and the Kopia repository,
+//! where present) is encrypted with the expected key.
+
+use anyhow::{Context, Result};
+
+use crate::assert::encryption::{Expected, Observed, customer_key_md5, judge};
+use crate::assert::{fail, pass, skip};
+use crate::env::{KeyInfo, KeyState, Limitation};
+use crate::runner::{StepCtx, StepOutput};
+use crate::scenario::{AssertEncryptionStep, KeyProvider};
+
+pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
+    let record = ctx.state.backups.get(&step.backup).with_context(|| format!("backup `{}` was not taken", step.backup))?.clone();
+    let location = ctx.state.location(&record.location).with_context(|| format!("no location `{}`", record.location))?.clone();
+    // The key as it was when the backup was taken, if the backup used this key; else as it is now.
+    let key: KeyInfo = match ctx.state.backup_keys.get(&step.backup) {
+        Some(k) if k.name == step.key => k.clone(),
+        _ => super::key(ctx, &step.key)?.clone(),
+    };
+    let base = location.prefix.as_ref().map(|p| format!("{p}/")).unwrap_or_default();
+    let mut keys = ctx.env.store.list(&location.bucket, &format!("{base}backups/{}/", step.backup)).await?;
+    let backup_objects = keys.len();
+    if step.repository != Some(false) {
+        let repo = ctx.env.store.list(&location.bucket, &format!("{base}kopia/")).await?;
+        if !repo.is_empty() {
+            ctx.log.line(format!("including {} Kopia repository objects", repo.len()));
+        }
+        keys.extend(repo);
+    }
+    ctx.log.line(format!("checking {} objects in bucket {} ({backup_objects} from the backup)", keys.len(), location.bucket));
+
+    let customer_key = key.customer_key.clone();
+    let mut observed = Vec::new();
+    for k in &keys {
+        let head = ctx.env.store.head(&location.bucket, k, customer_key.as_deref()).await.map_err(|e| crate::runner::expect::error_text(&e));
+        let resolved_arn = match &head {
+            Ok(h) => match h.kms_key_id.as_deref() {
+                Some(id) if !id.starts_with("arn:") => ctx.env.keys.resolve(id).await.ok(),
+                Some(id) => Some(id.to_string()),
+                None => None,
+            },
+            Err(_) => None,
+        };
+        if let Ok(h) = &head {
+            ctx.log.line(format!(
+                "  {k}: sse={} kms={} sse-c={}",
+                h.server_side_encryption.as_deref().unwrap_or("-"),
+                h.kms_key_id.as_deref().unwrap_or("-"),
+                h.sse_customer_algorithm.as_deref().unwrap_or("-")
+            ));
+        }
+        observed.push(Observed { key: k.clone(), head, resolved_arn });
+    }
+
+    let label = match &key.alias {
+        Some(a) => format!("{} ({a})", step.key),
+        None => step.key.clone(),
+    };
+    let mut assertions;
+    match key.provider {
+        KeyProvider::CustomerKey => {
+            let bytes = customer_key.as_deref().context("the customer key's bytes are not known")?;
+            assertions = judge(&observed, &Expected::CustomerKey { key_md5: customer_key_md5(bytes), label: label.clone() });
+            // Without the key, the store must refuse to describe the object.
+            let mut readable = Vec::new();
+            for k in &keys {
+                if ctx.env.store.head(&location.bucket, k, None).await.is_ok() {
+                    readable.push(k.clone());
+                }
+            }
+            let name = "HeadObject without the customer key fails";
+            assertions.push(if keys.is_empty() {
+                skip(name, "no objects")
+            } else if readable.is_empty() {
+                pass(name, format!("all {} objects refused", keys.len()))
+            } else {
+                fail(name, format!("readable without the key: {}", crate::assert::offenders(&readable)))
+            });
+        }
+        KeyProvider::AwsKms | KeyProvider::AzureKeyvault => {
+            let alias_only = location.config.get("kmsKeyId").is_some_and(|v| v.starts_with("alias/"));
+            let unfaithful = alias_only && ctx.env.keys.limitations().contains(&Limitation::AliasKeyIdNotReported);
+            let arn_checkable = unfaithful.then(|| {
+                "this store reports a made-up key id for objects written through an alias (a LocalStack divergence from AWS); the binding to the key is checked by disabling it instead".to_string()
+            });
+            assertions = judge(&observed, &Expected::Kms { arn: key.arn.clone(), label: label.clone(), arn_checkable: arn_checkable.clone() });
+            if arn_checkable.is_some() {
+                assertions.push(binding(ctx, &key, &location.bucket, &keys, &label).await);
+            }
+        }
+    }
+    let failed = assertions.iter().filter(|a| a.status == crate::report::Status::Failed).count();
+    Ok(StepOutput {
+        summary: format!("{} objects checked, {} assertions failed", keys.len(), failed),
+        assertions,
+        outcome: None,
+    })
+}
+
+/// Bind the objects to a KMS key by disabling it and seeing reads fail, then enabling it again.
+async fn binding(ctx: &mut StepCtx<'_>, key: &KeyInfo, bucket: &str, objects: &[String], label: &str) -> crate::report::AssertionReport {
+    let name = format!("objects are bound to key {label} (reads fail while it is disabled)");
+    let Some(sample) = objects.iter().find(|k| k.ends_with("velero-backup.json")).or(objects.first()) else {
+        return skip(name, "no objects");
+    };
+    match ctx.env.keys.state(key).await {
+        Ok(KeyState::Enabled) => {}
+        Ok(other) => return skip(name, format!("the key is {other:?}; the check needs it enabled")),
+        Err(e) => return fail(name, format!("cannot read the key's state: {e}")),
+    }
+    if let Err(e) = ctx.env.store.read(bucket, sample, None).await {
+        return fail(name, format!("{sample} is not readable even with the key enabled: {e}"));
+    }
+    if let Err(e) = ctx.env.keys.disable(key, ctx.log).await {
+        return fail(name, format!("cannot disable the key: {e}"));
+    }
+    let read = ctx.env.store.read(bucket, sample, None).await;
+    let enabled = ctx.env.keys.enable(key, ctx.log).await;
+    match (read, enabled) {
+        (_, Err(e)) => fail(name, format!("could not enable the key again: {e}")),
+        (Ok(_), _) => fail(name, format!("{sample} was still readable with the key disabled: it is not encrypted with this key")),
+        (Err(e), _) => pass(name, format!("{sample}: {}", crate::runner::expect::error_text(&e))),
+    }
+}

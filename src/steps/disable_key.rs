@@ -1,0 +1,13 @@
+//! disable-key: make the key unusable; encrypting or decrypting with it must fail.
+
+use anyhow::Result;
+
+use super::{done, key};
+use crate::runner::{StepCtx, StepOutput};
+use crate::scenario::KeyStep;
+
+pub async fn run(step: &KeyStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
+    let k = key(ctx, &step.key)?.clone();
+    ctx.env.keys.disable(&k, ctx.log).await?;
+    Ok(done(format!("disabled {} ({})", step.key, k.arn)))
+}

@@ -1,0 +1,20 @@
+//! rotate-key: on-demand rotation (new material, same key) or a new key behind the alias.
+
+use anyhow::Result;
+
+use super::{done, key};
+use crate::runner::{StepCtx, StepOutput};
+use crate::scenario::{RotateKeyStep, RotateMode};
+
+pub async fn run(step: &RotateKeyStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
+    let current = key(ctx, &step.key)?.clone();
+    let rotated = ctx.env.keys.rotate(&current, step.mode, ctx.log).await?;
+    let summary = match step.mode {
+        RotateMode::OnDemand => format!("rotated {} on demand ({})", step.key, rotated.arn),
+        RotateMode::NewKey => format!("{} now points at a new key {} (was {})", rotated.alias.clone().unwrap_or_default(), rotated.arn, current.arn),
+    };
+    ctx.log.line(&summary);
+    ctx.state.key_history.entry(step.key.clone()).or_default().push(rotated.clone());
+    ctx.state.keys.insert(step.key.clone(), rotated);
+    Ok(done(summary))
+}

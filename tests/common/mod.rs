@@ -1,0 +1,131 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use vdrill::report::artifacts::Artifacts;
+use vdrill::runner::log::Redactor;
+use vdrill::runner::{Event, Reporter, RunOptions, Runner};
+use vdrill::scenario::{self, Cell};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Load a scenario given as text, as if it lived in `scenarios/` (fixtures resolve from there).
+pub fn cells(yaml: &str) -> Vec<Cell> {
+    let dir = repo().join("scenarios");
+    match scenario::load_str(&dir.join("inline-test.yaml"), &dir, yaml) {
+        Ok(f) => f.cells,
+        Err(d) => panic!("test scenario is invalid: {d:#?}"),
+    }
+}
+
+/// A reporter that remembers what it was told.
+#[derive(Default)]
+pub struct Recorder {
+    pub lines: Mutex<Vec<String>>,
+}
+
+impl Reporter for Recorder {
+    fn event(&self, event: &Event) {
+        let line = match event {
+            Event::StepFinished { cell, step } => format!("{cell} {} {}", step.status.as_str(), step.title),
+            Event::CellFinished { cell } => format!("{} cell {}", cell.id, cell.status.as_str()),
+            Event::Interrupted => "interrupted".into(),
+            _ => return,
+        };
+        self.lines.lock().unwrap().push(line);
+    }
+}
+
+pub struct Harness {
+    pub artifacts: Arc<Artifacts>,
+    pub root: tempfile::TempDir,
+    pub redactor: Arc<Redactor>,
+    pub recorder: Arc<Recorder>,
+}
+
+impl Harness {
+    pub fn new() -> Harness {
+        // SAFETY: set before the runtime reads it; every test sets the same value.
+        unsafe { std::env::set_var("VDRILL_TEST_REPO_PASSWORD", REPO_PASSWORD) };
+        let root = tempfile::tempdir().unwrap();
+        let redactor = Redactor::new();
+        let artifacts = Artifacts::create(root.path(), None, "test-run", redactor.clone()).unwrap();
+        Harness { artifacts, root, redactor, recorder: Arc::default() }
+    }
+
+    pub fn runner(&self, factory: Arc<dyn vdrill::env::EnvironmentFactory>, keep: bool, cancel: tokio_util::sync::CancellationToken) -> Runner {
+        Runner::new(
+            factory,
+            self.recorder.clone(),
+            self.artifacts.clone(),
+            self.redactor.clone(),
+            RunOptions { run_id: "test-run".into(), keep, verbose: false },
+            cancel,
+        )
+    }
+
+    pub fn path(&self) -> &Path {
+        self.root.path()
+    }
+
+    pub fn run_json(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.path().join("run.json")).unwrap()).unwrap()
+    }
+
+    pub fn junit(&self) -> String {
+        std::fs::read_to_string(self.path().join("junit.xml")).unwrap()
+    }
+
+    /// Every file under the artifacts folder, with its text.
+    pub fn all_files(&self) -> Vec<(PathBuf, String)> {
+        fn walk(dir: &Path, out: &mut Vec<(PathBuf, String)>) {
+            for e in std::fs::read_dir(dir).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else {
+                    out.push((p.clone(), String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()));
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self.path(), &mut out);
+        out
+    }
+}
+
+/// The repository password MIDRUN reads from the environment; must never reach an artifact.
+pub const REPO_PASSWORD: &str = "pw-7f3a9c-do-not-leak";
+
+pub const MIDRUN: &str = r#"
+apiVersion: vdrill.dev/v1alpha1
+kind: Scenario
+metadata: {name: midrun}
+environment: {cluster: local, storage: localstack}
+keys:
+  backup-key: {provider: aws-kms, alias: alias/velero-backups}
+velero:
+  version: "1.18"
+  repositoryPassword: {fromEnv: VDRILL_TEST_REPO_PASSWORD}
+  locations:
+    - {name: default, provider: aws, bucket: velero-encrypted, config: {region: us-east-1, kmsKeyId: "${keys.backup-key.alias}"}}
+workloads:
+  - {fixture: ../fixtures/workloads/shop.yaml, namespace: shop}
+steps:
+  - deploy: shop
+  - backup: {name: before}
+  - assert-encryption: {backup: before, key: backup-key}
+  - disable-key: backup-key
+  - backup: {name: while-disabled, expect: {phase: Failed, error: "KMS.DisabledException"}}
+  - delete-namespace: shop
+  - restore: {backup: before, name: r1, expect: {phase: Failed, error: "KMS\\.DisabledException"}}
+  - enable-key: backup-key
+  - restore: {backup: before, name: r2}
+  - assert-restored: shop
+finally:
+  - enable-key: backup-key
+"#;

@@ -1,0 +1,164 @@
+//! The runner against the in-memory environment: reports, expectations,
+//! skip-after-failure, timeouts, cleanup.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use tokio_util::sync::CancellationToken;
+use vdrill::env::memory::{Behaviour, MemoryFactory};
+
+fn statuses(report: &vdrill::report::CellReport) -> Vec<(String, &'static str)> {
+    report.steps.iter().map(|s| (s.title.clone(), s.status.as_str())).collect()
+}
+
+#[tokio::test]
+async fn a_full_drill_passes_and_writes_junit_run_json_and_logs() {
+    let h = Harness::new();
+    let factory = Arc::new(MemoryFactory::new(Behaviour::default()));
+    let report = h.runner(factory.clone(), false, CancellationToken::new()).run(&cells(MIDRUN)).await;
+
+    let cell = &report.cells[0];
+    assert!(report.passed(), "{:#?}", statuses(cell));
+    assert_eq!(cell.steps.iter().filter(|s| s.stage == vdrill::report::Stage::Step).count(), 10);
+    assert!(cell.rto.is_some(), "RTO is measured from delete-namespace to assert-restored");
+    // The expected failures were matched against Velero's evidence.
+    let while_disabled = cell.steps.iter().find(|s| s.title == "backup while-disabled").unwrap();
+    assert_eq!(while_disabled.assertions[0].name, "phase is Failed");
+    assert_eq!(while_disabled.assertions[1].name, "error matches /KMS.DisabledException/");
+    // Teardown ran, in order.
+    assert_eq!(factory.calls(), ["start", "velero.install", "velero.teardown", "keys.cleanup", "store.cleanup", "stop"]);
+
+    let run = h.run_json();
+    assert_eq!(run["cells"][0]["status"], "passed");
+    assert_eq!(run["cells"][0]["steps"].as_array().unwrap().len(), 2 + 10 + 1 + 1);
+    let junit = h.junit();
+    assert!(junit.contains("<testsuite name=\"midrun\""), "{junit}");
+    assert!(junit.contains("step 05: backup while-disabled / error matches /KMS.DisabledException/"));
+    assert!(junit.contains("<property name=\"velero.version\" value=\"1.18\"/>"));
+    assert!(junit.contains("<property name=\"rto.seconds\""));
+    let files = h.all_files();
+    assert!(files.iter().any(|(p, _)| p.ends_with("midrun/steps/step-02-backup.log")), "{:?}", files.iter().map(|f| &f.0).collect::<Vec<_>>());
+    // The repository password never reaches an artifact.
+    for (p, text) in &files {
+        assert!(!text.contains(REPO_PASSWORD), "secret in {}", p.display());
+    }
+}
+
+#[tokio::test]
+async fn a_failed_step_skips_the_rest_with_a_reason_and_finally_and_teardown_still_run() {
+    let yaml = MIDRUN.replace(
+        r#"  - backup: {name: while-disabled, expect: {phase: Failed, error: "KMS.DisabledException"}}"#,
+        r#"  - backup: {name: while-disabled, expect: {phase: Failed, error: "SomethingElse"}}"#,
+    );
+    let h = Harness::new();
+    let factory = Arc::new(MemoryFactory::new(Behaviour::default()));
+    let report = h.runner(factory.clone(), false, CancellationToken::new()).run(&cells(&yaml)).await;
+    let cell = &report.cells[0];
+    assert!(!report.passed());
+    let failed = cell.steps.iter().find(|s| s.title == "backup while-disabled").unwrap();
+    assert_eq!(failed.failure_type.as_deref(), Some("expectation"));
+    assert!(failed.message.contains("error matches /SomethingElse/"), "{}", failed.message);
+    let after: Vec<_> = cell.steps.iter().filter(|s| s.stage == vdrill::report::Stage::Step).skip(5).collect();
+    assert_eq!(after.len(), 5);
+    for s in after {
+        assert_eq!(s.status, vdrill::report::Status::Skipped, "{}", s.title);
+        assert_eq!(s.message, "skipped: step 5 (backup while-disabled) failed");
+    }
+    let fin = cell.steps.iter().find(|s| s.stage == vdrill::report::Stage::Finally).unwrap();
+    assert_eq!(fin.status, vdrill::report::Status::Passed);
+    assert!(factory.calls().ends_with(&["velero.teardown".into(), "keys.cleanup".into(), "store.cleanup".into(), "stop".into()]));
+    assert!(h.junit().contains("<skipped message=\"skipped: step 5 (backup while-disabled) failed\"/>"));
+}
+
+#[tokio::test]
+async fn a_step_that_hangs_times_out_and_cleanup_runs() {
+    let yaml = MIDRUN.replace("  - backup: {name: before}", "  - backup: {name: before, timeout: 300ms}");
+    let h = Harness::new();
+    let factory = Arc::new(MemoryFactory::new(Behaviour { hang_backups: true, ..Default::default() }));
+    let report = h.runner(factory.clone(), false, CancellationToken::new()).run(&cells(&yaml)).await;
+    let step = report.cells[0].steps.iter().find(|s| s.title == "backup before").unwrap();
+    assert_eq!(step.failure_type.as_deref(), Some("timeout"));
+    assert_eq!(step.message, "timed out after 300ms");
+    assert!(step.duration >= std::time::Duration::from_millis(300));
+    assert!(factory.calls().contains(&"stop".to_string()));
+    assert!(h.junit().contains("type=\"timeout\""));
+}
+
+#[tokio::test]
+async fn a_failed_environment_start_skips_every_step_and_reports_why() {
+    let h = Harness::new();
+    let factory = Arc::new(MemoryFactory::new(Behaviour { fail_start: true, ..Default::default() }));
+    let report = h.runner(factory, false, CancellationToken::new()).run(&cells(MIDRUN)).await;
+    let cell = &report.cells[0];
+    assert_eq!(cell.steps[0].status, vdrill::report::Status::Failed);
+    assert!(cell.steps[0].message.contains("told to fail"));
+    let skipped = cell.steps.iter().filter(|s| s.status == vdrill::report::Status::Skipped).count();
+    assert_eq!(skipped, 10 + 1, "every step and the finally step");
+    assert_eq!(h.run_json()["cells"][0]["status"], "failed");
+}
+
+#[tokio::test]
+async fn keep_leaves_a_failed_environment_up() {
+    let yaml = MIDRUN.replace("  - backup: {name: before}", "  - backup: {name: before, timeout: 200ms}");
+    let h = Harness::new();
+    let factory = Arc::new(MemoryFactory::new(Behaviour { hang_backups: true, ..Default::default() }));
+    let report = h.runner(factory.clone(), true, CancellationToken::new()).run(&cells(&yaml)).await;
+    assert!(!factory.calls().contains(&"stop".to_string()));
+    let teardown = report.cells[0].steps.last().unwrap();
+    assert_eq!(teardown.status, vdrill::report::Status::Skipped);
+    assert!(teardown.message.starts_with("skipped (--keep)"));
+}
+
+fn encryption_scenario(config: &str, asserts: &str) -> String {
+    format!(
+        r#"
+apiVersion: vdrill.dev/v1alpha1
+kind: Scenario
+metadata: {{name: enc}}
+environment: {{cluster: local, storage: localstack}}
+keys:
+  k1: {{provider: aws-kms, alias: alias/k1}}
+  k2: {{provider: aws-kms, alias: alias/k2}}
+  ck: {{provider: customer-key}}
+velero:
+  version: "1.18"
+  locations:
+    - {{name: default, provider: aws, bucket: velero-c, config: {config}}}
+workloads:
+  - {{fixture: ../fixtures/workloads/shop.yaml, namespace: shop}}
+steps:
+  - deploy: shop
+  - backup: b1
+{asserts}
+"#
+    )
+}
+
+#[tokio::test]
+async fn assert_encryption_checks_sse_c_and_that_the_key_is_needed() {
+    let yaml = encryption_scenario(r#"{customerKeyEncryptionFile: "${keys.ck.file}"}"#, "  - assert-encryption: {backup: b1, key: ck}");
+    let h = Harness::new();
+    let report = h.runner(Arc::new(MemoryFactory::new(Behaviour::default())), false, CancellationToken::new()).run(&cells(&yaml)).await;
+    let step = report.cells[0].steps.iter().find(|s| s.title == "assert-encryption b1 with ck").unwrap();
+    assert_eq!(step.status, vdrill::report::Status::Passed, "{}", step.message);
+    let names: Vec<&str> = step.assertions.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["backup wrote objects", "every object is SSE-C with key ck", "HeadObject without the customer key fails"]);
+}
+
+#[tokio::test]
+async fn assert_encryption_names_every_object_with_the_wrong_key() {
+    let yaml = encryption_scenario(r#"{kmsKeyId: "${keys.k1.arn}"}"#, "  - assert-encryption: {backup: b1, key: k1}\n  - assert-encryption: {backup: b1, key: k2}");
+    let h = Harness::new();
+    let report = h.runner(Arc::new(MemoryFactory::new(Behaviour::default())), false, CancellationToken::new()).run(&cells(&yaml)).await;
+    let steps = &report.cells[0].steps;
+    let ok = steps.iter().find(|s| s.title == "assert-encryption b1 with k1").unwrap();
+    assert_eq!(ok.status, vdrill::report::Status::Passed, "{}", ok.message);
+    let bad = steps.iter().find(|s| s.title == "assert-encryption b1 with k2").unwrap();
+    assert_eq!(bad.status, vdrill::report::Status::Failed);
+    assert_eq!(bad.failure_type.as_deref(), Some("assertion"));
+    assert!(bad.message.starts_with("every object uses key k2 (alias/k2): expected arn:aws:kms:"), "{}", bad.message);
+    assert!(bad.message.contains("backups/b1/b1.tar.gz: arn:aws:kms:us-east-1:000000000000:key/00000001-key-k1"), "{}", bad.message);
+    assert!(bad.message.contains("backups/b1/velero-backup.json: arn:"), "{}", bad.message);
+}
