@@ -152,11 +152,11 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
         match key.provider {
             KeyProvider::AwsKms | KeyProvider::CustomerKey if !env.storage.is_aws() => c.err(
                 format!("{p}.provider"),
-                format!("a `{}` key needs AWS storage (`localstack` or `aws`), but the environment uses `{}`", key.provider.as_str(), env.storage.as_str()),
+                format!("`{}` keys need AWS storage (`localstack` or `aws`), but the environment uses `{}`", key.provider.as_str(), env.storage.as_str()),
             ),
             KeyProvider::AzureKeyvault if !env.storage.is_azure() => c.err(
                 format!("{p}.provider"),
-                format!("an `azure-keyvault` key needs Azure storage (`azurite` or `azure`), but the environment uses `{}`", env.storage.as_str()),
+                format!("`azure-keyvault` keys need Azure storage (`azurite` or `azure`), but the environment uses `{}`", env.storage.as_str()),
             ),
             _ => {}
         }
@@ -322,7 +322,7 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
             Ok(_) => {}
             Err(errors) if errors.len() == 1 && errors[0].pos.is_none() && !fixture.exists() => c.err(
                 format!("{p}.fixture"),
-                format!("fixture `{}` not found (paths are relative to the scenario file: {})", w.fixture, fixture.display()),
+                format!("fixture `{}` not found (fixture paths are relative to the scenario file)", w.fixture),
             ),
             Err(errors) => {
                 for e in errors {
@@ -415,7 +415,7 @@ fn check_step(
         if let Some(re) = &expect.error
             && let Err(e) = Regex::new(re)
         {
-            let first = e.to_string().lines().last().unwrap_or_default().trim().to_string();
+            let first = e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_string();
             c.err(format!("{p}.expect.error"), format!("not a valid regular expression: {first}"));
         }
     }

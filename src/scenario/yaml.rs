@@ -227,7 +227,13 @@ fn options() -> serde_saphyr::Options {
 fn to_parse_error(err: &serde_saphyr::Error) -> ParseError {
     let pos = err.location().map(|l| Pos::from_location(&l)).filter(|p| p.line > 0);
     // The plain message, without serde-saphyr's source snippet (we print our own location).
-    ParseError { pos, message: first_line(&err.without_snippet().to_string()) }
+    let mut message = first_line(&err.without_snippet().to_string());
+    // serde-saphyr's wording carries a hint for its API users; say it for scenario authors.
+    if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
+        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+        message = format!("duplicate key `{key}`: it is already set earlier in the same mapping");
+    }
+    ParseError { pos, message }
 }
 
 fn first_line(s: &str) -> String {

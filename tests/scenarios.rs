@@ -1,0 +1,159 @@
+//! Scenario files: the shipped ones validate and plan; every bad file gives
+//! its exact errors (file:line:column, field, message) and exit code 2; hostile
+//! input never panics.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::repo;
+
+fn vdrill(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vdrill")).args(args).current_dir(repo()).output().expect("run vdrill")
+}
+
+fn shipped() -> Vec<PathBuf> {
+    vdrill::scenario::files_in(&repo().join("scenarios")).unwrap()
+}
+
+#[test]
+fn every_shipped_scenario_validates_and_plans() {
+    let files = shipped();
+    assert!(files.len() >= 6, "five AWS drills and an Azure drill are shipped");
+    for f in &files {
+        let loaded = vdrill::scenario::load(f).unwrap_or_else(|d| panic!("{}: {d:#?}", f.display()));
+        assert!(!loaded.cells.is_empty());
+        for c in &loaded.cells {
+            assert!(!c.scenario.steps.is_empty());
+            assert!(!c.scenario.velero.version.contains("${"), "matrix substituted in {}", c.id);
+        }
+        let out = vdrill(&["plan", f.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        for c in &loaded.cells {
+            assert!(text.contains(&c.id), "plan shows cell {}", c.id);
+        }
+    }
+    let names: Vec<String> = files.iter().map(|f| f.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    for required in ["aws-kms-basic", "aws-kms-disable-midrun", "aws-kms-rotate", "aws-kms-pending-deletion", "aws-sse-c", "azure-keyvault-basic"] {
+        assert!(names.iter().any(|n| n == required), "{required} is shipped");
+    }
+    let out = vdrill(&["validate", "scenarios"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_matrix_expands_into_cells_with_substituted_versions() {
+    let f = vdrill::scenario::load(&repo().join("scenarios/aws-kms-disable-midrun.yaml")).unwrap();
+    let ids: Vec<&str> = f.cells.iter().map(|c| c.id.as_str()).collect();
+    assert_eq!(ids, ["aws-kms-disable-midrun[velero=1.17]", "aws-kms-disable-midrun[velero=1.18]"]);
+    assert_eq!(f.cells[1].scenario.velero.version, "1.18");
+    assert_eq!(f.cells[0].scenario.velero.locations[0].config["kmsKeyId"], "alias/velero-backups");
+}
+
+/// Diagnostics as `<file name>:<line>:<col>: <path>: <message>`.
+fn render(diags: &[vdrill::scenario::Diagnostic]) -> Vec<String> {
+    diags
+        .iter()
+        .map(|d| {
+            let name = d.file.file_name().unwrap().to_string_lossy();
+            let pos = d.pos.map(|p| format!(":{}:{}", p.line, p.column)).unwrap_or_default();
+            let path = d.path.as_ref().map(|p| format!("{p}: ")).unwrap_or_default();
+            format!("{name}{pos}: {path}{}", d.message)
+        })
+        .collect()
+}
+
+fn expectations(path: &Path) -> Vec<String> {
+    if path.file_name().unwrap() == "02-binary.yaml" {
+        return vec!["02-binary.yaml:1:7: file contains a NUL byte; is it a binary file?".into()];
+    }
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("# expect: ").map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn every_bad_scenario_reports_its_exact_errors() {
+    let dir = repo().join("tests/scenarios/bad");
+    let files = vdrill::scenario::files_in(&dir).unwrap();
+    assert!(files.len() >= 20, "the corpus has {} files", files.len());
+    for f in files {
+        let expected = expectations(&f);
+        assert!(!expected.is_empty(), "{} declares its expected errors", f.display());
+        let diags = match vdrill::scenario::load(&f) {
+            Ok(_) => panic!("{} should be invalid", f.display()),
+            Err(d) => d,
+        };
+        assert_eq!(render(&diags), expected, "{}", f.display());
+    }
+}
+
+#[test]
+fn validate_exits_2_and_prints_every_error_with_its_position() {
+    let f = "tests/scenarios/bad/28-many-errors-at-once.yaml";
+    let out = vdrill(&["validate", f]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 9, "{stderr}");
+    assert!(lines[0].starts_with("tests/scenarios/bad/28-many-errors-at-once.yaml:11:18: error: metadata.name: "), "{stderr}");
+    assert_eq!(lines[8], "8 error(s) in 1 file(s)");
+    // run refuses invalid input the same way, before starting anything.
+    let out = vdrill(&["run", f, "--artifacts", std::env::temp_dir().join("vdrill-never").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(vdrill(&["run", "--shard", "0/2"]).status.code(), Some(2));
+    assert_eq!(vdrill(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(vdrill(&["validate", "does/not/exist.yaml"]).status.code(), Some(2));
+}
+
+fn check_hostile(name: &str, bytes: &[u8], expect: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let diags = vdrill::scenario::load(&path).expect_err(name);
+    let text = render(&diags).join("\n");
+    assert!(text.contains(expect), "{name}: {text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_vdrill")).args(["validate", path.to_str().unwrap()]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn hostile_input_gives_errors_not_panics() {
+    check_hostile("huge.yaml", &vec![b'#'; 50 * 1024 * 1024], "scenario files are limited to 4194304 bytes");
+    check_hostile("deep.yaml", format!("a: {}{}", "[".repeat(10_000), "]".repeat(10_000)).as_bytes(), "huge.yaml".replace("huge.yaml", "deep.yaml:1:").as_str());
+    check_hostile("latin1.yaml", b"apiVersion: caf\xe9\n", "latin1.yaml:1:16: file is not valid UTF-8 text");
+    let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
+    check_hostile("bomb.yaml", bomb.as_bytes(), "bomb.yaml:");
+    check_hostile("scalar.yaml", b"just a string", "found string \"just a string\"");
+    check_hostile("tabs.yaml", b"a:\n\t- b\n", "tabs.yaml:2:");
+}
+
+#[test]
+fn the_shipped_schema_is_current_and_scenarios_reference_it() {
+    let shipped: serde_json::Value = serde_json::from_slice(&std::fs::read(repo().join("scenarios/schema.json")).unwrap()).unwrap();
+    assert_eq!(shipped, vdrill::scenario::json_schema(), "regenerate with `vdrill schema > scenarios/schema.json`");
+    let out = vdrill(&["schema"]);
+    assert!(out.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, shipped);
+    // Step kinds are all in the schema.
+    let text = shipped.to_string();
+    for kind in vdrill::scenario::STEP_KINDS {
+        assert!(text.contains(&format!("\"{kind}\"")), "schema lists step kind {kind}");
+    }
+    for f in shipped_files_text() {
+        assert!(f.starts_with("# yaml-language-server: $schema=schema.json"), "scenarios reference the schema");
+    }
+}
+
+fn shipped_files_text() -> Vec<String> {
+    shipped().iter().map(|f| std::fs::read_to_string(f).unwrap()).collect()
+}
