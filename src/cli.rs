@@ -318,7 +318,7 @@ async fn run(args: RunArgs) -> i32 {
             return EXIT_DRILL_FAILED;
         }
     };
-    let factory = Arc::new(crate::env::providers::Providers::from_env());
+    let factory = Arc::new(crate::env::providers::Providers::new(&run_id));
     let runner = Runner::new(factory, reporter, artifacts.clone(), redactor, RunOptions { run_id: run_id.clone(), keep: args.keep, verbose: args.verbose }, cancel);
     let report = runner.run(&cells).await;
     print_summary(&report, artifacts.root(), &artifacts.junit_path());

@@ -2,8 +2,19 @@
 //! Velero, each behind a small trait. Steps reach the world only through these
 //! traits; each cloud API is touched only inside its provider module.
 
+#[cfg(feature = "providers")]
+pub mod aws;
+#[cfg(feature = "providers")]
+pub mod kube;
+#[cfg(feature = "providers")]
+pub mod local;
 pub mod memory;
+pub mod process;
 pub mod providers;
+#[cfg(feature = "providers")]
+pub mod remote;
+#[cfg(feature = "providers")]
+pub mod velero;
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -7,29 +7,38 @@ use crate::runner::log::StepLog;
 use crate::scenario::{Cell, ClusterKind, StorageKind};
 
 /// The real providers, chosen per cell.
-pub struct Providers {}
+pub struct Providers {
+    pub run_id: String,
+}
 
 impl Providers {
-    pub fn from_env() -> Providers {
-        Providers {}
+    pub fn new(run_id: &str) -> Providers {
+        Providers { run_id: run_id.to_string() }
     }
 }
 
 #[async_trait]
 impl EnvironmentFactory for Providers {
-    async fn start(&self, cell: &Cell, _dirs: &CellDirs, _log: &StepLog) -> Result<Environment> {
+    async fn start(&self, cell: &Cell, dirs: &CellDirs, log: &StepLog) -> Result<Environment> {
         let env = &cell.scenario.environment;
+        let region = env.region.clone().unwrap_or_else(|| "us-east-1".to_string());
+        #[cfg(feature = "providers")]
         match (env.cluster, env.storage) {
-            (c, s) => anyhow::bail!(
-                "the `cluster: {}` + `storage: {}` environment is not available in this build yet",
-                c.as_str(),
-                s.as_str()
+            (ClusterKind::Local, storage) => {
+                let tag = format!("vdrill-{}", self.run_id);
+                return Ok(super::local::start(Some(cell), storage, &region, dirs, &tag, false, log).await?.environment);
+            }
+            (ClusterKind::Kind | ClusterKind::Existing, StorageKind::Localstack | StorageKind::Azurite) => anyhow::bail!(
+                "`storage: {}` runs on this machine's loopback, which Velero inside a `{}` cluster cannot reach; use `cluster: local`, or real `aws`/`azure` storage",
+                env.storage.as_str(),
+                env.cluster.as_str()
             ),
+            (cluster, storage) => return super::remote::start(cell, cluster, storage, &region, dirs, &self.run_id, log).await,
         }
-        #[allow(unreachable_code)]
+        #[cfg(not(feature = "providers"))]
         {
-            let _ = (ClusterKind::Local, StorageKind::Localstack);
-            unreachable!()
+            let _ = (dirs, log, region, ClusterKind::Local, StorageKind::Localstack);
+            anyhow::bail!("this vdrill was built without the `providers` feature; it cannot start `cluster: {}`", env.cluster.as_str())
         }
     }
 }

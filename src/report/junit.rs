@@ -65,7 +65,6 @@ pub fn render(run: &RunReport) -> String {
             let name = case_name(step);
             let mut case = TestCase::new(name.as_str(), status(step.status, &step.message, step.failure_type.as_deref()));
             case.set_classname(cell.id.as_str());
-            case.set_timestamp(step.started_at);
             case.set_time(step.duration);
             case.set_assertions(step.assertions.len());
             if !step.log.is_empty() {

@@ -53,10 +53,15 @@ const MAX_CELLS: usize = 256;
 /// Load, validate and expand one scenario file.
 pub fn load(path: &Path) -> Result<ScenarioFile, Vec<Diagnostic>> {
     let bytes = std::fs::read(path).map_err(|e| vec![Diagnostic::new(path, None, None, format!("cannot read file: {e}"))])?;
-    let source = decode(path, &bytes)?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
-    load_str(path, &dir, &source)
+    load_bytes(path, &dir, &bytes)
+}
+
+/// Load from raw bytes (checked for size and UTF-8 first).
+pub fn load_bytes(path: &Path, dir: &Path, bytes: &[u8]) -> Result<ScenarioFile, Vec<Diagnostic>> {
+    let source = decode(path, bytes)?;
+    load_str(path, dir, &source)
 }
 
 /// Load from text already in memory (`path` names it in diagnostics; `dir` resolves fixtures).

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The test command: set up what is missing, run every test (unit, runner,
+# scenario corpus, JUnit schema, the local test bed and the drills on it),
+# then fuzz the scenario loader for a bounded time.
+#
+#   ci/test.sh                 # everything
+#   VDRILL_FUZZ_SECONDS=0 ci/test.sh   # skip the fuzzing
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ci/setup.sh
+
+artifacts=${VDRILL_CI_ARTIFACTS:-$PWD/target/ci-artifacts}
+mkdir -p "$artifacts"
+export VDRILL_CI_ARTIFACTS=$artifacts
+
+status=0
+cargo nextest run --profile ci --no-fail-fast || status=$?
+cp target/nextest/ci/junit.xml "$artifacts/nextest-junit.xml" 2>/dev/null || true
+
+fuzz_seconds=${VDRILL_FUZZ_SECONDS:-60}
+if [[ $fuzz_seconds -gt 0 ]]; then
+  ci/fuzz.sh "$fuzz_seconds" || status=$?
+fi
+echo "artifacts: $artifacts"
+exit $status

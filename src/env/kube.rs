@@ -1,0 +1,173 @@
+//! The Kubernetes side of every cluster kind, through kube-rs: server-side
+//! apply of fixtures, reading objects back, deleting namespaces and waiting
+//! for them to be gone (with a watch, not a sleep).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use async_trait::async_trait;
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::{ApiCapabilities, Scope};
+use kube::runtime::wait::{await_condition, conditions};
+use serde_json::Value as Json;
+
+use super::{Cluster, ClusterInfo, ObjectRef};
+use crate::fixture::Manifest;
+use crate::runner::log::StepLog;
+
+pub const FIELD_MANAGER: &str = "vdrill";
+
+/// A kube client for a kubeconfig file (and optional context).
+pub async fn client_for(kubeconfig: &Path, context: Option<&str>) -> Result<kube::Client> {
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
+    let opts = kube::config::KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+    let config = kube::Config::from_custom_kubeconfig(kc, &opts).await.context("loading kubeconfig")?;
+    kube::Client::try_from(config).context("building the Kubernetes client")
+}
+
+pub fn gvk_of(obj: &Json) -> Result<GroupVersionKind> {
+    let api_version = obj["apiVersion"].as_str().context("object has no apiVersion")?;
+    let kind = obj["kind"].as_str().context("object has no kind")?;
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    Ok(GroupVersionKind::gvk(group, version, kind))
+}
+
+pub struct KubeCluster {
+    pub client: kube::Client,
+    info: ClusterInfo,
+    resources: Mutex<BTreeMap<String, (ApiResource, ApiCapabilities)>>,
+}
+
+impl KubeCluster {
+    pub fn new(client: kube::Client, info: ClusterInfo) -> KubeCluster {
+        KubeCluster { client, info, resources: Mutex::default() }
+    }
+
+    /// The API resource of a kind, retried briefly (a new CRD takes a moment to be served).
+    pub async fn resource(&self, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities)> {
+        let key = format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind);
+        if let Some(found) = self.resources.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+            return Ok(found.clone());
+        }
+        let mut last = None;
+        for _ in 0..40 {
+            match kube::discovery::pinned_kind(&self.client, gvk).await {
+                Ok(found) => {
+                    self.resources.lock().unwrap_or_else(|e| e.into_inner()).insert(key, found.clone());
+                    return Ok(found);
+                }
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(anyhow!("the API server does not serve {key}: {}", last.map(|e| e.to_string()).unwrap_or_default()))
+    }
+
+    pub async fn api_for(&self, gvk: &GroupVersionKind, namespace: Option<&str>) -> Result<(Api<DynamicObject>, bool)> {
+        let (ar, caps) = self.resource(gvk).await?;
+        let namespaced = caps.scope == Scope::Namespaced;
+        let api = match (namespaced, namespace) {
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &ar),
+            (true, None) => Api::default_namespaced_with(self.client.clone(), &ar),
+            (false, _) => Api::all_with(self.client.clone(), &ar),
+        };
+        Ok((api, namespaced))
+    }
+
+    /// Server-side apply one object; namespaced objects go into `namespace`.
+    pub async fn apply_one(&self, obj: &Json, namespace: Option<&str>) -> Result<Json> {
+        let gvk = gvk_of(obj)?;
+        let name = obj["metadata"]["name"].as_str().context("object has no metadata.name")?.to_string();
+        // An object that names its namespace (Velero's manifests do) keeps it.
+        let own = obj["metadata"]["namespace"].as_str().map(str::to_string);
+        let namespace = namespace.or(own.as_deref());
+        let (api, namespaced) = self.api_for(&gvk, namespace).await?;
+        let mut obj = obj.clone();
+        if namespaced && let Some(ns) = namespace {
+            obj["metadata"]["namespace"] = Json::String(ns.to_string());
+        }
+        let applied = api
+            .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
+            .await
+            .with_context(|| format!("applying {} {name}", gvk.kind))?;
+        if gvk.kind == "CustomResourceDefinition" {
+            let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+            tokio::time::timeout(Duration::from_secs(60), await_condition(crds, &name, conditions::is_crd_established()))
+                .await
+                .with_context(|| format!("CRD {name} was not established within 60s"))??;
+        }
+        Ok(serde_json::to_value(applied)?)
+    }
+
+    pub async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+        api.patch(namespace, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&ns)).await.with_context(|| format!("creating namespace {namespace}"))?;
+        Ok(())
+    }
+
+    /// Apply objects in dependency order: CRDs, then namespaces, then the rest.
+    pub async fn apply_all(&self, objects: &[Json], namespace: Option<&str>, log: &StepLog) -> Result<Vec<Json>> {
+        let rank = |o: &Json| match o["kind"].as_str() {
+            Some("CustomResourceDefinition") => 0,
+            Some("Namespace") => 1,
+            _ => 2,
+        };
+        let mut order: Vec<usize> = (0..objects.len()).collect();
+        order.sort_by_key(|i| rank(&objects[*i]));
+        let mut applied = vec![Json::Null; objects.len()];
+        for i in order {
+            let o = &objects[i];
+            log.line(format!("apply {} {}", o["kind"].as_str().unwrap_or("?"), o["metadata"]["name"].as_str().unwrap_or("?")));
+            applied[i] = self.apply_one(o, namespace).await?;
+        }
+        Ok(applied)
+    }
+}
+
+#[async_trait]
+impl Cluster for KubeCluster {
+    fn info(&self) -> ClusterInfo {
+        self.info.clone()
+    }
+
+    async fn apply(&self, namespace: &str, manifests: &[Manifest], log: &StepLog) -> Result<Vec<Json>> {
+        self.ensure_namespace(namespace).await?;
+        let objects: Vec<Json> = manifests.iter().map(|m| m.object.clone()).collect();
+        self.apply_all(&objects, Some(namespace), log).await
+    }
+
+    async fn get(&self, refs: &[ObjectRef]) -> Result<Vec<Option<Json>>> {
+        let mut out = Vec::new();
+        for r in refs {
+            let gvk = gvk_of(&serde_json::json!({"apiVersion": r.api_version, "kind": r.kind}))?;
+            let (api, _) = self.api_for(&gvk, r.namespace.as_deref()).await?;
+            let found = api.get_opt(&r.name).await.with_context(|| format!("reading {r}"))?;
+            out.push(found.map(serde_json::to_value).transpose()?);
+        }
+        Ok(out)
+    }
+
+    async fn delete_namespace(&self, namespace: &str, log: &StepLog) -> Result<()> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        let Some(ns) = api.get_opt(namespace).await? else {
+            log.line(format!("namespace {namespace} does not exist"));
+            return Ok(());
+        };
+        let uid = ns.metadata.uid.clone().unwrap_or_default();
+        api.delete(namespace, &DeleteParams::default()).await.with_context(|| format!("deleting namespace {namespace}"))?;
+        log.line(format!("namespace {namespace} is terminating; waiting for it to be gone"));
+        // The step's timeout bounds this wait.
+        await_condition(api, namespace, conditions::is_deleted(&uid)).await.context("watching the namespace")?;
+        Ok(())
+    }
+}

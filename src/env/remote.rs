@@ -1,0 +1,116 @@
+//! Clusters vdrill does not run itself (kind, an existing kubeconfig) and real
+//! cloud storage. Velero runs in the cluster from its install manifests, so its
+//! images must be pullable there.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use async_trait::async_trait;
+
+use super::aws::{AwsTarget, KmsKeys, S3Store};
+use super::kube::{KubeCluster, client_for};
+use super::velero::{Build, Builds, Mode, VeleroProvider};
+use super::{CellDirs, ClusterInfo, Environment, Stop};
+use crate::runner::log::StepLog;
+use crate::scenario::{Cell, ClusterKind, StorageKind};
+
+/// The Velero CLI for in-cluster installs: the test bed's build of that version, else `velero` on PATH.
+struct CliBuilds;
+
+impl Builds for CliBuilds {
+    fn resolve(&self, version: &str) -> Result<Build> {
+        if let Ok(m) = super::local::manifest::Manifest::load()
+            && let Ok(b) = m.velero(version)
+        {
+            return Ok(Build { version: b.version.clone(), bin: b.bin.clone(), plugin_dir: b.plugin_dir.clone(), plugins: b.plugins.clone() });
+        }
+        let out = std::process::Command::new("velero")
+            .args(["version", "--client-only"])
+            .output()
+            .context("no Velero build for this version in the test bed, and no `velero` on PATH")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let found = text.lines().find_map(|l| l.trim().strip_prefix("Version:")).map(|v| v.trim().to_string()).unwrap_or_default();
+        let want = version.trim_start_matches('v');
+        if !found.trim_start_matches('v').starts_with(want) {
+            bail!("`velero` on PATH is {found}, but the scenario asks for {version}");
+        }
+        Ok(Build { version: found, bin: PathBuf::from("velero"), plugin_dir: PathBuf::new(), plugins: Default::default() })
+    }
+}
+
+/// A kind cluster this run created (and deletes).
+struct KindCluster {
+    name: String,
+}
+
+#[async_trait]
+impl Stop for KindCluster {
+    async fn stop(&self, log: &StepLog) -> Result<()> {
+        let out = tokio::process::Command::new("kind").args(["delete", "cluster", "--name", &self.name]).output().await?;
+        if !out.status.success() {
+            bail!("kind delete cluster: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        log.line(format!("deleted kind cluster {}", self.name));
+        Ok(())
+    }
+}
+
+struct Nothing;
+
+#[async_trait]
+impl Stop for Nothing {
+    async fn stop(&self, _log: &StepLog) -> Result<()> {
+        Ok(())
+    }
+}
+
+pub async fn start(cell: &Cell, cluster: ClusterKind, storage: StorageKind, region: &str, dirs: &CellDirs, run_id: &str, log: &StepLog) -> Result<Environment> {
+    std::fs::create_dir_all(&dirs.work)?;
+    let logs = dirs.artifacts.join("env");
+    std::fs::create_dir_all(&logs)?;
+    let env = &cell.scenario.environment;
+    let (kubeconfig, context, stop): (PathBuf, Option<String>, Arc<dyn Stop>) = match cluster {
+        ClusterKind::Kind => {
+            let name = format!("vdrill-{}", crate::report::slug(run_id)).chars().take(40).collect::<String>().to_lowercase();
+            let kubeconfig = dirs.work.join("kubeconfig");
+            log.line(format!("creating kind cluster {name}"));
+            let out = tokio::process::Command::new("kind")
+                .args(["create", "cluster", "--name", &name, "--wait", "300s", "--kubeconfig"])
+                .arg(&kubeconfig)
+                .output()
+                .await
+                .context("running `kind` (is it installed, with Docker running?)")?;
+            if !out.status.success() {
+                bail!("kind create cluster failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            }
+            (kubeconfig, None, Arc::new(KindCluster { name }))
+        }
+        ClusterKind::Existing => {
+            let path = env
+                .kubeconfig
+                .clone()
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config")))
+                .context("no kubeconfig: set environment.kubeconfig or KUBECONFIG")?;
+            (path, env.context.clone(), Arc::new(Nothing))
+        }
+        ClusterKind::Local => unreachable!("handled by the local test bed"),
+    };
+    let client = client_for(&kubeconfig, context.as_deref()).await?;
+    let server = client.apiserver_version().await.context("reaching the cluster")?;
+    let info = ClusterInfo { kind: cluster.as_str().into(), server: kubeconfig.display().to_string(), kubeconfig: Some(kubeconfig.clone()), version: Some(server.git_version) };
+    let kube_cluster = Arc::new(KubeCluster::new(client, info));
+    match storage {
+        StorageKind::Aws => {
+            let target = AwsTarget { endpoint: None, region: region.to_string(), static_credentials: None, localstack: false, run_tag: format!("vdrill-{run_id}") };
+            let store = Arc::new(S3Store::new(target.clone()).await?);
+            let keys = Arc::new(KmsKeys::new(target).await);
+            let velero = Arc::new(VeleroProvider::new(kube_cluster.clone(), kubeconfig, store.clone(), Box::new(CliBuilds), Mode::InCluster, dirs.work.clone(), logs));
+            Ok(Environment { cluster: kube_cluster, store, keys, velero, stop })
+        }
+        StorageKind::Azure => bail!("`storage: azure` (real Azure Blob Storage + Key Vault) is not implemented yet"),
+        StorageKind::Localstack | StorageKind::Azurite => unreachable!("rejected by the dispatcher"),
+    }
+}

@@ -1,0 +1,442 @@
+//! Velero: installed from what `velero install --dry-run -o yaml` prints for
+//! the version under test, then run either as a local process against the
+//! kubeconfig (the local test bed: no kubelet, so no Deployment) or in the
+//! cluster (kind, existing). Backups and restores are Velero objects followed
+//! with a watch to a terminal phase.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use async_trait::async_trait;
+use kube::api::{Api, DynamicObject, PostParams};
+use kube::core::GroupVersionKind;
+use kube::runtime::wait::await_condition;
+use serde_json::{Value as Json, json};
+use tokio::sync::Mutex;
+
+use super::kube::KubeCluster;
+use super::process::{Managed, ProcessSpec, free_port, wait_for};
+use super::{BackupRequest, ObjectStore, Outcome, ResolvedLocation, RestoreRequest, Velero, VeleroInstall};
+use crate::runner::log::StepLog;
+use crate::scenario::LocationProvider;
+
+pub const BACKUP_DONE: &[&str] = &["Completed", "PartiallyFailed", "Failed", "FailedValidation"];
+
+/// How the Velero server runs.
+#[derive(Clone)]
+pub enum Mode {
+    /// `velero server` as a child process of vdrill.
+    Process { detach: bool },
+    /// The Deployment from the install manifests (needs images from a registry).
+    InCluster,
+}
+
+/// A Velero binary (CLI and server are one) with its plugins.
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub version: String,
+    pub bin: PathBuf,
+    pub plugin_dir: PathBuf,
+    /// Plugin versions by provider (`aws` -> `v1.14.3`), for in-cluster images.
+    pub plugins: std::collections::BTreeMap<String, String>,
+}
+
+/// Finds the Velero build for a version.
+pub trait Builds: Send + Sync {
+    fn resolve(&self, version: &str) -> Result<Build>;
+}
+
+struct Running {
+    build: Build,
+    process: Option<Managed>,
+    install: VeleroInstall,
+}
+
+pub struct VeleroProvider {
+    cluster: Arc<KubeCluster>,
+    kubeconfig: PathBuf,
+    store: Arc<dyn ObjectStore>,
+    builds: Box<dyn Builds>,
+    mode: Mode,
+    work: PathBuf,
+    logs: PathBuf,
+    running: Mutex<Option<Running>>,
+    version: std::sync::Mutex<String>,
+}
+
+fn gvk(kind: &str) -> GroupVersionKind {
+    GroupVersionKind::gvk("velero.io", "v1", kind)
+}
+
+fn phase(o: &DynamicObject) -> String {
+    o.data["status"]["phase"].as_str().unwrap_or_default().to_string()
+}
+
+/// `velero install` takes the location config as `k=v,k=v`.
+fn config_flag(config: &std::collections::BTreeMap<String, String>) -> Result<String> {
+    let mut parts = Vec::new();
+    for (k, v) in config {
+        if v.contains(',') || v.contains('=') {
+            bail!("location config `{k}` contains `,` or `=`, which `velero install --backup-location-config` cannot carry");
+        }
+        parts.push(format!("{k}={v}"));
+    }
+    Ok(parts.join(","))
+}
+
+fn plugin_image(provider: &str, version: &str) -> String {
+    match provider {
+        "aws" => format!("velero/velero-plugin-for-aws:{version}"),
+        "azure" => format!("velero/velero-plugin-for-microsoft-azure:{version}"),
+        "gcp" => format!("velero/velero-plugin-for-gcp:{version}"),
+        other => other.to_string(),
+    }
+}
+
+/// Objects from `velero install --dry-run -o yaml` (a List, or several documents).
+pub fn parse_manifests(text: &str) -> Result<Vec<Json>> {
+    let docs = crate::scenario::yaml::parse_multi(text).map_err(|e| anyhow!("velero install printed unreadable YAML: {}", e.message))?;
+    let mut out = Vec::new();
+    for d in docs {
+        let v = crate::fixture::to_json(&d);
+        if v.is_null() {
+            continue;
+        }
+        if v["kind"] == "List" {
+            out.extend(v["items"].as_array().cloned().unwrap_or_default());
+        } else {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+impl VeleroProvider {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        cluster: Arc<KubeCluster>,
+        kubeconfig: PathBuf,
+        store: Arc<dyn ObjectStore>,
+        builds: Box<dyn Builds>,
+        mode: Mode,
+        work: PathBuf,
+        logs: PathBuf,
+    ) -> VeleroProvider {
+        VeleroProvider { cluster, kubeconfig, store, builds, mode, work, logs, running: Mutex::new(None), version: std::sync::Mutex::default() }
+    }
+
+    fn server_log(&self) -> PathBuf {
+        self.logs.join("velero.log")
+    }
+
+    async fn velero_cli(&self, bin: &Path, args: &[String], log: &StepLog) -> Result<String> {
+        log.line(format!("velero {}", args.join(" ")));
+        let out = tokio::process::Command::new(bin)
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .output()
+            .await
+            .with_context(|| format!("running {}", bin.display()))?;
+        if !out.status.success() {
+            bail!("velero {} failed: {}", args.first().map(String::as_str).unwrap_or(""), String::from_utf8_lossy(&out.stderr).trim());
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    fn credentials_file(&self) -> Result<PathBuf> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.work.join("velero");
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("credentials");
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+        f.write_all(self.store.velero_credentials().as_bytes())?;
+        Ok(path)
+    }
+
+    /// The install manifests for `install` with the default location, from the binary itself.
+    async fn manifests(&self, build: &Build, install: &VeleroInstall, crds_only: bool, log: &StepLog) -> Result<Vec<Json>> {
+        let bin = &build.bin;
+        let default = install.locations.iter().find(|l| l.default).or(install.locations.first()).context("no backup storage location")?;
+        let mut args: Vec<String> = vec!["install".into(), "--dry-run".into(), "-o".into(), "yaml".into(), "--namespace".into(), install.namespace.clone()];
+        if crds_only {
+            args.push("--crds-only".into());
+        } else {
+            let plugins: Vec<String> = install
+                .plugins
+                .iter()
+                .map(|p| plugin_image(p, build.plugins.get(p).map(String::as_str).unwrap_or("latest")))
+                .collect();
+            args.extend([
+                "--provider".into(),
+                default.provider.as_str().into(),
+                "--plugins".into(),
+                plugins.join(","),
+                "--bucket".into(),
+                default.bucket.clone(),
+                "--backup-location-config".into(),
+                config_flag(&default.config)?,
+                "--secret-file".into(),
+                self.credentials_file()?.display().to_string(),
+                "--use-volume-snapshots=false".into(),
+            ]);
+            if let Some(p) = &default.prefix {
+                args.extend(["--prefix".into(), p.clone()]);
+            }
+            if !install.features.is_empty() {
+                args.extend(["--features".into(), install.features.join(",")]);
+            }
+        }
+        let text = self.velero_cli(bin, &args, log).await?;
+        parse_manifests(&text)
+    }
+
+    fn bsl_object(namespace: &str, l: &ResolvedLocation) -> Json {
+        let mut os = json!({"bucket": l.bucket});
+        if let Some(p) = &l.prefix {
+            os["prefix"] = json!(p);
+        }
+        json!({
+            "apiVersion": "velero.io/v1",
+            "kind": "BackupStorageLocation",
+            "metadata": {"name": l.name, "namespace": namespace},
+            "spec": {"provider": l.provider.as_str(), "objectStorage": os, "config": l.config, "default": l.default,
+                     "credential": {"name": "cloud-credentials", "key": "cloud"}},
+        })
+    }
+
+    async fn start_server(&self, bin: &Path, plugin_dir: &Path, install: &VeleroInstall, detach: bool, log: &StepLog) -> Result<Managed> {
+        let creds = self.credentials_file()?;
+        let home = self.work.join("velero").join("home");
+        let tmp = self.work.join("velero").join("tmp");
+        std::fs::create_dir_all(&home)?;
+        std::fs::create_dir_all(&tmp)?;
+        let mut spec = ProcessSpec::new("velero", bin, &self.logs)
+            .args([
+                "server".to_string(),
+                format!("--kubeconfig={}", self.kubeconfig.display()),
+                format!("--namespace={}", install.namespace),
+                format!("--plugin-dir={}", plugin_dir.display()),
+                // Loopback only, and free ports so that two drills can run side by side.
+                format!("--metrics-address=127.0.0.1:{}", free_port()?),
+                format!("--profiler-address=127.0.0.1:{}", free_port()?),
+                "--uploader-type=kopia".to_string(),
+                "--log-level=info".to_string(),
+            ])
+            .env("AWS_SHARED_CREDENTIALS_FILE", creds.display().to_string())
+            .env("HOME", home.display().to_string())
+            .env("TMPDIR", tmp.display().to_string())
+            .env("VELERO_NAMESPACE", &install.namespace)
+            .env("POD_NAMESPACE", &install.namespace)
+            .cwd(&self.work);
+        if !install.features.is_empty() {
+            spec = spec.arg(format!("--features={}", install.features.join(",")));
+        }
+        for (k, v) in self.store.velero_env() {
+            spec = spec.env(&k, v);
+        }
+        spec.detach = detach;
+        let process = Managed::spawn(&spec)?;
+        log.line(format!("velero server started (pid {}), log {}", process.pid, process.log.display()));
+        Ok(process)
+    }
+
+    async fn wait_locations_available(&self, install: &VeleroInstall, process: Option<&mut Managed>, log: &StepLog) -> Result<()> {
+        let (api, _) = self.cluster.api_for(&gvk("BackupStorageLocation"), Some(&install.namespace)).await?;
+        let names: Vec<String> = install.locations.iter().map(|l| l.name.clone()).collect();
+        let mut procs: Vec<&mut Managed> = process.into_iter().collect();
+        let started = Instant::now();
+        let check = || {
+            let api = api.clone();
+            let names = names.clone();
+            async move {
+                for n in &names {
+                    match api.get_opt(n).await {
+                        Ok(Some(o)) if phase(&o) == "Available" => {}
+                        _ => return false,
+                    }
+                }
+                true
+            }
+        };
+        match wait_for("backup storage locations Available", Duration::from_secs(120), &mut procs, check).await {
+            Ok(_) => {
+                log.line(format!("backup storage locations {names:?} Available after {:.1}s", started.elapsed().as_secs_f64()));
+                Ok(())
+            }
+            Err(e) => {
+                let mut msg = e.to_string();
+                for n in &names {
+                    if let Ok(Some(o)) = api.get_opt(n).await {
+                        msg.push_str(&format!("\nlocation {n}: phase {:?}, message {:?}", phase(&o), o.data["status"]["message"].as_str().unwrap_or("")));
+                    }
+                }
+                Err(anyhow!(msg))
+            }
+        }
+    }
+
+    /// Create a Velero object and follow it to a terminal phase; Velero's log lines
+    /// written meanwhile are the operation's evidence.
+    async fn run_op(&self, kind: &str, name: &str, spec: Json, log: &StepLog) -> Result<Outcome> {
+        let namespace = {
+            let running = self.running.lock().await;
+            running.as_ref().context("Velero is not installed")?.install.namespace.clone()
+        };
+        let (api, _) = self.cluster.api_for(&gvk(kind), Some(&namespace)).await?;
+        let log_path = self.server_log();
+        let offset = std::fs::metadata(&log_path).map(|m| m.len()).unwrap_or(0);
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "velero.io/v1", "kind": kind,
+            "metadata": {"name": name, "namespace": namespace}, "spec": spec,
+        }))?;
+        let started = Instant::now();
+        api.create(&PostParams::default(), &obj).await.with_context(|| format!("creating {kind} {name}"))?;
+        log.line(format!("{kind} {name} created; watching it"));
+        let done = |o: Option<&DynamicObject>| o.is_some_and(|o| BACKUP_DONE.contains(&phase(o).as_str()));
+        let watch = await_condition(api.clone(), name, done);
+        tokio::pin!(watch);
+        let finished = loop {
+            tokio::select! {
+                r = &mut watch => break r.context("watching the operation")?,
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {
+                    let mut running = self.running.lock().await;
+                    if let Some(p) = running.as_mut().and_then(|r| r.process.as_mut()) {
+                        p.check_alive()?;
+                    }
+                }
+            }
+        };
+        let o = finished.context("the object disappeared while being watched")?;
+        let status = &o.data["status"];
+        let mut logs = String::new();
+        if let Ok(bytes) = std::fs::read(&log_path) {
+            let start = (offset as usize).min(bytes.len());
+            logs = String::from_utf8_lossy(&bytes[start..]).into_owned();
+        }
+        let outcome = Outcome {
+            phase: phase(&o),
+            errors: status["errors"].as_u64().unwrap_or(0),
+            warnings: status["warnings"].as_u64().unwrap_or(0),
+            failure_reason: status["failureReason"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
+            validation_errors: status["validationErrors"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+            logs: log.redactor().redact(&logs),
+            duration: started.elapsed(),
+        };
+        for line in outcome.logs.lines().filter(|l| l.contains("level=error") || l.contains("level=warning")) {
+            log.line(format!("velero: {line}"));
+        }
+        Ok(outcome)
+    }
+
+    async fn apply_install(&self, build: &Build, install: &VeleroInstall, log: &StepLog) -> Result<()> {
+        let objects = self.manifests(build, install, false, log).await?;
+        let keep: Vec<Json> = objects
+            .into_iter()
+            .filter(|o| match self.mode {
+                Mode::Process { .. } => !matches!(o["kind"].as_str(), Some("Deployment" | "DaemonSet")),
+                Mode::InCluster => true,
+            })
+            .collect();
+        let kinds: Vec<String> = keep.iter().map(|o| format!("{} {}", o["kind"].as_str().unwrap_or("?"), o["metadata"]["name"].as_str().unwrap_or("?"))).collect();
+        log.line(format!("applying {} objects from velero install: {}", keep.len(), kinds.join(", ")));
+        self.cluster.apply_all(&keep, None, &StepLog::new(log.redactor().clone())).await?;
+        // The Kopia repository password.
+        let secret = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "velero-repo-credentials", "namespace": install.namespace},
+            "type": "Opaque", "stringData": {"repository-password": install.repository_password},
+        });
+        self.cluster.apply_one(&secret, None).await.context("creating velero-repo-credentials")?;
+        // Locations beyond the default one.
+        for l in install.locations.iter().filter(|l| !l.default) {
+            self.cluster.apply_one(&Self::bsl_object(&install.namespace, l), None).await.with_context(|| format!("creating location {}", l.name))?;
+        }
+        if install.locations.iter().any(|l| l.provider != LocationProvider::Aws && l.default) {
+            log.line("note: the default location is not AWS; its plugin config comes from the install flags");
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Velero for VeleroProvider {
+    async fn install(&self, install: &VeleroInstall, log: &StepLog) -> Result<()> {
+        let build = self.builds.resolve(&install.version)?;
+        log.line(format!("Velero {}: {}", build.version, build.bin.display()));
+        self.apply_install(&build, install, log).await?;
+        let mut process = match self.mode {
+            Mode::Process { detach } => Some(self.start_server(&build.bin, &build.plugin_dir, install, detach, log).await?),
+            Mode::InCluster => None,
+        };
+        self.wait_locations_available(install, process.as_mut(), log).await?;
+        *self.version.lock().unwrap_or_else(|e| e.into_inner()) = build.version.clone();
+        *self.running.lock().await = Some(Running { build, process, install: install.clone() });
+        Ok(())
+    }
+
+    async fn backup(&self, req: &BackupRequest, log: &StepLog) -> Result<Outcome> {
+        let spec = json!({
+            "includedNamespaces": req.namespaces,
+            "storageLocation": req.location,
+            "snapshotVolumes": false,
+            "defaultVolumesToFsBackup": req.file_system_backup,
+            "ttl": "720h0m0s",
+        });
+        self.run_op("Backup", &req.name, spec, log).await
+    }
+
+    async fn restore(&self, req: &RestoreRequest, log: &StepLog) -> Result<Outcome> {
+        self.run_op("Restore", &req.name, json!({"backupName": req.backup}), log).await
+    }
+
+    async fn upgrade(&self, version: &str, log: &StepLog) -> Result<()> {
+        let mut guard = self.running.lock().await;
+        let running = guard.as_mut().context("Velero is not installed")?;
+        let build = self.builds.resolve(version)?;
+        log.line(format!("upgrading Velero {} -> {}", running.build.version, build.version));
+        if let Some(p) = running.process.as_mut() {
+            p.stop(Duration::from_secs(15)).await?;
+        }
+        let mut install = running.install.clone();
+        install.version = version.to_string();
+        let crds = self.manifests(&build, &install, true, log).await?;
+        self.cluster.apply_all(&crds, None, log).await?;
+        running.process = match self.mode {
+            Mode::Process { detach } => Some(self.start_server(&build.bin, &build.plugin_dir, &install, detach, log).await?),
+            Mode::InCluster => {
+                self.apply_install(&build, &install, log).await?;
+                None
+            }
+        };
+        let new_version = build.version.clone();
+        running.build = build;
+        running.install = install.clone();
+        let process = running.process.as_mut();
+        self.wait_locations_available(&install, process, log).await?;
+        *self.version.lock().unwrap_or_else(|e| e.into_inner()) = new_version;
+        Ok(())
+    }
+
+    fn version(&self) -> String {
+        self.version.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn teardown(&self, log: &StepLog) -> Result<()> {
+        let mut guard = self.running.lock().await;
+        if let Some(mut r) = guard.take() {
+            if let Some(p) = r.process.as_mut() {
+                p.stop(Duration::from_secs(10)).await?;
+                log.line("velero server stopped");
+            }
+            if matches!(self.mode, Mode::InCluster) {
+                let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.cluster.client.clone());
+                let _ = ns.delete(&r.install.namespace, &Default::default()).await;
+                log.line(format!("deleted namespace {}", r.install.namespace));
+            }
+        }
+        Ok(())
+    }
+}
