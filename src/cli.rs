@@ -88,6 +88,9 @@ pub struct RunArgs {
     /// Only scenarios with this tag (repeat for any of several).
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
+    /// Only cells with this matrix value, e.g. `--matrix velero=1.18` (repeatable; all must match).
+    #[arg(long = "matrix", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub matrix: Vec<(String, String)>,
     /// Run only shard I of N of the cells (e.g. `--shard 2/4`), for CI matrices.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<(usize, usize)>,
@@ -97,6 +100,11 @@ pub struct RunArgs {
     /// Id of this run (default: a timestamp).
     #[arg(long)]
     pub run_id: Option<String>,
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected NAME=VALUE, e.g. velero=1.18")?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -167,11 +175,12 @@ pub fn run_id() -> String {
 }
 
 /// Select cells by tag and shard, in a stable order.
-pub fn select_cells(files: &[ScenarioFile], tags: &[String], shard: Option<(usize, usize)>) -> Vec<Cell> {
+pub fn select_cells(files: &[ScenarioFile], tags: &[String], matrix: &[(String, String)], shard: Option<(usize, usize)>) -> Vec<Cell> {
     let mut cells: Vec<Cell> = files
         .iter()
         .filter(|f| tags.is_empty() || f.metadata.tags.iter().any(|t| tags.contains(t)))
         .flat_map(|f| f.cells.iter().cloned())
+        .filter(|c| matrix.iter().all(|pair| c.matrix.contains(pair)))
         .collect();
     cells.sort_by(|a, b| a.id.cmp(&b.id));
     match shard {
@@ -295,9 +304,9 @@ async fn run(args: RunArgs) -> i32 {
             return EXIT_INVALID;
         }
     };
-    let cells = select_cells(&files, &args.tags, args.shard);
+    let cells = select_cells(&files, &args.tags, &args.matrix, args.shard);
     if cells.is_empty() {
-        eprintln!("no scenario cells match (tags {:?}, shard {:?})", args.tags, args.shard);
+        eprintln!("no scenario cells match (tags {:?}, matrix {:?}, shard {:?})", args.tags, args.matrix, args.shard);
         return EXIT_INVALID;
     }
     let run_id = args.run_id.clone().unwrap_or_else(run_id);

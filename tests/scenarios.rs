@@ -157,3 +157,25 @@ fn the_shipped_schema_is_current_and_scenarios_reference_it() {
 fn shipped_files_text() -> Vec<String> {
     shipped().iter().map(|f| std::fs::read_to_string(f).unwrap()).collect()
 }
+
+#[test]
+fn cells_are_selected_by_tag_matrix_value_and_shard() {
+    let files = vdrill::cli::load_all(&[repo().join("scenarios")]).unwrap();
+    let all = vdrill::cli::select_cells(&files, &[], &[], None);
+    assert_eq!(all.len(), 11);
+    let sorted: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
+    let mut expect = sorted.clone();
+    expect.sort();
+    assert_eq!(sorted, expect, "cells run in a stable order");
+    let azure = vdrill::cli::select_cells(&files, &["azure".into()], &[], None);
+    assert_eq!(azure.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["azure-keyvault-basic[velero=1.18]"]);
+    let v117 = vdrill::cli::select_cells(&files, &[], &[("velero".into(), "1.17".into())], None);
+    assert_eq!(v117.len(), 5);
+    assert!(v117.iter().all(|c| c.id.ends_with("[velero=1.17]")));
+    // Shards partition the cells: disjoint, and together all of them.
+    let shards: Vec<Vec<String>> = (1..=3).map(|i| vdrill::cli::select_cells(&files, &[], &[], Some((i, 3))).into_iter().map(|c| c.id).collect()).collect();
+    let mut union: Vec<String> = shards.concat();
+    union.sort();
+    assert_eq!(union, expect.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 3]);
+}

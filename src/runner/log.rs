@@ -17,17 +17,19 @@ impl Redactor {
         Arc::new(Redactor::default())
     }
 
-    /// Register a secret (and its base64 forms, which is how keys travel in headers and manifests).
+    /// Register a secret (and its base64 form, which is how keys travel in headers and
+    /// manifests). Values shorter than 8 bytes are not secrets worth the name (LocalStack's
+    /// `test`) and would blank out ordinary words.
     pub fn add(&self, secret: &[u8]) {
         use base64::Engine as _;
         let encode = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         let mut forms = Vec::new();
         if let Ok(s) = std::str::from_utf8(secret)
-            && s.len() >= 4
+            && s.len() >= 8
         {
             forms.push(s.to_string());
         }
-        if secret.len() >= 4 {
+        if secret.len() >= 8 {
             forms.push(encode(secret));
         }
         let mut all = self.secrets.write().unwrap_or_else(|e| e.into_inner());

@@ -467,8 +467,9 @@ mod tests {
         let e = from_node::<Inner>(&n, "").unwrap_err();
         assert_eq!(e.pos, Some(Pos { line: 2, column: 7 }));
         assert_eq!(e.message, "expected a whole number (0 or more), found string \"seven\"");
-        let ok: Inner = from_node(&parse("version: 1.20\n").unwrap(), "").unwrap();
+        let ok: Inner = from_node(&parse("version: 1.20\ndays: 7\n").unwrap(), "").unwrap();
         assert_eq!(ok.version, "1.20");
+        assert_eq!(ok.days, Some(7));
     }
 
     #[test]

@@ -66,6 +66,14 @@ pub fn resolve(value: &str, keys: &std::collections::BTreeMap<String, KeyInfo>) 
 
 pub async fn prepare(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     let scenario = &ctx.cell.scenario;
+    // Cloud credentials Velero will get are secrets too.
+    for line in ctx.env.store.velero_credentials().lines() {
+        if let Some((k, v)) = line.split_once('=')
+            && (k.contains("secret") || k.contains("token") || k.contains("key") && !k.contains("key_id"))
+        {
+            ctx.log.redactor().add(v.trim().as_bytes());
+        }
+    }
     // Keys.
     for (name, spec) in &scenario.keys {
         let info = match spec.provider {

@@ -47,6 +47,16 @@ impl LocalStack {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .cwd(&root);
+        // Extra settings, e.g. to show what a drill catches when the emulator is misconfigured:
+        // VDRILL_LOCALSTACK_ENV="S3_SKIP_KMS_KEY_VALIDATION=1".
+        if let Ok(extra) = std::env::var("VDRILL_LOCALSTACK_ENV") {
+            for pair in extra.split([',', ' ']).filter(|p| !p.is_empty()) {
+                if let Some((k, v)) = pair.split_once('=') {
+                    log.line(format!("LocalStack override from VDRILL_LOCALSTACK_ENV: {k}={v}"));
+                    spec = spec.env(k, v);
+                }
+            }
+        }
         spec.detach = detach;
         let mut process = Managed::spawn(&spec)?;
         let endpoint = format!("http://127.0.0.1:{port}");

@@ -1,0 +1,135 @@
+//! The local test bed, for real: kube-apiserver, etcd, kube-controller-manager,
+//! LocalStack and Velero as processes. Brings it up, uses it through kube-rs
+//! and Velero, tears it down and checks nothing is left behind.
+//! Needs the bed provisioned (`ci/setup.sh` does it).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kube::api::{Api, DynamicObject};
+use kube::core::GroupVersionKind;
+use vdrill::env::CellDirs;
+use vdrill::runner::log::StepLog;
+use vdrill::runner::{DrillState, StepCtx};
+
+const BED: &str = r#"
+apiVersion: vdrill.dev/v1alpha1
+kind: Scenario
+metadata: {name: testbed-check}
+environment: {cluster: local, storage: localstack}
+keys:
+  backup-key: {provider: aws-kms, alias: alias/testbed-check}
+velero:
+  version: "1.18"
+  locations:
+    - {name: default, provider: aws, bucket: testbed-check, config: {region: us-east-1, kmsKeyId: "${keys.backup-key.alias}"}}
+workloads:
+  - {fixture: ../fixtures/workloads/shop.yaml, namespace: shop}
+steps:
+  - deploy: shop
+"#;
+
+/// Child processes of this test process (direct children: the bed's servers).
+fn children() -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // Fields after the command name (which may contain spaces): state ppid pgrp ...
+        let rest = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(me) && fields.first() != Some(&"Z") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Processes in the given process groups (a server and whatever it started).
+fn in_groups(groups: &[i32]) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let rest = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.first() != Some(&"Z") && fields.get(2).and_then(|g| g.parse::<i32>().ok()).is_some_and(|g| groups.contains(&g)) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn port_of(url: &str) -> u16 {
+    url.rsplit(':').next().unwrap().trim_end_matches('/').parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bed_runs_velero_against_localstack_and_leaves_nothing_behind() {
+    let cell = cells(BED).remove(0);
+    let tmp = tempfile::tempdir().unwrap();
+    let dirs = CellDirs { artifacts: tmp.path().join("artifacts"), work: tmp.path().join("work") };
+    let log = StepLog::discard();
+    let before = children();
+
+    let started = vdrill::env::local::start(Some(&cell), vdrill::scenario::StorageKind::Localstack, "us-east-1", &dirs, "testbed-test", false, &log)
+        .await
+        .unwrap_or_else(|e| panic!("the bed did not come up: {e:#}"));
+    let env = started.environment.clone();
+    let api_port = port_of(&started.server);
+    let s3_port = port_of(started.s3_endpoint.as_deref().unwrap());
+
+    // Kubernetes through kube-rs: a namespace and the fixture's objects, read back.
+    let manifests = vdrill::fixture::load(&repo().join("fixtures/workloads/shop.yaml")).unwrap();
+    let applied = env.cluster.apply("shop", &manifests, &log).await.unwrap();
+    assert_eq!(applied.len(), manifests.len());
+    let refs: Vec<vdrill::env::ObjectRef> = applied.iter().map(vdrill::env::ObjectRef::of).collect();
+    let live = env.cluster.get(&refs).await.unwrap();
+    assert!(live.iter().all(Option::is_some), "every applied object is served");
+    let secret = refs.iter().zip(&live).find(|(r, _)| r.kind == "Secret").unwrap().1.as_ref().unwrap();
+    assert_eq!(secret["data"]["canary"], "dmRyaWxsLWNhbmFyeS01YjFmMGM3ZQ==", "stringData became data");
+
+    // Keys, bucket and Velero; install returns once the location is Available.
+    let mut state = DrillState { work_dir: dirs.work.clone(), ..Default::default() };
+    let mut ctx = StepCtx { env: &env, state: &mut state, cell: &cell, log: &log };
+    vdrill::steps::setup::prepare(&mut ctx).await.unwrap_or_else(|e| panic!("Velero did not come up: {e:#}\n{}", log.text()));
+    let key_arn = state.keys["backup-key"].arn.clone();
+    assert!(key_arn.starts_with("arn:aws:kms:us-east-1:"), "{key_arn}");
+
+    let kubeconfig = started.kubeconfig.clone();
+    let client = vdrill::env::kube::client_for(&kubeconfig, None).await.unwrap();
+    let (ar, _) = kube::discovery::pinned_kind(&client, &GroupVersionKind::gvk("velero.io", "v1", "BackupStorageLocation")).await.unwrap();
+    let bsl: Api<DynamicObject> = Api::namespaced_with(client, "velero", &ar);
+    let default = bsl.get("default").await.unwrap();
+    assert_eq!(default.data["status"]["phase"], "Available");
+    assert_eq!(default.data["spec"]["config"]["kmsKeyId"], "alias/testbed-check");
+    assert!(default.data["spec"]["config"]["s3Url"].as_str().unwrap().starts_with("http://127.0.0.1:"));
+
+    // Everything listens on loopback only.
+    let running = children();
+    let groups: Vec<i32> = running.iter().copied().filter(|p| !before.contains(p)).collect();
+    assert!(groups.len() >= 5, "etcd, kube-apiserver, kube-controller-manager, LocalStack and Velero run: {groups:?}");
+    let ss = std::process::Command::new("ss").args(["-Hltnp"]).output().unwrap();
+    for line in String::from_utf8_lossy(&ss.stdout).lines() {
+        if in_groups(&groups).iter().any(|p| line.contains(&format!("pid={p},"))) {
+            let local = line.split_whitespace().nth(3).unwrap();
+            assert!(local.starts_with("127.0.0.1:"), "bound beyond loopback: {line}");
+        }
+    }
+
+    // Teardown.
+    let mut ctx = StepCtx { env: &env, state: &mut state, cell: &cell, log: &log };
+    vdrill::steps::setup::teardown(&mut ctx).await.unwrap_or_else(|e| panic!("teardown failed: {e:#}"));
+    drop(env);
+    drop(started);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(in_groups(&groups).is_empty(), "processes left behind: {:?}", in_groups(&groups));
+    for port in [api_port, s3_port] {
+        assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "port {port} still open");
+    }
+    assert!(!dirs.work.exists(), "work data left behind in {}", dirs.work.display());
+    assert!(dirs.artifacts.join("env/kube-apiserver.log").exists(), "process logs are kept as artifacts");
+}
