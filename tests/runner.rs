@@ -28,7 +28,7 @@ async fn a_full_drill_passes_and_writes_junit_run_json_and_logs() {
     assert_eq!(while_disabled.assertions[0].name, "phase is Failed");
     assert_eq!(while_disabled.assertions[1].name, "error matches /KMS.DisabledException/");
     // Teardown ran, in order.
-    assert_eq!(factory.calls(), ["start", "velero.install", "velero.teardown", "keys.cleanup", "store.cleanup", "stop"]);
+    assert_eq!(factory.calls(), ["start", "install_crds", "velero.install", "velero.teardown", "keys.cleanup", "store.cleanup", "stop"]);
 
     let run = h.run_json();
     assert_eq!(run["cells"][0]["status"], "passed");

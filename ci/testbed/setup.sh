@@ -230,7 +230,8 @@ do_velero() {
         local src; src=$(ls "$(plugin_dir "$name" "$pv")"/bin/velero-plugin-for-*)
         # hard link (plain copy across file systems): velero wants regular executables
         ln -f "$src" "$pdir/" 2>/dev/null || cp -f "$src" "$pdir/"
-        echo "$pv" >"$pdir/.$name.version"
+        # Versions live beside the plugin dir: Velero warns about every non-executable in it.
+        mkdir -p "$pdir.versions"; echo "$pv" >"$pdir.versions/$name"
       fi
     done
   done
@@ -298,7 +299,7 @@ do_lowkey_vault() {
   local t0; t0=$(now)
   mkdir -p "$d"
   local gav=com.github.nagyesta.lowkey-vault:lowkey-vault-app:$LOWKEY_VAULT_VERSION:jar
-  if mvn -q -B dependency:copy -Dartifact="$gav" -Dmdep.stripVersion=true \
+  if mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="$gav" -Dmdep.stripVersion=true \
        -DoutputDirectory="$d" >"$d/mvn.log" 2>&1 && [[ -f $d/lowkey-vault-app.jar ]]; then
     rm -f "$d/.unavailable" "$d/mvn.log"; touch "$d/.ok"
     report "lowkey-vault $LOWKEY_VAULT_VERSION" "downloaded in $(($(now) - t0))s"
@@ -330,10 +331,10 @@ write_manifest() {
     v=${entry%%:*}; vd=$(velero_dir "$v"); pdir=$vd/plugins
     [[ -f $vd/.ok ]] || continue
     plugins='{}'
-    for f in "$pdir"/.*.version; do
+    rm -f "$pdir"/.*.version   # left by earlier versions of this script
+    for f in "$pdir.versions"/*; do
       [[ -f $f ]] || continue
-      f=${f##*/.}; f=${f%.version}
-      plugins=$(jq --arg n "$f" --arg pv "$(cat "$pdir/.$f.version")" '.[$n] = $pv' <<<"$plugins")
+      plugins=$(jq --arg n "${f##*/}" --arg pv "$(cat "$f")" '.[$n] = $pv' <<<"$plugins")
     done
     j=$(jq --arg v "$v" --arg b "$vd/bin/velero" --arg p "$pdir" --argjson pl "$plugins" \
       '.velero += [{version: $v, bin: $b, plugin_dir: $p, plugins: $pl}]' <<<"$j")

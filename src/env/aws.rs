@@ -39,7 +39,17 @@ pub async fn sdk_config(t: &AwsTarget) -> aws_config::SdkConfig {
     loader.load().await
 }
 
-fn err<E: std::error::Error>(e: E) -> anyhow::Error {
+/// `KMS.DisabledException: <message> (HTTP 400)` for service errors; the full chain otherwise.
+fn err<E>(e: aws_smithy_runtime_api::client::result::SdkError<E, aws_smithy_runtime_api::client::orchestrator::HttpResponse>) -> anyhow::Error
+where
+    E: aws_sdk_kms::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    if let Some(se) = e.as_service_error() {
+        let code = se.code().unwrap_or("ServiceError");
+        let msg = se.message().unwrap_or_default();
+        let status = e.raw_response().map(|r| format!(" (HTTP {})", r.status().as_u16())).unwrap_or_default();
+        return anyhow!("{code}: {msg}{status}");
+    }
     anyhow!("{}", DisplayErrorContext(e))
 }
 

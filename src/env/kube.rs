@@ -157,6 +157,11 @@ impl Cluster for KubeCluster {
         Ok(out)
     }
 
+    async fn install_crds(&self, crds: &[Manifest], log: &StepLog) -> Result<()> {
+        let objects: Vec<Json> = crds.iter().map(|m| m.object.clone()).collect();
+        self.apply_all(&objects, None, log).await.map(|_| ())
+    }
+
     async fn delete_namespace(&self, namespace: &str, log: &StepLog) -> Result<()> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let Some(ns) = api.get_opt(namespace).await? else {

@@ -179,6 +179,15 @@ impl Cluster for Memory {
         Ok(refs.iter().map(|r| w.objects.get(r).cloned()).collect())
     }
 
+    async fn install_crds(&self, crds: &[Manifest], _log: &StepLog) -> Result<()> {
+        let mut w = self.w();
+        for c in crds {
+            w.objects.insert(ObjectRef::of(&c.object), c.object.clone());
+        }
+        w.calls.push("install_crds".into());
+        Ok(())
+    }
+
     async fn delete_namespace(&self, namespace: &str, _log: &StepLog) -> Result<()> {
         let mut w = self.w();
         w.namespaces.retain(|n| n != namespace);

@@ -187,6 +187,8 @@ pub trait Cluster: Send + Sync {
     async fn get(&self, refs: &[ObjectRef]) -> Result<Vec<Option<Json>>>;
     /// Delete a namespace and wait until it is gone.
     async fn delete_namespace(&self, namespace: &str, log: &StepLog) -> Result<()>;
+    /// Apply cluster-wide CustomResourceDefinitions and wait until they are served.
+    async fn install_crds(&self, crds: &[Manifest], log: &StepLog) -> Result<()>;
 }
 
 /// What Velero is asked to install, with every reference resolved.

@@ -336,8 +336,16 @@ impl VeleroProvider {
         let keep: Vec<Json> = objects
             .into_iter()
             .filter(|o| match self.mode {
-                Mode::Process { .. } => !matches!(o["kind"].as_str(), Some("Deployment" | "DaemonSet")),
+                Mode::Process { .. } => o["kind"] != "DaemonSet",
                 Mode::InCluster => true,
+            })
+            .map(|mut o| {
+                // Velero reads its own Deployment (restore helper image, maintenance jobs);
+                // with the server running as a process it exists but runs no pods.
+                if matches!(self.mode, Mode::Process { .. }) && o["kind"] == "Deployment" {
+                    o["spec"]["replicas"] = json!(0);
+                }
+                o
             })
             .collect();
         let kinds: Vec<String> = keep.iter().map(|o| format!("{} {}", o["kind"].as_str().unwrap_or("?"), o["metadata"]["name"].as_str().unwrap_or("?"))).collect();

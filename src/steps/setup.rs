@@ -74,6 +74,21 @@ pub async fn prepare(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
             ctx.log.redactor().add(v.trim().as_bytes());
         }
     }
+    // CustomResourceDefinitions of the workloads first: Velero learns the API types
+    // when it starts (and every 5 minutes after), so a CRD applied after it starts
+    // would leave its custom resources out of the next backups.
+    let mut crds = Vec::new();
+    for w in &scenario.workloads {
+        let path = ctx.cell.dir.join(&w.fixture);
+        let manifests = crate::fixture::load(&path).map_err(|errs| {
+            anyhow::anyhow!(errs.iter().map(|e| format!("{}: {}", e.file.display(), e.message)).collect::<Vec<_>>().join("; "))
+        })?;
+        crds.extend(manifests.into_iter().filter(|m| m.kind() == "CustomResourceDefinition"));
+    }
+    if !crds.is_empty() {
+        ctx.log.line(format!("installing {} CustomResourceDefinition(s) of the workloads before Velero", crds.len()));
+        ctx.env.cluster.install_crds(&crds, ctx.log).await?;
+    }
     // Keys.
     for (name, spec) in &scenario.keys {
         let info = match spec.provider {
