@@ -9,13 +9,16 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ci/setup.sh
 
+# Builds live in the cache folder too, so a fresh clone does not rebuild everything.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${VDRILL_CACHE:-$HOME/.cache/vdrill}/target}
+
 artifacts=${VDRILL_CI_ARTIFACTS:-$PWD/target/ci-artifacts}
 mkdir -p "$artifacts"
 export VDRILL_CI_ARTIFACTS=$artifacts
 
 status=0
 cargo nextest run --profile ci --no-fail-fast || status=$?
-cp target/nextest/ci/junit.xml "$artifacts/nextest-junit.xml" 2>/dev/null || true
+cp "$CARGO_TARGET_DIR/nextest/ci/junit.xml" "$artifacts/nextest-junit.xml" 2>/dev/null || true
 
 fuzz_seconds=${VDRILL_FUZZ_SECONDS:-60}
 if [[ $fuzz_seconds -gt 0 ]]; then
