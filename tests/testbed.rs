@@ -74,6 +74,9 @@ async fn the_bed_runs_velero_against_localstack_and_leaves_nothing_behind() {
     let dirs = CellDirs { artifacts: tmp.path().join("artifacts"), work: tmp.path().join("work") };
     let log = StepLog::discard();
     let before = children();
+    // LocalStack's default spill folder for this test's bucket (must stay unused).
+    let spill = std::path::Path::new("/tmp/localstack-s3-storage/testbed-check");
+    let _ = std::fs::remove_dir_all(spill);
 
     let started = vdrill::env::local::start(Some(&cell), vdrill::scenario::StorageKind::Localstack, "us-east-1", &dirs, "testbed-test", false, &log)
         .await
@@ -131,5 +134,6 @@ async fn the_bed_runs_velero_against_localstack_and_leaves_nothing_behind() {
         assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "port {port} still open");
     }
     assert!(!dirs.work.exists(), "work data left behind in {}", dirs.work.display());
+    assert!(!spill.exists(), "LocalStack spilled object data to {}", spill.display());
     assert!(dirs.artifacts.join("env/kube-apiserver.log").exists(), "process logs are kept as artifacts");
 }

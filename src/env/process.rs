@@ -112,6 +112,28 @@ impl Managed {
         Ok(())
     }
 
+    /// Peak resident memory (VmHWM) of the process and everything in its group, in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let mut total = 0;
+        let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
+        for e in dir.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            let rest = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
+            let group = rest.split_whitespace().nth(2).and_then(|g| g.parse::<u32>().ok());
+            if group != Some(self.pid) {
+                continue;
+            }
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            total += status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        total
+    }
+
     /// SIGTERM to the process group, then SIGKILL after `grace`.
     pub async fn stop(&mut self, grace: Duration) -> Result<()> {
         if self.stopped {

@@ -221,13 +221,16 @@ impl VeleroProvider {
                 format!("--plugin-dir={}", plugin_dir.display()),
                 // Loopback only, and free ports so that two drills can run side by side.
                 format!("--metrics-address=127.0.0.1:{}", free_port()?),
-                format!("--profiler-address=127.0.0.1:{}", free_port()?),
+                // No profiler (its default is a fixed port, which two servers would share).
+                "--profiler-address=".to_string(),
                 "--uploader-type=kopia".to_string(),
                 "--log-level=info".to_string(),
             ])
             .env("AWS_SHARED_CREDENTIALS_FILE", creds.display().to_string())
             .env("HOME", home.display().to_string())
+            // Velero writes credential files under $TMPDIR/credentials/<namespace>: one per run.
             .env("TMPDIR", tmp.display().to_string())
+            .env("VELERO_SCRATCH_DIR", self.work.join("velero").join("scratch").display().to_string())
             .env("VELERO_NAMESPACE", &install.namespace)
             .env("POD_NAMESPACE", &install.namespace)
             .cwd(&self.work);
@@ -436,6 +439,7 @@ impl Velero for VeleroProvider {
         let mut guard = self.running.lock().await;
         if let Some(mut r) = guard.take() {
             if let Some(p) = r.process.as_mut() {
+                log.line(format!("velero (with plugins): peak RSS {} MiB", p.peak_rss_kib() / 1024));
                 p.stop(Duration::from_secs(10)).await?;
                 log.line("velero server stopped");
             }

@@ -140,10 +140,11 @@ impl ControlPlane {
         Ok(ControlPlane { kubeconfig, server, version: k.version.clone(), client, pki, processes: vec![etcd_proc, api_proc, cm_proc] })
     }
 
-    /// Stop in reverse order.
+    /// Stop in reverse order. The data is thrown away, so a short grace period is enough;
+    /// kube-apiserver otherwise waits for its watches to drain.
     pub async fn stop(&mut self) -> Result<()> {
         while let Some(mut p) = self.processes.pop() {
-            p.stop(Duration::from_secs(10)).await.with_context(|| format!("stopping {}", p.name))?;
+            p.stop(Duration::from_secs(3)).await.with_context(|| format!("stopping {}", p.name))?;
         }
         Ok(())
     }

@@ -9,6 +9,12 @@ use super::manifest::Manifest;
 use crate::env::process::{Managed, ProcessSpec, free_port, wait_for};
 use crate::runner::log::StepLog;
 
+/// Runs LocalStack with its S3 spill directory moved into the run's folder.
+const S3_TMP_SHIM: &str = "import os, runpy\n\
+import localstack.services.s3.provider as p\n\
+p.DEFAULT_S3_TMP_DIR = os.environ['VDRILL_S3_TMP']\n\
+runpy.run_module('localstack.runtime.main', run_name='__main__', alter_sys=True)\n";
+
 pub struct LocalStack {
     pub endpoint: String,
     pub process: Managed,
@@ -28,8 +34,15 @@ impl LocalStack {
         let root = work.join("localstack");
         let tmp = root.join("tmp");
         std::fs::create_dir_all(&tmp)?;
+        let s3_tmp = root.join("s3");
+        std::fs::create_dir_all(&s3_tmp)?;
         let mut spec = ProcessSpec::new("localstack", &ls.python, logs)
-            .args(["-m", "localstack.runtime.main"])
+            // LocalStack spills object bodies to a fixed /tmp/localstack-s3-storage/<bucket>
+            // (no setting moves it), so two runs with the same bucket name would share and
+            // delete each other's data, and it outlives the process. Point that constant at
+            // this run's folder before starting the runtime (see ci/testbed/NOTES.md).
+            .args(["-c", S3_TMP_SHIM])
+            .env("VDRILL_S3_TMP", s3_tmp.display().to_string())
             .env("SERVICES", "s3,kms")
             .env("GATEWAY_LISTEN", format!("127.0.0.1:{port}"))
             // Without hypercorn LocalStack binds 0.0.0.0 whatever GATEWAY_LISTEN says.

@@ -2,6 +2,7 @@
 //! Vault emulator as processes on loopback, with Velero as a process.
 //! Ports, data directories and names are per run, so drills can run side by side.
 
+pub mod azurite;
 pub mod cluster;
 pub mod localstack;
 pub mod manifest;
@@ -45,10 +46,14 @@ pub struct Bed {
 impl Stop for Bed {
     async fn stop(&self, log: &StepLog) -> Result<()> {
         if let Some(mut ls) = self.localstack.lock().await.take() {
+            log.line(format!("localstack: peak RSS {} MiB", ls.process.peak_rss_kib() / 1024));
             ls.stop().await?;
             log.line("LocalStack stopped");
         }
         if let Some(mut plane) = self.plane.lock().await.take() {
+            for p in &plane.processes {
+                log.line(format!("{}: peak RSS {} MiB", p.name, p.peak_rss_kib() / 1024));
+            }
             plane.stop().await?;
             log.line("control plane stopped");
         }
