@@ -10,7 +10,11 @@ use crate::cli::{EXIT_DRILL_FAILED, EXIT_OK};
 #[derive(Subcommand, Debug)]
 pub enum TestbedCommand {
     /// Start kube-apiserver, etcd, kube-controller-manager and LocalStack; print the kubeconfig and endpoints.
-    Up,
+    Up {
+        /// Also start Azurite (Azure Blob Storage emulator).
+        #[arg(long)]
+        azure: bool,
+    },
     /// Show whether the bed started with `up` is running.
     Status,
     /// Stop the bed started with `up` and remove its data.
@@ -23,6 +27,8 @@ struct BedState {
     kubeconfig: PathBuf,
     server: String,
     s3_endpoint: Option<String>,
+    #[serde(default)]
+    blob_endpoint: Option<String>,
     processes: Vec<(String, u32)>,
 }
 
@@ -39,6 +45,9 @@ fn print_state(s: &BedState) {
     println!("api server: {}", s.server);
     if let Some(e) = &s.s3_endpoint {
         println!("S3 + KMS:   {e} (LocalStack; credentials test/test, region us-east-1)");
+    }
+    if let Some(e) = &s.blob_endpoint {
+        println!("Azure blob: {e} (Azurite; its documented development account key)");
     }
     println!("logs:       {}", s.dir.join("env").display());
     for (name, pid) in &s.processes {
@@ -82,12 +91,12 @@ async fn run(cmd: TestbedCommand) -> anyhow::Result<i32> {
             println!("test bed stopped and removed");
             Ok(EXIT_OK)
         }
-        TestbedCommand::Up => up(existing, &path).await,
+        TestbedCommand::Up { azure } => up(existing, &path, azure).await,
     }
 }
 
 #[cfg(feature = "providers")]
-async fn up(existing: Option<BedState>, path: &std::path::Path) -> anyhow::Result<i32> {
+async fn up(existing: Option<BedState>, path: &std::path::Path, azure: bool) -> anyhow::Result<i32> {
     use crate::env::CellDirs;
     use crate::runner::log::{Redactor, StepLog};
     if let Some(s) = existing {
@@ -112,14 +121,21 @@ async fn up(existing: Option<BedState>, path: &std::path::Path) -> anyhow::Resul
     if let Some(ls) = started.bed.localstack.lock().await.take() {
         processes.push((ls.process.name.clone(), ls.process.release()));
     }
-    let state = BedState { dir, kubeconfig: started.kubeconfig, server: started.server, s3_endpoint: started.s3_endpoint, processes };
+    let mut blob_endpoint = None;
+    if azure {
+        let manifest = crate::env::local::manifest::Manifest::load()?;
+        let az = crate::env::local::azurite::Azurite::start(&manifest, &dirs.work, &dir.join("env"), true, &log).await?;
+        blob_endpoint = Some(az.blob_endpoint.clone());
+        processes.push((az.process.name.clone(), az.process.release()));
+    }
+    let state = BedState { dir, kubeconfig: started.kubeconfig, server: started.server, s3_endpoint: started.s3_endpoint, blob_endpoint, processes };
     crate::report::artifacts::write_atomic(path, serde_json::to_string_pretty(&state)?.as_bytes())?;
     print_state(&state);
     Ok(EXIT_OK)
 }
 
 #[cfg(not(feature = "providers"))]
-async fn up(_existing: Option<BedState>, _path: &std::path::Path) -> anyhow::Result<i32> {
+async fn up(_existing: Option<BedState>, _path: &std::path::Path, _azure: bool) -> anyhow::Result<i32> {
     anyhow::bail!("this vdrill was built without the `providers` feature")
 }
 

@@ -137,3 +137,25 @@ async fn the_bed_runs_velero_against_localstack_and_leaves_nothing_behind() {
     assert!(!spill.exists(), "LocalStack spilled object data to {}", spill.display());
     assert!(dirs.artifacts.join("env/kube-apiserver.log").exists(), "process logs are kept as artifacts");
 }
+
+#[tokio::test]
+async fn azurite_runs_on_loopback_with_its_log_and_stops_cleanly() {
+    let manifest = vdrill::env::local::manifest::Manifest::load().expect("the bed is provisioned");
+    let tmp = tempfile::tempdir().unwrap();
+    let log = StepLog::discard();
+    let mut az = vdrill::env::local::azurite::Azurite::start(&manifest, &tmp.path().join("work"), &tmp.path().join("env"), false, &log)
+        .await
+        .unwrap_or_else(|e| panic!("Azurite did not come up: {e:#}"));
+    let port = port_of(az.blob_endpoint.trim_end_matches("/devstoreaccount1"));
+    // It answers (unauthenticated requests are refused, which proves the service is up).
+    let resp = reqwest::get(format!("{}?comp=list", az.blob_endpoint)).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 403);
+    let ss = std::process::Command::new("ss").args(["-Hltnp"]).output().unwrap();
+    let mine: Vec<String> = String::from_utf8_lossy(&ss.stdout).lines().filter(|l| l.contains(&format!("pid={},", az.process.pid))).map(str::to_string).collect();
+    assert!(!mine.is_empty() && mine.iter().all(|l| l.split_whitespace().nth(3).unwrap().starts_with("127.0.0.1:")), "{mine:?}");
+    let pid = az.process.pid as i32;
+    az.stop().await.unwrap();
+    assert!(in_groups(&[pid]).is_empty(), "Azurite left processes behind");
+    assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
+    assert!(tmp.path().join("env/azurite.log").exists());
+}
