@@ -117,3 +117,15 @@ fn with_key_validation_off_in_localstack_assert_encryption_fails() {
     assert!(msg.contains("was still readable with the key disabled"), "{msg}");
     assert!(msg.contains("backups/nightly/velero-backup.json"), "the object is named: {msg}");
 }
+
+#[test]
+fn two_drills_run_at_once_without_clashing() {
+    // Same scenario, same bucket and key names, both Velero versions, side by side.
+    let spawn = |velero: &'static str| {
+        std::thread::spawn(move || run("scenarios/aws-kms-basic.yaml", velero, &format!("concurrent-{velero}"), &[]))
+    };
+    let (a, b) = (spawn("1.17"), spawn("1.18"));
+    for r in [a.join().unwrap(), b.join().unwrap()] {
+        assert_eq!(r.code, Some(0), "{}\n{}", failures(&r), r.stdout);
+    }
+}
