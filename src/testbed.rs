@@ -33,7 +33,7 @@ struct BedState {
 }
 
 fn state_path() -> PathBuf {
-    crate::env::local::manifest::cache_dir().join("bed").join("state.json")
+    crate::env::cache_dir().join("bed").join("state.json")
 }
 
 fn alive(pid: u32) -> bool {

@@ -11,6 +11,7 @@ use common::*;
 use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use vdrill::env::CellDirs;
+use vdrill::env::process::processes;
 use vdrill::runner::log::StepLog;
 use vdrill::runner::{DrillState, StepCtx};
 
@@ -31,36 +32,15 @@ steps:
   - deploy: shop
 "#;
 
-/// Child processes of this test process (direct children: the bed's servers).
+/// Live child processes of this test process (the bed's servers).
 fn children() -> Vec<i32> {
     let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        // Fields after the command name (which may contain spaces): state ppid pgrp ...
-        let rest = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(me) && fields.first() != Some(&"Z") {
-            out.push(pid);
-        }
-    }
-    out
+    processes().iter().filter(|p| p.ppid == me && p.state != 'Z').map(|p| p.pid).collect()
 }
 
-/// Processes in the given process groups (a server and whatever it started).
+/// Live processes in the given process groups (a server and whatever it started).
 fn in_groups(groups: &[i32]) -> Vec<i32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let rest = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        if fields.first() != Some(&"Z") && fields.get(2).and_then(|g| g.parse::<i32>().ok()).is_some_and(|g| groups.contains(&g)) {
-            out.push(pid);
-        }
-    }
-    out
+    processes().iter().filter(|p| groups.contains(&p.pgrp) && p.state != 'Z').map(|p| p.pid).collect()
 }
 
 fn port_of(url: &str) -> u16 {

@@ -32,6 +32,15 @@ use crate::scenario::{Cell, KeyProvider, KeySpec, LocationProvider, RotateMode};
 
 pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
 
+/// The cache folder of the local test bed's builds: `$VDRILL_CACHE`, else `~/.cache/vdrill`.
+pub fn cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("VDRILL_CACHE").filter(|v| !v.is_empty()) {
+        return PathBuf::from(dir);
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    home.join(".cache").join("vdrill")
+}
+
 /// A key as the key manager holds it. Never holds secret material except
 /// `customer_key`, which is registered with the redactor when created.
 #[derive(Debug, Clone, Serialize)]

@@ -114,24 +114,18 @@ impl Managed {
 
     /// Peak resident memory (VmHWM) of the process and everything in its group, in KiB.
     pub fn peak_rss_kib(&self) -> u64 {
-        let mut total = 0;
-        let Ok(dir) = std::fs::read_dir("/proc") else { return 0 };
-        for e in dir.flatten() {
-            let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-            let rest = &stat[stat.rfind(')').map(|i| i + 2).unwrap_or(0)..];
-            let group = rest.split_whitespace().nth(2).and_then(|g| g.parse::<u32>().ok());
-            if group != Some(self.pid) {
-                continue;
-            }
-            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-            total += status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-        total
+        processes()
+            .iter()
+            .filter(|p| p.pgrp == self.pid as i32)
+            .map(|p| {
+                let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid)).unwrap_or_default();
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
     }
 
     /// SIGTERM to the process group, then SIGKILL after `grace`.
@@ -213,4 +207,32 @@ where
 /// Whether something accepts TCP connections on 127.0.0.1:port.
 pub async fn port_open(port: u16) -> bool {
     tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+}
+
+/// One row of the process table.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcInfo {
+    pub pid: i32,
+    /// `R`, `S`, `Z` (zombie), ...
+    pub state: char,
+    pub ppid: i32,
+    pub pgrp: i32,
+}
+
+/// Every process on the machine, from /proc/<pid>/stat.
+pub fn processes() -> Vec<ProcInfo> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // The command name may contain spaces; the fields after it are: state ppid pgrp ...
+            let rest = stat.get(stat.rfind(')')? + 2..)?;
+            let mut f = rest.split_whitespace();
+            let state = f.next()?.chars().next()?;
+            let ppid = f.next()?.parse().ok()?;
+            let pgrp = f.next()?.parse().ok()?;
+            Some(ProcInfo { pid, state, ppid, pgrp })
+        })
+        .collect()
 }

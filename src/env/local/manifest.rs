@@ -58,14 +58,7 @@ pub struct LowkeyVault {
     pub java: PathBuf,
 }
 
-/// The cache folder: `$VDRILL_CACHE`, else `~/.cache/vdrill`.
-pub fn cache_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("VDRILL_CACHE").filter(|v| !v.is_empty()) {
-        return PathBuf::from(dir);
-    }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
-    home.join(".cache").join("vdrill")
-}
+pub use crate::env::cache_dir;
 
 pub const SETUP_HINT: &str = "provision the local test bed with `ci/testbed/setup.sh` (it builds everything from the package registries)";
 
