@@ -31,6 +31,7 @@ async fn sigint_stops_the_step_runs_cleanup_and_writes_the_report() {
     assert_eq!(backup.failure_type.as_deref(), Some("interrupted"));
     let later = cell.steps.iter().find(|s| s.title == "assert-restored shop").unwrap();
     assert_eq!(later.status, Status::Skipped);
+    assert_eq!(later.message, "skipped: the run was interrupted");
     assert!(cell.steps.iter().any(|s| s.stage == vdrill::report::Stage::Finally && s.status == Status::Passed));
     assert!(factory.calls().contains(&"stop".to_string()), "teardown ran: {:?}", factory.calls());
 

@@ -322,7 +322,11 @@ impl Runner {
             };
             let out = self.finish(i + 1, Stage::Step, step.kind(), &title, ran, Some(step), at, started, &log, &report);
             if out.status == Status::Failed {
-                failed = Some(format!("step {} ({}) failed", i + 1, title));
+                failed = Some(if out.failure_type.as_deref() == Some("interrupted") {
+                    "the run was interrupted".to_string()
+                } else {
+                    format!("step {} ({}) failed", i + 1, title)
+                });
             }
             if let (Step::AssertRestored(_), Status::Passed, Some(t0)) = (step, out.status, disaster_at)
                 && report.rto.is_none()
