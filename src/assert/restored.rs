@@ -1,7 +1,7 @@
 //! assert-restored: restored objects equal the deployed ones, after removing
 //! what the API server, controllers and Velero legitimately change.
 
-use serde_json::{Map, Value as Json};
+use serde_json::Value as Json;
 
 /// Fields no restore preserves, removed before comparing.
 pub const IGNORED_METADATA: &[&str] =
@@ -118,10 +118,6 @@ pub fn prune(v: &mut Json) {
         }
         m.retain(|_, child| !matches!(child, Json::Object(c) if c.is_empty()));
     }
-}
-
-pub fn object_map(v: &Json) -> Option<&Map<String, Json>> {
-    v.as_object()
 }
 
 #[cfg(test)]
