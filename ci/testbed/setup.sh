@@ -304,7 +304,7 @@ do_lowkey_vault() {
     rm -f "$d/.unavailable" "$d/mvn.log"; touch "$d/.ok"
     report "lowkey-vault $LOWKEY_VAULT_VERSION" "downloaded in $(($(now) - t0))s"
   else
-    local err; err=$(grep -m1 -E 'Could not (find|resolve)|ERROR' "$d/mvn.log" | head -c 300)
+    local err; err=$(sed 's/\x1b\[[0-9;]*m//g' "$d/mvn.log" | grep -m1 -E 'Could not (find|resolve)|ERROR' | head -c 300)
     printf '%s\n' "${err:-see $d/mvn.log}" >"$d/.unavailable"
     report "lowkey-vault $LOWKEY_VAULT_VERSION" "UNAVAILABLE: ${err:-see $d/mvn.log}"
   fi
