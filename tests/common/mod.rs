@@ -53,7 +53,9 @@ impl Harness {
         unsafe { std::env::set_var("VDRILL_TEST_REPO_PASSWORD", REPO_PASSWORD) };
         let root = tempfile::tempdir().unwrap();
         let redactor = Redactor::new();
-        let artifacts = Artifacts::create(root.path(), None, "test-run", redactor.clone()).unwrap();
+        // A run id of its own: the work folder (keys, data) is per run id, and tests run in parallel.
+        let run_id = format!("test-{}", root.path().file_name().unwrap().to_string_lossy());
+        let artifacts = Artifacts::create(root.path(), None, &run_id, redactor.clone()).unwrap();
         Harness { artifacts, root, redactor, recorder: Arc::default() }
     }
 
