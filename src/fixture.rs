@@ -58,6 +58,13 @@ pub fn to_json(node: &Node) -> Json {
     }
 }
 
+/// [`load`] for run time: all problems as one error.
+pub fn load_all(path: &Path) -> anyhow::Result<Vec<Manifest>> {
+    load(path).map_err(|errs| {
+        anyhow::anyhow!(errs.iter().map(|e| format!("{}: {}", e.file.display(), e.message)).collect::<Vec<_>>().join("; "))
+    })
+}
+
 /// Read a fixture file and check that every document is a Kubernetes object.
 pub fn load(path: &Path) -> Result<Vec<Manifest>, Vec<FixtureError>> {
     let err = |pos: Option<Pos>, message: String| FixtureError { file: path.to_path_buf(), pos, message };

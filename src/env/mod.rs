@@ -32,6 +32,17 @@ use crate::scenario::{Cell, KeyProvider, KeySpec, LocationProvider, RotateMode};
 
 pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
 
+/// Write a file only its owner can read (keys, credentials, certificates' private keys).
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.write_all(bytes)
+}
+
 /// The cache folder of the local test bed's builds: `$VDRILL_CACHE`, else `~/.cache/vdrill`.
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("VDRILL_CACHE").filter(|v| !v.is_empty()) {
@@ -244,7 +255,7 @@ pub struct Outcome {
     pub warnings: u64,
     pub failure_reason: Option<String>,
     pub validation_errors: Vec<String>,
-    /// Velero's log lines about this operation (server log, and the stored log when readable).
+    /// The Velero server's log lines written while the operation ran.
     pub logs: String,
     pub duration: Duration,
 }

@@ -146,13 +146,8 @@ impl VeleroProvider {
     }
 
     fn credentials_file(&self) -> Result<PathBuf> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let dir = self.work.join("velero");
-        std::fs::create_dir_all(&dir)?;
-        let path = dir.join("credentials");
-        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
-        f.write_all(self.store.velero_credentials().as_bytes())?;
+        let path = self.work.join("velero").join("credentials");
+        super::write_private(&path, self.store.velero_credentials().as_bytes())?;
         Ok(path)
     }
 

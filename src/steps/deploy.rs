@@ -15,9 +15,7 @@ pub async fn run(step: &DeployStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput>
         .find(|w| w.id() == step.workload)
         .with_context(|| format!("no workload `{}`", step.workload))?;
     let path = ctx.cell.dir.join(&workload.fixture);
-    let manifests = crate::fixture::load(&path).map_err(|errs| {
-        anyhow::anyhow!(errs.iter().map(|e| format!("{}: {}", e.file.display(), e.message)).collect::<Vec<_>>().join("; "))
-    })?;
+    let manifests = crate::fixture::load_all(&path)?;
     ctx.log.line(format!("applying {} manifests from {} into namespace {}", manifests.len(), path.display(), workload.namespace));
     let created = ctx.env.cluster.apply(&workload.namespace, &manifests, ctx.log).await?;
     for obj in &created {

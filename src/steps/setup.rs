@@ -20,15 +20,10 @@ fn hex(bytes: &[u8]) -> String {
 
 /// A 32-byte SSE-C key written to a 0600 file, as velero-plugin-for-aws reads it.
 fn customer_key(ctx: &StepCtx<'_>, name: &str) -> Result<KeyInfo> {
-    use std::os::unix::fs::OpenOptionsExt;
-    use std::io::Write;
     // Printable bytes: the plugin reads the file as a string and takes its 32 bytes.
     let key: Vec<u8> = hex(&random_bytes(16)?).into_bytes();
-    let dir = ctx.state.work_dir.join("keys");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join(format!("{name}.key"));
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
-    f.write_all(&key)?;
+    let path = ctx.state.work_dir.join("keys").join(format!("{name}.key"));
+    crate::env::write_private(&path, &key)?;
     ctx.log.redactor().add(&key);
     Ok(KeyInfo {
         name: name.to_string(),
@@ -80,9 +75,7 @@ pub async fn prepare(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     let mut crds = Vec::new();
     for w in &scenario.workloads {
         let path = ctx.cell.dir.join(&w.fixture);
-        let manifests = crate::fixture::load(&path).map_err(|errs| {
-            anyhow::anyhow!(errs.iter().map(|e| format!("{}: {}", e.file.display(), e.message)).collect::<Vec<_>>().join("; "))
-        })?;
+        let manifests = crate::fixture::load_all(&path)?;
         crds.extend(manifests.into_iter().filter(|m| m.kind() == "CustomResourceDefinition"));
     }
     if !crds.is_empty() {

@@ -23,11 +23,8 @@ pub struct Pki {
 }
 
 fn write(dir: &Path, name: &str, pem: &str) -> Result<PathBuf> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let path = dir.join(name);
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
-    f.write_all(pem.as_bytes())?;
+    crate::env::write_private(&path, pem.as_bytes())?;
     Ok(path)
 }
 
