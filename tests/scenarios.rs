@@ -20,7 +20,7 @@ fn shipped() -> Vec<PathBuf> {
 #[test]
 fn every_shipped_scenario_validates_and_plans() {
     let files = shipped();
-    assert!(files.len() >= 6, "five AWS drills and an Azure drill are shipped");
+    assert!(files.len() >= 5, "five AWS drills are shipped");
     for f in &files {
         let loaded = vdrill::scenario::load(f).unwrap_or_else(|d| panic!("{}: {d:#?}", f.display()));
         assert!(!loaded.cells.is_empty());
@@ -36,9 +36,12 @@ fn every_shipped_scenario_validates_and_plans() {
         }
     }
     let names: Vec<String> = files.iter().map(|f| f.file_stem().unwrap().to_string_lossy().into_owned()).collect();
-    for required in ["aws-kms-basic", "aws-kms-disable-midrun", "aws-kms-rotate", "aws-kms-pending-deletion", "aws-sse-c", "azure-keyvault-basic"] {
+    for required in ["aws-kms-basic", "aws-kms-disable-midrun", "aws-kms-rotate", "aws-kms-pending-deletion", "aws-sse-c"] {
         assert!(names.iter().any(|n| n == required), "{required} is shipped");
     }
+    // Only drills that can run here: the Azure drill waits in the bad corpus until then.
+    assert!(!names.iter().any(|n| n == "azure-keyvault-basic"), "azure-keyvault-basic cannot run here yet");
+    assert!(repo().join("tests/scenarios/bad/32-azurite-not-available-yet.yaml").exists());
     let out = vdrill(&["validate", "scenarios"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -162,13 +165,13 @@ fn shipped_files_text() -> Vec<String> {
 fn cells_are_selected_by_tag_matrix_value_and_shard() {
     let files = vdrill::cli::load_all(&[repo().join("scenarios")]).unwrap();
     let all = vdrill::cli::select_cells(&files, &[], &[], None);
-    assert_eq!(all.len(), 11);
+    assert_eq!(all.len(), 10);
     let sorted: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
     let mut expect = sorted.clone();
     expect.sort();
     assert_eq!(sorted, expect, "cells run in a stable order");
-    let azure = vdrill::cli::select_cells(&files, &["azure".into()], &[], None);
-    assert_eq!(azure.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["azure-keyvault-basic[velero=1.18]"]);
+    let sse_c = vdrill::cli::select_cells(&files, &["sse-c".into()], &[], None);
+    assert_eq!(sse_c.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["aws-sse-c[velero=1.17]", "aws-sse-c[velero=1.18]"]);
     let v117 = vdrill::cli::select_cells(&files, &[], &[("velero".into(), "1.17".into())], None);
     assert_eq!(v117.len(), 5);
     assert!(v117.iter().all(|c| c.id.ends_with("[velero=1.17]")));
@@ -177,5 +180,5 @@ fn cells_are_selected_by_tag_matrix_value_and_shard() {
     let mut union: Vec<String> = shards.concat();
     union.sort();
     assert_eq!(union, expect.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [4, 4, 3]);
+    assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [4, 3, 3]);
 }

@@ -139,6 +139,27 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
             c.err_key("environment.context", "`context` applies to `cluster: existing` only");
         }
     }
+    match env.storage {
+        StorageKind::Azurite => c.err(
+            "environment.storage",
+            "`storage: azurite` is not available yet: Velero's Azure plugin and the Key Vault emulator (lowkey-vault) are not built on the local test bed; use `storage: localstack`",
+        ),
+        StorageKind::Azure => c.err(
+            "environment.storage",
+            "`storage: azure` (real Azure Blob Storage + Key Vault) is not available: vdrill has no Azure provider yet; use `storage: aws`",
+        ),
+        StorageKind::Localstack | StorageKind::Aws => {}
+    }
+    if env.cluster != ClusterKind::Local && env.storage.is_local() {
+        c.err(
+            "environment.storage",
+            format!(
+                "`storage: {}` runs on this machine's loopback, which Velero inside a `{}` cluster cannot reach; use `cluster: local`, or real `aws` storage",
+                env.storage.as_str(),
+                env.cluster.as_str()
+            ),
+        );
+    }
     if env.region.is_some() && env.storage.is_azure() {
         c.err_key("environment.region", "`region` applies to AWS storage (`localstack`, `aws`) only");
     }
@@ -438,6 +459,9 @@ fn check_step(
                 && !locations.contains(&l.as_str())
             {
                 c.err(field("location"), format!("no location `{l}`; locations: {}", names(locations)));
+            }
+            if b.file_system_backup && s.environment.cluster == ClusterKind::Local {
+                c.err(field("fileSystemBackup"), "file-system (Kopia) backups need pods and a kubelet; the local test bed (`cluster: local`) has none");
             }
             if backups.insert(b.name.clone(), loc).is_some() {
                 c.err(field("name"), format!("duplicate backup name `{}`", b.name));
