@@ -254,6 +254,10 @@ pub struct LocationSpec {
     pub name: String,
     pub provider: LocationProvider,
     pub bucket: String,
+    /// Use a bucket that already exists (real clouds only). vdrill then neither creates
+    /// nor deletes it, nor any object in it that it did not write.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub existing: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     /// The default location for backups (default: the first location).

@@ -297,6 +297,15 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
         {
             c.err(format!("{p}.prefix"), "a prefix must not start or end with `/`");
         }
+        if loc.existing && env.storage.is_local() {
+            c.err_key(format!("{p}.existing"), "the local test bed starts empty; `existing: true` needs real `aws` or `azure` storage");
+        }
+        if loc.existing && loc.bucket_default_key.is_some() {
+            c.err_key(
+                format!("{p}.bucketDefaultKey"),
+                "vdrill sets bucket default encryption only on buckets it creates; on an `existing: true` bucket it would change the bucket's encryption: leave `bucketDefaultKey` out",
+            );
+        }
         if let Some(k) = &loc.bucket_default_key {
             match s.keys.get(k) {
                 Some(spec) if spec.provider == KeyProvider::AwsKms => {}
