@@ -425,6 +425,7 @@ fn check_step(
             }
         }
     };
+    let existing = |k: &str| s.keys.get(k).is_some_and(|spec| spec.existing);
     let backup_before = |c: &mut Checker, path: String, b: &str, backups: &BTreeMap<String, String>| {
         if !backups.contains_key(b) {
             if all_backups.contains(b) {
@@ -501,6 +502,12 @@ fn check_step(
             {
                 c.err(field("key"), "customer keys cannot be rotated by the key manager; declare a second `customer-key` key and a second location instead");
             }
+            if r.mode == RotateMode::NewKey && existing(&r.key) {
+                c.err(
+                    field("key"),
+                    format!("`{}` is an existing key (`existing: true`); `mode: new-key` would repoint the alias of a key the run did not create: use `mode: on-demand`", r.key),
+                );
+            }
         }
         Step::DisableKey(k) | Step::EnableKey(k) | Step::CancelKeyDeletion(k) => {
             if let Some(provider) = key_exists(c, field("key"), &k.key)
@@ -508,11 +515,18 @@ fn check_step(
             {
                 c.err(field("key"), format!("`{}` is a customer key, which no key manager holds; `{}` needs an `aws-kms` or `azure-keyvault` key", k.key, step.kind()));
             }
+            let re_enabled = s.finally.iter().any(|f| matches!(f, Step::EnableKey(e) if e.key == k.key));
+            if matches!(step, Step::DisableKey(_)) && existing(&k.key) && !re_enabled {
+                c.err(field("key"), format!("an existing key disabled by the drill must be re-enabled in `finally`: add `- enable-key: {}`", k.key));
+            }
         }
         Step::ScheduleKeyDeletion(k) => {
             if let Some(provider) = key_exists(c, field("key"), &k.key) {
                 if provider == KeyProvider::CustomerKey {
                     c.err(field("key"), format!("`{}` is a customer key; only managed keys can be scheduled for deletion", k.key));
+                }
+                if existing(&k.key) {
+                    c.err(field("key"), format!("`{}` is an existing key (`existing: true`); vdrill never schedules the deletion of a key it did not create", k.key));
                 }
                 if let Some(days) = k.days
                     && provider == KeyProvider::AwsKms
