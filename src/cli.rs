@@ -253,6 +253,7 @@ fn print_plan(f: &ScenarioFile, format: Format) {
                     serde_json::json!({
                         "id": c.id,
                         "matrix": c.matrix.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                        "touches_existing": c.scenario.touches_existing(),
                         "scenario": c.scenario,
                     })
                 })
@@ -265,6 +266,13 @@ fn print_plan(f: &ScenarioFile, format: Format) {
                 let s = &c.scenario;
                 println!("\n{}", c.id);
                 println!("  environment: cluster={} storage={}", s.environment.cluster.as_str(), s.environment.storage.as_str());
+                let touches = s.touches_existing();
+                if !touches.is_empty() {
+                    println!("  touches resources it did not create:");
+                    for t in touches {
+                        println!("    - {t}");
+                    }
+                }
                 println!("  velero: {} ({} location(s))", s.velero.version, s.velero.locations.len());
                 for l in &s.velero.locations {
                     let cfg: Vec<String> = l.config.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -33,7 +33,9 @@ fn every_shipped_scenario_validates_and_plans() {
         let text = String::from_utf8_lossy(&out.stdout);
         for c in &loaded.cells {
             assert!(text.contains(&c.id), "plan shows cell {}", c.id);
+            assert!(c.scenario.touches_existing().is_empty(), "{} uses only what it creates", c.id);
         }
+        assert!(!text.contains("touches resources it did not create"), "{text}");
     }
     let names: Vec<String> = files.iter().map(|f| f.file_stem().unwrap().to_string_lossy().into_owned()).collect();
     for required in ["aws-kms-basic", "aws-kms-disable-midrun", "aws-kms-rotate", "aws-kms-pending-deletion", "aws-sse-c"] {
@@ -182,3 +184,69 @@ fn cells_are_selected_by_tag_matrix_value_and_shard() {
     assert_eq!(union, expect.iter().map(|s| s.to_string()).collect::<Vec<_>>());
     assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [4, 3, 3]);
 }
+
+/// A drill on real AWS that uses a key and a bucket it did not create, in an existing cluster.
+fn touching_scenario() -> String {
+    let fixture = repo().join("fixtures/workloads/shop.yaml");
+    format!(
+        r#"apiVersion: vdrill.dev/v1alpha1
+kind: Scenario
+metadata: {{name: touches}}
+environment: {{cluster: existing, storage: aws, context: staging}}
+keys:
+  prod: {{provider: aws-kms, alias: alias/prod, existing: true}}
+  fresh: {{provider: aws-kms, alias: alias/drill-fresh}}
+velero:
+  version: "1.18"
+  locations:
+    - {{name: default, provider: aws, bucket: velero-prod, existing: true, prefix: drill, config: {{region: us-east-1, kmsKeyId: "${{keys.prod.alias}}"}}}}
+    - {{name: scratch, provider: aws, bucket: drill-scratch, config: {{region: us-east-1, kmsKeyId: "${{keys.fresh.alias}}"}}}}
+workloads:
+  - {{fixture: {}, namespace: shop}}
+steps:
+  - deploy: shop
+  - backup: b1
+  - disable-key: prod
+  - disable-key: fresh
+  - delete-namespace: shop
+  - enable-key: prod
+  - restore: b1
+finally:
+  - enable-key: prod
+"#,
+        fixture.display()
+    )
+}
+
+#[test]
+fn the_plan_lists_what_a_drill_does_to_resources_it_did_not_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("touches.yaml");
+    std::fs::write(&path, touching_scenario()).unwrap();
+    let f = vdrill::scenario::load(&path).unwrap_or_else(|d| panic!("{d:#?}"));
+    let lines = f.cells[0].scenario.touches_existing();
+    assert_eq!(
+        lines,
+        [
+            "cluster (context `staging`, existing): Velero is installed in namespace `velero`, which is deleted at teardown; workloads are deployed into namespace(s) `shop`; namespace(s) `shop` are deleted with everything in them",
+            "key `prod` (alias/prod, existing): disable-key, enable-key",
+            "bucket `velero-prod` (existing): the drill writes its backups under prefix `drill/` and leaves them; it creates and deletes nothing",
+        ]
+    );
+
+    let out = vdrill(&["plan", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  touches resources it did not create:\n    - cluster (context `staging`, existing): "), "{text}");
+    for l in &lines {
+        assert!(text.contains(&format!("    - {l}\n")), "{text}");
+    }
+
+    let out = vdrill(&["plan", path.to_str().unwrap(), "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["cells"][0]["touches_existing"], serde_json::json!(lines));
+    assert_eq!(plan["cells"][0]["scenario"]["velero"]["locations"][0]["existing"], true);
+    assert_eq!(plan["cells"][0]["scenario"]["velero"]["locations"][1].get("existing"), None, "false is left out");
+}
+

@@ -65,6 +65,78 @@ impl Scenario {
                 .map(|(name, _)| name.clone())
         })
     }
+
+    /// What the drill does to resources it did not create (`existing: true` keys and
+    /// buckets, a `cluster: existing`), one line each; empty when it uses none.
+    pub fn touches_existing(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.environment.cluster == ClusterKind::Existing {
+            let mut which = Vec::new();
+            if let Some(ctx) = &self.environment.context {
+                which.push(format!("context `{ctx}`"));
+            }
+            if let Some(kc) = &self.environment.kubeconfig {
+                which.push(format!("kubeconfig `{kc}`"));
+            }
+            let which = if which.is_empty() { "the current kubeconfig context".to_string() } else { which.join(" of ") };
+            let ns = self.velero.namespace.as_deref().unwrap_or("velero");
+            let mut line = format!("cluster ({which}, existing): Velero is installed in namespace `{ns}`, which is deleted at teardown");
+            let steps = || self.steps.iter().chain(&self.finally);
+            let mut deployed: Vec<&str> = Vec::new();
+            let mut deleted: Vec<&str> = Vec::new();
+            for step in steps() {
+                match step {
+                    Step::Deploy(d) => {
+                        if let Some(w) = self.workloads.iter().find(|w| w.id() == d.workload)
+                            && !deployed.contains(&w.namespace.as_str())
+                        {
+                            deployed.push(&w.namespace);
+                        }
+                    }
+                    Step::DeleteNamespace(d) if !deleted.contains(&d.namespace.as_str()) => deleted.push(&d.namespace),
+                    _ => {}
+                }
+            }
+            let quoted = |v: &[&str]| v.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+            if !deployed.is_empty() {
+                line.push_str(&format!("; workloads are deployed into namespace(s) {}", quoted(&deployed)));
+            }
+            if !deleted.is_empty() {
+                line.push_str(&format!("; namespace(s) {} are deleted with everything in them", quoted(&deleted)));
+            }
+            out.push(line);
+        }
+        for (name, key) in self.keys.iter().filter(|(_, k)| k.existing) {
+            let mut actions: Vec<String> = Vec::new();
+            for step in self.steps.iter().chain(&self.finally) {
+                if step.key() != Some(name.as_str()) || matches!(step, Step::AssertEncryption(_)) {
+                    continue;
+                }
+                let action = match step {
+                    Step::RotateKey(r) if r.mode == RotateMode::OnDemand => "rotate-key (on-demand: new key material, cannot be undone)".to_string(),
+                    Step::RotateKey(_) => "rotate-key (new key: repoints the alias)".to_string(),
+                    other => other.kind().to_string(),
+                };
+                if !actions.contains(&action) {
+                    actions.push(action);
+                }
+            }
+            let address = key.alias.as_deref().or(key.name.as_deref()).map(|a| format!("{a}, ")).unwrap_or_default();
+            let what = if actions.is_empty() { "used, never changed".to_string() } else { actions.join(", ") };
+            out.push(format!("key `{name}` ({address}existing): {what}"));
+        }
+        for loc in self.velero.locations.iter().filter(|l| l.existing) {
+            let place = match &loc.prefix {
+                Some(p) => format!("under prefix `{p}/`"),
+                None => "at the top of the bucket (no `prefix`)".to_string(),
+            };
+            let line = format!("bucket `{}` (existing): the drill writes its backups {place} and leaves them; it creates and deletes nothing", loc.bucket);
+            if !out.contains(&line) {
+                out.push(line);
+            }
+        }
+        out
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
