@@ -119,19 +119,7 @@ fn parse_shard(s: &str) -> Result<(usize, usize), String> {
 
 /// Scenario files named directly or found in directories.
 fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
-    let mut out = Vec::new();
-    let mut errs = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            match scenario::files_in(p) {
-                Ok(files) => out.extend(files),
-                Err(e) => errs.push(Diagnostic::new(p, None, None, format!("cannot read directory: {e}"))),
-            }
-        } else {
-            out.push(p.clone());
-        }
-    }
-    if errs.is_empty() { Ok(out) } else { Err(errs) }
+    scenario::collect(paths)
 }
 
 /// Load every file; all diagnostics of all files together.
@@ -203,9 +191,13 @@ pub async fn main(cli: Cli) -> i32 {
                 EXIT_INVALID
             }
         },
-        Command::Plan { scenario, format } => match load_all(&[scenario]) {
+        Command::Plan { scenario, format } => match load_all(std::slice::from_ref(&scenario)) {
+            Ok(loaded) if loaded.is_empty() => {
+                eprintln!("{}: error: nothing to plan", scenario.display());
+                EXIT_INVALID
+            }
             Ok(loaded) => {
-                print_plan(&loaded[0], format);
+                print_plan(&loaded, format, scenario.is_dir());
                 EXIT_OK
             }
             Err(diags) => {
@@ -216,7 +208,7 @@ pub async fn main(cli: Cli) -> i32 {
         Command::List { dir } => match load_all(&[dir]) {
             Ok(loaded) => {
                 for f in &loaded {
-                    let s = &f.cells[0].scenario;
+                    let Some(s) = f.cells.first().map(|c| &c.scenario) else { continue };
                     println!(
                         "{:<28} {:<8} {:<11} cells={:<2} tags=[{}]  {}",
                         f.metadata.name,
@@ -243,60 +235,73 @@ pub async fn main(cli: Cli) -> i32 {
     }
 }
 
-fn print_plan(f: &ScenarioFile, format: Format) {
+/// The plan of each file; in JSON one object, or an array of them when `many` (a directory was given).
+fn print_plan(files: &[ScenarioFile], format: Format, many: bool) {
     match format {
         Format::Json => {
-            let cells: Vec<serde_json::Value> = f
-                .cells
+            let plans: Vec<serde_json::Value> = files
                 .iter()
-                .map(|c| {
-                    serde_json::json!({
-                        "id": c.id,
-                        "matrix": c.matrix.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
-                        "touches_existing": c.scenario.touches_existing(),
-                        "scenario": c.scenario,
-                    })
+                .map(|f| {
+                    let cells: Vec<serde_json::Value> = f
+                        .cells
+                        .iter()
+                        .map(|c| {
+                            serde_json::json!({
+                                "id": c.id,
+                                "matrix": c.matrix.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect::<serde_json::Map<_, _>>(),
+                                "touches_existing": c.scenario.touches_existing(),
+                                "scenario": c.scenario,
+                            })
+                        })
+                        .collect();
+                    serde_json::json!({"file": f.path, "cells": cells})
                 })
                 .collect();
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({"file": f.path, "cells": cells})).unwrap_or_default());
+            let out = if many { serde_json::Value::Array(plans) } else { plans.into_iter().next().unwrap_or_default() };
+            println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         }
         Format::Text => {
-            println!("{} ({}): {} cell(s)", f.metadata.name, f.path.display(), f.cells.len());
-            for c in &f.cells {
-                let s = &c.scenario;
-                println!("\n{}", c.id);
-                println!("  environment: cluster={} storage={}", s.environment.cluster.as_str(), s.environment.storage.as_str());
-                let touches = s.touches_existing();
-                if !touches.is_empty() {
-                    println!("  touches resources it did not create:");
-                    for t in touches {
-                        println!("    - {t}");
+            for (n, f) in files.iter().enumerate() {
+                if n > 0 {
+                    println!();
+                }
+                println!("{} ({}): {} cell(s)", f.metadata.name, f.path.display(), f.cells.len());
+                for c in &f.cells {
+                    let s = &c.scenario;
+                    println!("\n{}", c.id);
+                    println!("  environment: cluster={} storage={}", s.environment.cluster.as_str(), s.environment.storage.as_str());
+                    let touches = s.touches_existing();
+                    if !touches.is_empty() {
+                        println!("  touches resources it did not create:");
+                        for t in touches {
+                            println!("    - {t}");
+                        }
                     }
-                }
-                println!("  velero: {} ({} location(s))", s.velero.version, s.velero.locations.len());
-                for l in &s.velero.locations {
-                    let cfg: Vec<String> = l.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                    println!("    - {} {} bucket={} {}", l.name, l.provider.as_str(), l.bucket, cfg.join(" "));
-                }
-                for (name, k) in &s.keys {
-                    println!("  key {name}: {}{}", k.provider.as_str(), k.alias.as_ref().or(k.name.as_ref()).map(|a| format!(" {a}")).unwrap_or_default());
-                }
-                for (i, st) in s.steps.iter().enumerate() {
-                    let timeout = st.timeout().unwrap_or_else(|| crate::runner::default_timeout(st));
-                    let expect = st.expect().filter(|e| e.expects_failure()).map(|e| {
-                        let mut x = String::from("  expect failure");
-                        if let Some(p) = e.phase {
-                            x.push_str(&format!(" phase={}", p.as_str()));
-                        }
-                        if let Some(r) = &e.error {
-                            x.push_str(&format!(" error=/{r}/"));
-                        }
-                        x
-                    });
-                    println!("  {:>2}. {:<45} timeout {}{}", i + 1, st.title(), humantime::format_duration(timeout), expect.unwrap_or_default());
-                }
-                for (i, st) in s.finally.iter().enumerate() {
-                    println!("  finally {}. {}", i + 1, st.title());
+                    println!("  velero: {} ({} location(s))", s.velero.version, s.velero.locations.len());
+                    for l in &s.velero.locations {
+                        let cfg: Vec<String> = l.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        println!("    - {} {} bucket={} {}", l.name, l.provider.as_str(), l.bucket, cfg.join(" "));
+                    }
+                    for (name, k) in &s.keys {
+                        println!("  key {name}: {}{}", k.provider.as_str(), k.alias.as_ref().or(k.name.as_ref()).map(|a| format!(" {a}")).unwrap_or_default());
+                    }
+                    for (i, st) in s.steps.iter().enumerate() {
+                        let timeout = st.timeout().unwrap_or_else(|| crate::runner::default_timeout(st));
+                        let expect = st.expect().filter(|e| e.expects_failure()).map(|e| {
+                            let mut x = String::from("  expect failure");
+                            if let Some(p) = e.phase {
+                                x.push_str(&format!(" phase={}", p.as_str()));
+                            }
+                            if let Some(r) = &e.error {
+                                x.push_str(&format!(" error=/{r}/"));
+                            }
+                            x
+                        });
+                        println!("  {:>2}. {:<45} timeout {}{}", i + 1, st.title(), humantime::format_duration(timeout), expect.unwrap_or_default());
+                    }
+                    for (i, st) in s.finally.iter().enumerate() {
+                        println!("  finally {}. {}", i + 1, st.title());
+                    }
                 }
             }
         }

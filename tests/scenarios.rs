@@ -250,3 +250,137 @@ fn the_plan_lists_what_a_drill_does_to_resources_it_did_not_create() {
     assert_eq!(plan["cells"][0]["scenario"]["velero"]["locations"][1].get("existing"), None, "false is left out");
 }
 
+#[test]
+fn plan_takes_a_directory() {
+    let out = vdrill(&["plan", "scenarios"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for name in ["aws-kms-basic", "aws-kms-disable-midrun", "aws-kms-rotate", "aws-kms-pending-deletion", "aws-sse-c"] {
+        assert!(text.contains(&format!("{name}[velero=1.18]")), "{name}: {text}");
+    }
+    let out = vdrill(&["plan", "scenarios", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let plans: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plans = plans.as_array().expect("an array of plans for a directory");
+    assert_eq!(plans.len(), shipped().len());
+    for p in plans {
+        for c in p["cells"].as_array().unwrap() {
+            assert_eq!(c["touches_existing"], serde_json::json!([]), "{}", c["id"]);
+        }
+    }
+}
+
+/// Runs vdrill with `args` in `dir`, failing the test (and killing vdrill) if it takes
+/// more than a few seconds: nothing here may block, for instance on a FIFO.
+fn vdrill_promptly(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
+    use std::time::{Duration, Instant};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vdrill"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("vdrill {args:?} did not return within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "vdrill {args:?} panicked: {stderr}");
+    (out.status.code(), stderr)
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("run mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+#[test]
+fn an_empty_directory_is_an_error_for_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("empty")).unwrap();
+    std::fs::write(dir.path().join("empty/README.md"), "not a scenario").unwrap();
+    for args in [
+        &["plan", "empty"][..],
+        &["plan", "empty", "--format", "json"],
+        &["validate", "empty"],
+        &["list", "empty"],
+        &["run", "empty", "--artifacts", "artifacts"],
+    ] {
+        let (code, stderr) = vdrill_promptly(dir.path(), args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("empty: error: no scenario files (*.yaml, *.yml) in empty"), "{args:?}: {stderr}");
+    }
+    assert!(!dir.path().join("artifacts").exists(), "run starts nothing");
+    let diags = vdrill::scenario::collect(&[dir.path().join("empty")]).unwrap_err();
+    assert_eq!(diags.len(), 1, "{diags:?}");
+}
+
+#[test]
+fn paths_that_are_not_scenario_files_are_named_not_opened() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    mkfifo(&d.join("s.yaml"));
+    std::fs::create_dir(d.join("d.yaml")).unwrap();
+    symlink("gone.yaml", d.join("broken.yaml")).unwrap();
+    symlink("b.yaml", d.join("a.yaml")).unwrap();
+    symlink("a.yaml", d.join("b.yaml")).unwrap();
+    let _socket = std::os::unix::net::UnixListener::bind(d.join("sock.yaml")).unwrap();
+    std::fs::write(d.join("ok.yaml"), touching_scenario()).unwrap();
+
+    let cases = [
+        ("missing.yaml", "missing.yaml: error: no such file or directory"),
+        ("s.yaml", "s.yaml: error: a FIFO (named pipe), not a scenario file"),
+        ("broken.yaml", "broken.yaml: error: broken symbolic link: its target `gone.yaml` does not exist"),
+        ("a.yaml", "a.yaml: error: symbolic link loop: following it leads back to itself (too many levels of symbolic links)"),
+        ("sock.yaml", "sock.yaml: error: a socket, not a scenario file"),
+    ];
+    for (name, expect) in cases {
+        for cmd in ["validate", "plan"] {
+            let (code, stderr) = vdrill_promptly(d, &[cmd, name]);
+            assert_eq!(code, Some(2), "{cmd} {name}: {stderr}");
+            assert!(stderr.contains(expect), "{cmd} {name}: {stderr}");
+        }
+    }
+
+    // A directory holding all of them: each named, the good file aside.
+    let (code, stderr) = vdrill_promptly(d, &["validate", "."]);
+    assert_eq!(code, Some(2), "{stderr}");
+    for expect in [
+        "./a.yaml: error: symbolic link loop",
+        "./b.yaml: error: symbolic link loop",
+        "./broken.yaml: error: broken symbolic link",
+        "./d.yaml: error: a directory named like a scenario file; scenario files are regular files (directories are not searched recursively)",
+        "./s.yaml: error: a FIFO (named pipe), not a scenario file",
+        "./sock.yaml: error: a socket, not a scenario file",
+        "6 error(s) in 6 file(s)",
+    ] {
+        assert!(stderr.contains(expect), "{expect}: {stderr}");
+    }
+    assert!(!stderr.contains("ok.yaml"), "{stderr}");
+    let (code, stderr) = vdrill_promptly(d, &["list", "."]);
+    assert_eq!(code, Some(2), "{stderr}");
+
+    // The loader refuses them too, from their metadata, without opening a FIFO.
+    let fifo = d.join("s.yaml");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(vdrill::scenario::load(&fifo).map(|_| ())));
+    let diags = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("load returns promptly on a FIFO").unwrap_err();
+    assert_eq!(render(&diags), ["s.yaml: cannot read file: it is a FIFO (named pipe), not a regular file"]);
+    let diags = vdrill::scenario::load(&d.join("d.yaml")).unwrap_err();
+    assert_eq!(render(&diags), ["d.yaml: cannot read file: it is a directory, not a regular file"]);
+    let diags = vdrill::scenario::load(&d.join("missing.yaml")).unwrap_err();
+    assert_eq!(render(&diags), ["missing.yaml: no such file or directory"]);
+    assert!(vdrill::scenario::load(&d.join("ok.yaml")).is_ok());
+}

@@ -52,7 +52,7 @@ const MAX_CELLS: usize = 256;
 
 /// Load, validate and expand one scenario file.
 pub fn load(path: &Path) -> Result<ScenarioFile, Vec<Diagnostic>> {
-    let bytes = std::fs::read(path).map_err(|e| vec![Diagnostic::new(path, None, None, format!("cannot read file: {e}"))])?;
+    let bytes = read_regular(path).map_err(|msg| vec![Diagnostic::new(path, None, None, msg)])?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
     load_bytes(path, &dir, &bytes)
@@ -147,15 +147,129 @@ pub fn cell_id(name: &str, combo: &[(String, String)]) -> String {
     }
 }
 
+/// The contents of a regular file. Anything else (a FIFO, a socket, a device, a
+/// directory) is refused from its metadata, before it is opened, and the file is
+/// opened without blocking, so a FIFO swapped in meanwhile cannot hang the read.
+fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(path, &e))?;
+    if let Some(what) = not_regular(&meta) {
+        return Err(format!("cannot read file: it is {what}, not a regular file"));
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read file: {e}"))?;
+    if let Some(what) = not_regular(&meta) {
+        return Err(format!("cannot read file: it is {what}, not a regular file"));
+    }
+    if meta.len() > yaml::MAX_FILE_BYTES as u64 {
+        return Err(too_big(meta.len()));
+    }
+    let mut bytes = Vec::new();
+    // One byte past the limit is enough to tell a file that grew meanwhile.
+    file.by_ref().take(yaml::MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read file: {e}"))?;
+    Ok(bytes)
+}
+
+fn too_big(len: u64) -> String {
+    format!("file is {len} bytes; scenario files are limited to {} bytes", yaml::MAX_FILE_BYTES)
+}
+
+/// What a file system entry is when it is not a regular file: "a directory", "a FIFO (named pipe)", ...
+fn not_regular(meta: &std::fs::Metadata) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+
+    let t = meta.file_type();
+    if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a directory")
+    } else if t.is_fifo() {
+        Some("a FIFO (named pipe)")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else if t.is_block_device() || t.is_char_device() {
+        Some("a device")
+    } else {
+        Some("not a file")
+    }
+}
+
+/// Why `path` cannot be used, from the error of following it: a missing path,
+/// a broken symbolic link, a symbolic link loop, a permission problem.
+fn unreadable(path: &Path, e: &std::io::Error) -> String {
+    let is_link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    match (is_link, e.kind()) {
+        (true, std::io::ErrorKind::NotFound) => match std::fs::read_link(path) {
+            Ok(target) => format!("broken symbolic link: its target `{}` does not exist", target.display()),
+            Err(_) => "broken symbolic link: its target does not exist".to_string(),
+        },
+        (true, _) if e.raw_os_error() == Some(nix::libc::ELOOP) => {
+            "symbolic link loop: following it leads back to itself (too many levels of symbolic links)".to_string()
+        }
+        (true, _) => format!("cannot follow symbolic link: {e}"),
+        (false, std::io::ErrorKind::NotFound) => "no such file or directory".to_string(),
+        (false, _) => format!("cannot read: {e}"),
+    }
+}
+
+/// The scenario files `paths` name: files as given, directories by their `*.yaml` and
+/// `*.yml` entries (sorted, not recursive). Every path that cannot be used gets a
+/// diagnostic naming it: a missing path, a directory without scenario files, an entry
+/// that is not a regular file (a directory named `x.yaml`, a FIFO, a socket, a broken
+/// symbolic link, a symbolic link loop). Nothing is opened, so a FIFO cannot block.
+pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
+    let mut out = Vec::new();
+    let mut errs = Vec::new();
+    let mut refuse = |p: &Path, msg: String| errs.push(Diagnostic::new(p, None, None, msg));
+    for p in paths {
+        let meta = match std::fs::metadata(p) {
+            Ok(m) => m,
+            Err(e) => {
+                refuse(p, unreadable(p, &e));
+                continue;
+            }
+        };
+        if !meta.is_dir() {
+            match not_regular(&meta) {
+                None => out.push(p.clone()),
+                Some(what) => refuse(p, format!("{what}, not a scenario file")),
+            }
+            continue;
+        }
+        let entries = match files_in(p) {
+            Ok(entries) => entries,
+            Err(e) => {
+                refuse(p, format!("cannot read directory: {e}"));
+                continue;
+            }
+        };
+        if entries.is_empty() {
+            refuse(p, format!("no scenario files (*.yaml, *.yml) in {}", p.display()));
+        }
+        for entry in entries {
+            match std::fs::metadata(&entry) {
+                Ok(m) => match not_regular(&m) {
+                    None => out.push(entry),
+                    Some("a directory") => refuse(&entry, "a directory named like a scenario file; scenario files are regular files (directories are not searched recursively)".into()),
+                    Some(what) => refuse(&entry, format!("{what}, not a scenario file")),
+                },
+                Err(e) => refuse(&entry, unreadable(&entry, &e)),
+            }
+        }
+    }
+    if errs.is_empty() { Ok(out) } else { Err(errs) }
+}
+
 /// Reject non-UTF-8 input with the position of the first bad byte.
 fn decode(path: &Path, bytes: &[u8]) -> Result<String, Vec<Diagnostic>> {
     if bytes.len() > yaml::MAX_FILE_BYTES {
-        return Err(vec![Diagnostic::new(
-            path,
-            None,
-            None,
-            format!("file is {} bytes; scenario files are limited to {} bytes", bytes.len(), yaml::MAX_FILE_BYTES),
-        )]);
+        return Err(vec![Diagnostic::new(path, None, None, too_big(bytes.len() as u64))]);
     }
     match std::str::from_utf8(bytes) {
         Ok(s) => {
