@@ -6,16 +6,15 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::log::Redactor;
 use crate::report::artifacts::{Artifacts, default_root};
 use crate::report::{Status, human, progress};
-use crate::runner::log::Redactor;
 use crate::runner::{RunOptions, Runner, signal};
 use crate::scenario::{self, Cell, Diagnostic, ScenarioFile};
+use crate::testbed::TestbedCommand;
 
-/// Exit codes.
-pub const EXIT_OK: i32 = 0;
-pub const EXIT_DRILL_FAILED: i32 = 1;
-pub const EXIT_INVALID: i32 = 2;
+/// Exit codes (see [`crate::exit`]).
+pub use crate::exit::{DRILL_FAILED as EXIT_DRILL_FAILED, INVALID as EXIT_INVALID, OK as EXIT_OK};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -27,9 +26,11 @@ pub const EXIT_INVALID: i32 = 2;
         object storage and a key manager), the Velero version under test with encrypted backup \
         storage locations, workloads, and the drill's steps: back up, break keys, delete, restore, \
         and assert that every object is encrypted with the expected key and that the restore is intact.\n\n\
-        The default environment is the local test bed: kube-apiserver, etcd, Velero, LocalStack, \
-        Azurite and lowkey-vault as local processes (provision it with ci/testbed/setup.sh).",
-    after_help = "Exit codes: 0 all drills passed, 1 a drill failed, 2 invalid input or usage, 130 interrupted.\n\
+        The default environment is the local test bed: kube-apiserver, etcd, kube-controller-manager, \
+        Velero and LocalStack as local processes. `vdrill run` builds what is missing first (its \
+        provisioning phase, also `vdrill testbed prepare`); the first time takes a while.",
+    after_help = "Exit codes: 0 all drills passed, 1 a drill failed, 2 invalid input or usage, 3 the environment broke \
+        (no drill failed, but a cell could not reach a verdict), 130 interrupted.\n\
         Examples:\n  vdrill validate scenarios/*.yaml\n  vdrill plan scenarios/aws-kms-basic.yaml\n  \
         vdrill run scenarios/aws-kms-disable-midrun.yaml --junit junit.xml\n  vdrill run --tag nightly --shard 1/3"
 )]
@@ -61,9 +62,9 @@ pub enum Command {
     },
     /// Print the JSON Schema of the scenario format (for editor completion).
     Schema,
-    /// Use the local test bed by hand.
+    /// Use the local test bed by hand, and list or remove kept environments.
     #[command(subcommand)]
-    Testbed(crate::testbed::TestbedCommand),
+    Testbed(TestbedCommand),
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -82,7 +83,9 @@ pub struct RunArgs {
     /// Artifacts folder (default: target/vdrill/<run-id> in a cargo checkout, else a temp dir).
     #[arg(long, value_name = "DIR")]
     pub artifacts: Option<PathBuf>,
-    /// Leave a failed cell's environment up for inspection instead of tearing it down.
+    /// Hand a failed cell's environment over instead of tearing it down: it keeps
+    /// running after vdrill exits (endpoints and kubeconfig are printed) until
+    /// `vdrill testbed down`.
     #[arg(long)]
     pub keep: bool,
     /// Only scenarios with this tag (repeat for any of several).
@@ -156,12 +159,6 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     let _ = writeln!(err, "{} error(s) in {} file(s)", diags.len(), files.len());
 }
 
-pub fn run_id() -> String {
-    let now = chrono::Utc::now();
-    let suffix = crate::steps::setup::random_bytes(2).map(|b| format!("{:02x}{:02x}", b[0], b[1])).unwrap_or_default();
-    format!("{}-{suffix}", now.format("%Y%m%d-%H%M%S"))
-}
-
 /// Select cells by tag and shard, in a stable order.
 pub fn select_cells(files: &[ScenarioFile], tags: &[String], matrix: &[(String, String)], shard: Option<(usize, usize)>) -> Vec<Cell> {
     let mut cells: Vec<Cell> = files
@@ -231,6 +228,19 @@ pub async fn main(cli: Cli) -> i32 {
             EXIT_OK
         }
         Command::Run(args) => run(args).await,
+        Command::Testbed(TestbedCommand::Prepare { scenarios, all }) => {
+            let paths = if scenarios.is_empty() && !all { vec![PathBuf::from("scenarios")] } else { scenarios };
+            match load_all(&paths) {
+                Ok(files) => {
+                    let cells: Vec<Cell> = files.iter().flat_map(|f| f.cells.iter().cloned()).collect();
+                    crate::testbed::prepare(&cells, all).await
+                }
+                Err(diags) => {
+                    print_diagnostics(&diags);
+                    EXIT_INVALID
+                }
+            }
+        }
         Command::Testbed(cmd) => crate::testbed::main(cmd).await,
     }
 }
@@ -322,7 +332,7 @@ async fn run(args: RunArgs) -> i32 {
         eprintln!("no scenario cells match (tags {:?}, matrix {:?}, shard {:?})", args.tags, args.matrix, args.shard);
         return EXIT_INVALID;
     }
-    let run_id = args.run_id.clone().unwrap_or_else(run_id);
+    let run_id = args.run_id.clone().unwrap_or_else(crate::runner::run_id);
     let root = args.artifacts.clone().unwrap_or_else(|| default_root(&run_id));
     let redactor = Redactor::new();
     let artifacts = match Artifacts::create(&root, args.junit.clone(), &run_id, redactor.clone()) {
@@ -340,29 +350,27 @@ async fn run(args: RunArgs) -> i32 {
             return EXIT_DRILL_FAILED;
         }
     };
-    let factory = Arc::new(crate::env::providers::Providers::new(&run_id));
+    // What a vdrill that died left behind goes first.
+    crate::testbed::sweep_orphans();
+    let factory = Arc::new(crate::env::providers::Providers::new(&run_id, args.keep, artifacts.root().to_path_buf(), redactor.clone()));
     let runner = Runner::new(factory, reporter, artifacts.clone(), redactor, RunOptions { run_id: run_id.clone(), keep: args.keep, verbose: args.verbose }, cancel);
     let report = runner.run(&cells).await;
-    print_summary(&report, artifacts.root(), &artifacts.junit_path());
+    drop(runner);
+    print_summary(&mut std::io::stdout().lock(), &report, artifacts.root(), &artifacts.junit_path());
     for e in artifacts.errors() {
         eprintln!("warning: could not write artifact {e}");
     }
-    if report.interrupted {
-        signal::INTERRUPTED_EXIT
-    } else if report.passed() {
-        EXIT_OK
-    } else {
-        EXIT_DRILL_FAILED
-    }
+    report.exit_code()
 }
 
-fn print_summary(report: &crate::report::RunReport, root: &Path, junit: &Path) {
-    let (passed, failed, skipped) = report.counts();
-    println!();
-    println!("{:<44} {:<7} {:>9} {:>9} {:>9}", "cell", "result", "time", "RTO", "vdrill");
+/// The table at the end of a run (every text in it comes from the redacted report).
+pub fn print_summary(out: &mut dyn Write, report: &crate::report::RunReport, root: &Path, junit: &Path) {
+    let (passed, failed, errored, skipped) = report.counts();
+    let _ = writeln!(out);
+    let _ = writeln!(out, "{:<44} {:<7} {:>9} {:>9} {:>9}", "cell", "result", "time", "RTO", "vdrill");
     for c in &report.cells {
-        let failed_steps: Vec<&crate::report::StepReport> = c.steps.iter().filter(|s| s.status == Status::Failed).collect();
-        println!(
+        let _ = writeln!(
+            out,
             "{:<44} {:<7} {:>9} {:>9} {:>8.2}%",
             c.id,
             c.status.as_str(),
@@ -370,16 +378,26 @@ fn print_summary(report: &crate::report::RunReport, root: &Path, junit: &Path) {
             c.rto.map(human).unwrap_or_else(|| "-".into()),
             100.0 * c.overhead.as_secs_f64() / c.duration.as_secs_f64().max(1e-9)
         );
-        for s in failed_steps {
-            println!("    FAIL {}: {}", s.title, s.message);
+        for s in c.steps.iter().filter(|s| matches!(s.status, Status::Failed | Status::Error)) {
+            let tag = if s.status == Status::Error { "ERROR" } else { "FAIL" };
+            let _ = writeln!(out, "    {tag} {}: {}", s.title, s.message.lines().next().unwrap_or_default());
+        }
+        if c.status == Status::Error
+            && let Some(v) = &c.verdict
+        {
+            let _ = writeln!(out, "    => {}", v.lines().next().unwrap_or_default());
+        }
+        if let Some(k) = &c.kept {
+            let _ = writeln!(out, "    KEPT {k}");
         }
     }
-    println!();
-    println!(
-        "{passed} passed, {failed} failed, {skipped} skipped in {}{}",
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{passed} passed, {failed} failed, {errored} environment error(s), {skipped} skipped in {}{}",
         human(report.duration),
         if report.interrupted { " (interrupted)" } else { "" }
     );
-    println!("artifacts: {}", root.display());
-    println!("junit:     {}", junit.display());
+    let _ = writeln!(out, "artifacts: {}", root.display());
+    let _ = writeln!(out, "junit:     {}", junit.display());
 }

@@ -4,6 +4,8 @@
 //! timeouts, cleanup) -> [`env`] providers (cluster, object store, key manager,
 //! Velero) -> [`assert`] -> [`report`] (JUnit, progress, artifacts).
 
+pub mod log;
+pub mod exit;
 pub mod fixture;
 pub mod scenario;
 pub mod assert;

@@ -6,7 +6,7 @@ fn main() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("vdrill: cannot start the async runtime: {e}");
-            std::process::exit(vdrill::cli::EXIT_DRILL_FAILED);
+            std::process::exit(vdrill::exit::DRILL_FAILED);
         }
     };
     let code = runtime.block_on(vdrill::cli::main(cli));

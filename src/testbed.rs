@@ -1,158 +1,223 @@
-//! `vdrill testbed up|status|down`: the local test bed by hand, outside a drill.
+//! `vdrill testbed prepare|up|status|down`: the local test bed by hand, outside
+//! a drill, and the environments vdrill has running or kept (the ledger).
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
 
 use clap::Subcommand;
-use serde::{Deserialize, Serialize};
 
-use crate::cli::{EXIT_DRILL_FAILED, EXIT_OK};
+use crate::env::ledger::{self, Kind, Record};
+use crate::env::provision::{self, Need};
+use crate::exit;
+use crate::log::Redactor;
+use crate::scenario::Cell;
 
 #[derive(Subcommand, Debug)]
 pub enum TestbedCommand {
-    /// Start kube-apiserver, etcd, kube-controller-manager and LocalStack; print the kubeconfig and endpoints.
+    /// Build (or find in the cache) every component the scenarios' cells need: the
+    /// provisioning phase of `vdrill run`, on its own. The first time this builds
+    /// from the package registries and takes a while; later it takes seconds.
+    Prepare {
+        /// Scenario files or directories (default: ./scenarios).
+        scenarios: Vec<std::path::PathBuf>,
+        /// Every component and pinned version, whatever the scenarios need.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Start kube-apiserver, etcd, kube-controller-manager and LocalStack, leave them
+    /// running, and print the kubeconfig and endpoints.
     Up {
         /// Also start Azurite (Azure Blob Storage emulator).
         #[arg(long)]
         azure: bool,
     },
-    /// Show whether the bed started with `up` is running.
+    /// List the environments vdrill has: running drills, kept ones (`--keep`), the
+    /// `testbed up` bed, and leftovers of a vdrill that died.
     Status,
-    /// Stop the bed started with `up` and remove its data.
-    Down,
+    /// Stop and remove kept environments, the `testbed up` bed and leftovers of a
+    /// vdrill that died (all of them, or those named). Running drills are never touched.
+    Down {
+        /// Ids as `vdrill testbed status` shows them.
+        ids: Vec<String>,
+    },
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct BedState {
-    dir: PathBuf,
-    kubeconfig: PathBuf,
-    server: String,
-    s3_endpoint: Option<String>,
-    #[serde(default)]
-    blob_endpoint: Option<String>,
-    processes: Vec<(String, u32)>,
-}
-
-fn state_path() -> PathBuf {
-    crate::env::cache_dir().join("bed").join("state.json")
-}
-
-fn alive(pid: u32) -> bool {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), None).is_ok()
-}
-
-fn print_state(s: &BedState) {
-    println!("kubeconfig: {}", s.kubeconfig.display());
-    println!("api server: {}", s.server);
-    if let Some(e) = &s.s3_endpoint {
-        println!("S3 + KMS:   {e} (LocalStack; credentials test/test, region us-east-1)");
+/// Remove what a vdrill that died left behind (processes, folders); says what it did.
+pub fn sweep_orphans() {
+    for s in ledger::sweep(&ledger::dir(), false, None) {
+        eprintln!("vdrill: {s}");
     }
-    if let Some(e) = &s.blob_endpoint {
-        println!("Azure blob: {e} (Azurite; its documented development account key)");
+}
+
+fn print_record(r: &Record) {
+    let state = match r.owner {
+        Some(o) if o.alive() => format!("running (vdrill pid {})", o.pid),
+        Some(o) => format!("LEFT OVER (its vdrill, pid {}, is gone)", o.pid),
+        None => "handed over".to_string(),
+    };
+    let kind = match r.kind {
+        Kind::Run => "run",
+        Kind::Cell => "drill",
+        Kind::Up => "testbed up",
+        Kind::Kept => "kept (--keep)",
+    };
+    println!("{}  [{kind}] {}: {state}", r.id, r.title);
+    let live = r.live_processes();
+    for p in &r.processes {
+        let up = if live.iter().any(|l| l.pid == p.id.pid) { "running" } else { "NOT RUNNING" };
+        println!("    {:<26} pid {:<8} {up}", p.name, p.id.pid);
     }
-    println!("logs:       {}", s.dir.join("env").display());
-    for (name, pid) in &s.processes {
-        println!("  {name:<24} pid {pid:<8} {}", if alive(*pid) { "running" } else { "NOT RUNNING" });
+    for (k, v) in &r.endpoints {
+        println!("    {k}: {v}");
     }
-    println!("\nexport KUBECONFIG={}", s.kubeconfig.display());
+}
+
+/// The provisioning phase for `cells` (or everything), with progress on the terminal.
+pub async fn prepare(cells: &[Cell], all: bool) -> i32 {
+    sweep_orphans();
+    let needs: BTreeSet<Need> = cells.iter().flat_map(provision::needs).collect();
+    if needs.is_empty() && !all {
+        println!("nothing to prepare: no cell runs on the local test bed");
+        return exit::OK;
+    }
+    match run_provision(if all { BTreeSet::new() } else { needs }).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("vdrill testbed prepare: {e}");
+            exit::DRILL_FAILED
+        }
+    }
+}
+
+/// Run the provisioning script for `needs` (all components when empty).
+async fn run_provision(needs: BTreeSet<Need>) -> Result<(), String> {
+    let script = provision::setup_script().ok_or("no provisioning script (ci/testbed/setup.sh, or $VDRILL_SETUP) was found")?;
+    let reporter: Arc<dyn crate::runner::Reporter> = Arc::from(crate::report::progress::auto());
+    let logs = crate::env::cache_dir().join("logs");
+    let id = format!("prepare-{}", crate::runner::run_id());
+    let dirs = crate::env::process::LogDirs { raw: logs.clone(), artifacts: logs.clone() };
+    let supervisor = crate::env::process::Supervisor::new(Kind::Run, &id, "testbed prepare", dirs, Redactor::new(), false).map_err(|e| format!("{e:#}"))?;
+    let cancel = crate::runner::signal::install(Arc::new(|m: &str| eprintln!("vdrill: {m}"))).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    reporter.event(&crate::runner::Event::ProvisionStarted);
+    let r = reporter.clone();
+    let progress = move |e: &provision::Event| r.event(&crate::runner::Event::Provision(e));
+    let log = logs.join(format!("{id}.log"));
+    let outcome = provision::run(&script, &needs, &supervisor, &log, &progress, &cancel).await;
+    reporter.event(&crate::runner::Event::ProvisionFinished { duration: started.elapsed() });
+    supervisor.finish();
+    let mut problems: Vec<String> = outcome
+        .finals
+        .iter()
+        .filter_map(|(c, s)| match s {
+            provision::State::Failed { log, message } => Some(format!("{c} failed: {message} (log: {})", log.display())),
+            _ => None,
+        })
+        .collect();
+    problems.extend(outcome.failure);
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
 }
 
 pub async fn main(cmd: TestbedCommand) -> i32 {
-    match run(cmd).await {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("vdrill testbed: {e:#}");
-            EXIT_DRILL_FAILED
-        }
-    }
-}
-
-async fn run(cmd: TestbedCommand) -> anyhow::Result<i32> {
-    let path = state_path();
-    let existing: Option<BedState> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+    let dir = ledger::dir();
     match cmd {
-        TestbedCommand::Status => match existing {
-            Some(s) => {
-                print_state(&s);
-                Ok(if s.processes.iter().all(|(_, p)| alive(*p)) { EXIT_OK } else { EXIT_DRILL_FAILED })
+        TestbedCommand::Prepare { .. } => unreachable!("handled by the command line, which loads the scenarios"),
+        TestbedCommand::Status => {
+            sweep_orphans();
+            let records = ledger::list(&dir);
+            if records.is_empty() {
+                println!("no environment is up (start the bed with `vdrill testbed up`)");
+                return exit::DRILL_FAILED;
             }
-            None => {
-                println!("no test bed is up (start one with `vdrill testbed up`)");
-                Ok(EXIT_DRILL_FAILED)
+            for r in &records {
+                print_record(r);
+            }
+            exit::OK
+        }
+        TestbedCommand::Down { ids } => {
+            let mut swept = Vec::new();
+            if ids.is_empty() {
+                swept = ledger::sweep(&dir, true, None);
+            } else {
+                for id in &ids {
+                    let found = ledger::sweep(&dir, true, Some(id));
+                    if found.is_empty() {
+                        let known: Vec<String> = ledger::list(&dir).into_iter().map(|r| r.id).collect();
+                        eprintln!("vdrill testbed down: no kept or left-over environment `{id}` (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") });
+                        return exit::DRILL_FAILED;
+                    }
+                    swept.extend(found);
+                }
+            }
+            if swept.is_empty() {
+                println!("nothing to remove");
+            }
+            let mut code = exit::OK;
+            for s in &swept {
+                println!("{s}");
+                if !s.problems.is_empty() {
+                    code = exit::DRILL_FAILED;
+                }
+            }
+            code
+        }
+        TestbedCommand::Up { azure } => match up(&dir, azure).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vdrill testbed up: {e:#}");
+                exit::DRILL_FAILED
             }
         },
-        TestbedCommand::Down => {
-            let Some(s) = existing else {
-                println!("no test bed is up");
-                return Ok(EXIT_OK);
-            };
-            stop(&s).await;
-            let _ = std::fs::remove_dir_all(&s.dir);
-            let _ = std::fs::remove_file(&path);
-            println!("test bed stopped and removed");
-            Ok(EXIT_OK)
-        }
-        TestbedCommand::Up { azure } => up(existing, &path, azure).await,
     }
 }
 
 #[cfg(feature = "providers")]
-async fn up(existing: Option<BedState>, path: &std::path::Path, azure: bool) -> anyhow::Result<i32> {
+async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
     use crate::env::CellDirs;
-    use crate::runner::log::{Redactor, StepLog};
-    if let Some(s) = existing {
-        if s.processes.iter().all(|(_, p)| alive(*p)) {
-            println!("a test bed is already up:");
-            print_state(&s);
-            return Ok(EXIT_OK);
-        }
-        stop(&s).await;
-        let _ = std::fs::remove_dir_all(&s.dir);
+    use crate::log::StepLog;
+    sweep_orphans();
+    if let Some(r) = ledger::list(dir).into_iter().find(|r| r.kind == Kind::Up && !r.live_processes().is_empty()) {
+        println!("a test bed is already up:");
+        print_record(&r);
+        return Ok(exit::OK);
     }
-    let dir = path.parent().expect("state has a parent").join(crate::cli::run_id());
-    let dirs = CellDirs { artifacts: dir.clone(), work: dir.join("work") };
-    let log = StepLog::new(Redactor::new()).with_echo(std::sync::Arc::new(|l: &str| eprintln!("{l}")));
-    let started = crate::env::local::start(None, crate::scenario::StorageKind::Localstack, "us-east-1", &dirs, "vdrill-testbed", true, &log).await?;
-    let mut processes = Vec::new();
-    if let Some(mut plane) = started.bed.plane.lock().await.take() {
-        for p in plane.processes.drain(..) {
-            processes.push((p.name.clone(), p.release()));
-        }
-    }
-    if let Some(ls) = started.bed.localstack.lock().await.take() {
-        processes.push((ls.process.name.clone(), ls.process.release()));
-    }
-    let mut blob_endpoint = None;
+    let mut needs: BTreeSet<Need> = [Need::Kube, Need::Etcd, Need::Localstack].into();
     if azure {
-        let manifest = crate::env::local::manifest::Manifest::load()?;
-        let az = crate::env::local::azurite::Azurite::start(&manifest, &dirs.work, &dir.join("env"), true, &log).await?;
-        blob_endpoint = Some(az.blob_endpoint.clone());
-        processes.push((az.process.name.clone(), az.process.release()));
+        needs.insert(Need::Azurite);
     }
-    let state = BedState { dir, kubeconfig: started.kubeconfig, server: started.server, s3_endpoint: started.s3_endpoint, blob_endpoint, processes };
-    crate::report::artifacts::write_atomic(path, serde_json::to_string_pretty(&state)?.as_bytes())?;
-    print_state(&state);
-    Ok(EXIT_OK)
+    if std::env::var_os("VDRILL_NO_PROVISION").is_none() {
+        run_provision(needs).await.map_err(|e| anyhow::anyhow!(e))?;
+    }
+    let id = format!("up-{}", crate::runner::run_id());
+    let base = crate::env::cache_dir().join("bed").join(&id);
+    let dirs = CellDirs { artifacts: base.clone(), work: base.join("work") };
+    let redactor = Redactor::new();
+    let logs = crate::env::process::LogDirs { raw: dirs.work.join("logs"), artifacts: dirs.artifacts.join("env") };
+    let supervisor = crate::env::process::Supervisor::new(Kind::Up, &id, "vdrill testbed up", logs, redactor.clone(), true)?;
+    supervisor.add_dir(&base);
+    let log = StepLog::new(redactor).with_echo(Arc::new(|l: &str| eprintln!("{l}")));
+    let started = crate::env::local::start(crate::scenario::StorageKind::Localstack, "us-east-1", &dirs, &supervisor, &log).await?;
+    let azurite = match azure {
+        true => {
+            let manifest = crate::env::local::manifest::Manifest::load()?;
+            let az = crate::env::local::azurite::Azurite::start(&manifest, &dirs.work, &supervisor, &log).await?;
+            supervisor.set_endpoint("Azure blob (Azurite, its documented development account)", az.blob_endpoint.clone());
+            Some(az)
+        }
+        false => None,
+    };
+    supervisor.set_endpoint("credentials", "LocalStack accepts any, e.g. test/test, region us-east-1".to_string());
+    // From here on, dropping the handles leaves the processes running.
+    let record = supervisor.hand_over(Kind::Up);
+    drop((started, azurite));
+    print_record(&record);
+    println!("\nexport KUBECONFIG={}", record.endpoints.get("kubeconfig").cloned().unwrap_or_default());
+    println!("stop it with `vdrill testbed down {}`", record.id);
+    Ok(exit::OK)
 }
 
 #[cfg(not(feature = "providers"))]
-async fn up(_existing: Option<BedState>, _path: &std::path::Path, _azure: bool) -> anyhow::Result<i32> {
+async fn up(_dir: &Path, _azure: bool) -> anyhow::Result<i32> {
     anyhow::bail!("this vdrill was built without the `providers` feature")
-}
-
-/// SIGTERM each process group, then SIGKILL what is left after 10 s.
-async fn stop(s: &BedState) {
-    use nix::sys::signal::{Signal, killpg};
-    use nix::unistd::Pid;
-    for (_, pid) in s.processes.iter().rev() {
-        let _ = killpg(Pid::from_raw(*pid as i32), Signal::SIGTERM);
-    }
-    for _ in 0..100 {
-        if !s.processes.iter().any(|(_, p)| alive(*p)) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    for (_, pid) in &s.processes {
-        let _ = killpg(Pid::from_raw(*pid as i32), Signal::SIGKILL);
-    }
 }

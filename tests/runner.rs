@@ -27,8 +27,28 @@ async fn a_full_drill_passes_and_writes_junit_run_json_and_logs() {
     let while_disabled = cell.steps.iter().find(|s| s.title == "backup while-disabled").unwrap();
     assert_eq!(while_disabled.assertions[0].name, "phase is Failed");
     assert_eq!(while_disabled.assertions[1].name, "error matches /KMS.DisabledException/");
-    // Teardown ran, in order.
-    assert_eq!(factory.calls(), ["start", "install_crds", "velero.install", "velero.teardown", "keys.cleanup", "store.cleanup", "stop"]);
+    // Teardown ran, in order, and removed exactly what the run created (the restored
+    // namespace, the workload's CRD, the alias, the key, the bucket).
+    assert_eq!(
+        factory.calls(),
+        [
+            "start",
+            "install_crds",
+            "velero.install",
+            "disable_key arn:aws:kms:us-east-1:000000000000:key/00000001-key-backup-key",
+            "delete_namespace shop",
+            "enable_key arn:aws:kms:us-east-1:000000000000:key/00000001-key-backup-key",
+            // finally
+            "enable_key arn:aws:kms:us-east-1:000000000000:key/00000001-key-backup-key",
+            "velero.teardown",
+            "delete_namespace shop",
+            "delete_crd storefronts.shop.vdrill.dev",
+            "delete_alias alias/velero-backups",
+            "delete_key arn:aws:kms:us-east-1:000000000000:key/00000001-key-backup-key",
+            "delete_bucket velero-encrypted",
+            "stop"
+        ]
+    );
 
     let run = h.run_json();
     assert_eq!(run["cells"][0]["status"], "passed");
@@ -68,7 +88,8 @@ async fn a_failed_step_skips_the_rest_with_a_reason_and_finally_and_teardown_sti
     }
     let fin = cell.steps.iter().find(|s| s.stage == vdrill::report::Stage::Finally).unwrap();
     assert_eq!(fin.status, vdrill::report::Status::Passed);
-    assert!(factory.calls().ends_with(&["velero.teardown".into(), "keys.cleanup".into(), "store.cleanup".into(), "stop".into()]));
+    assert!(factory.calls().ends_with(&["delete_bucket velero-encrypted".into(), "stop".into()]), "{:?}", factory.calls());
+    assert!(factory.calls().contains(&"velero.teardown".into()));
     assert!(h.junit().contains("<skipped message=\"skipped: step 5 (backup while-disabled) failed\"/>"));
 }
 
@@ -92,11 +113,15 @@ async fn a_failed_environment_start_skips_every_step_and_reports_why() {
     let factory = Arc::new(MemoryFactory::new(Behaviour { fail_start: true, ..Default::default() }));
     let report = h.runner(factory, false, CancellationToken::new()).run(&cells(MIDRUN)).await;
     let cell = &report.cells[0];
-    assert_eq!(cell.steps[0].status, vdrill::report::Status::Failed);
+    // The environment not coming up is an environment error, not a failed drill.
+    assert_eq!(cell.steps[0].status, vdrill::report::Status::Error);
+    assert_eq!(cell.steps[0].failure_type.as_deref(), Some("environment"));
     assert!(cell.steps[0].message.contains("told to fail"));
     let skipped = cell.steps.iter().filter(|s| s.status == vdrill::report::Status::Skipped).count();
     assert_eq!(skipped, 10 + 1, "every step and the finally step");
-    assert_eq!(h.run_json()["cells"][0]["status"], "failed");
+    assert_eq!(h.run_json()["cells"][0]["status"], "error");
+    assert_eq!(report.exit_code(), vdrill::exit::ENVIRONMENT);
+    assert!(h.junit().contains("<error message=\"the in-memory environment was told to fail\" type=\"environment\""), "{}", h.junit());
 }
 
 #[tokio::test]
@@ -106,9 +131,62 @@ async fn keep_leaves_a_failed_environment_up() {
     let factory = Arc::new(MemoryFactory::new(Behaviour { hang_backups: true, ..Default::default() }));
     let report = h.runner(factory.clone(), true, CancellationToken::new()).run(&cells(&yaml)).await;
     assert!(!factory.calls().contains(&"stop".to_string()));
+    assert!(factory.calls().contains(&"hand_over".to_string()), "{:?}", factory.calls());
+    assert!(!factory.calls().iter().any(|c| c.starts_with("delete_")), "nothing is removed from a kept environment: {:?}", factory.calls());
     let teardown = report.cells[0].steps.last().unwrap();
     assert_eq!(teardown.status, vdrill::report::Status::Skipped);
-    assert!(teardown.message.starts_with("skipped (--keep)"));
+    assert_eq!(teardown.message, "skipped (--keep): environment kept: the in-memory environment");
+    assert_eq!(report.cells[0].kept.as_deref(), Some("the in-memory environment"));
+    assert!(h.junit().contains("<property name=\"kept\" value=\"the in-memory environment\"/>"));
+}
+
+#[tokio::test]
+async fn a_process_dying_mid_step_is_an_environment_error_not_a_failed_drill() {
+    let h = Harness::new();
+    let factory = Arc::new(MemoryFactory::new(Behaviour { die_during_backup: Some("localstack".into()), ..Default::default() }));
+    let started = std::time::Instant::now();
+    let report = h.runner(factory.clone(), false, CancellationToken::new()).run(&cells(MIDRUN)).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "the step ends when the process dies, not at its timeout");
+    let cell = &report.cells[0];
+    let backup = cell.steps.iter().find(|s| s.title == "backup before").unwrap();
+    assert_eq!(backup.status, vdrill::report::Status::Error);
+    assert_eq!(backup.failure_type.as_deref(), Some("environment"));
+    assert_eq!(backup.message, "the environment broke: localstack exited (signal: 9 (SIGKILL))\nlast lines of its log:\nlocalstack was here");
+    // The rest is skipped, finally too (the bed is thrown away whole), teardown runs.
+    let rest: Vec<_> = cell.steps.iter().filter(|s| s.stage != vdrill::report::Stage::Teardown).skip_while(|s| s.title != "backup before").skip(1).collect();
+    assert!(rest.iter().all(|s| s.status == vdrill::report::Status::Skipped), "{rest:#?}");
+    assert!(rest.iter().any(|s| s.stage == vdrill::report::Stage::Finally));
+    assert!(factory.calls().contains(&"stop".to_string()));
+    assert_eq!(cell.status, vdrill::report::Status::Error);
+    let verdict = cell.verdict.as_deref().unwrap();
+    assert_eq!(verdict, "the environment broke: localstack exited (signal: 9 (SIGKILL)) during step 2 (backup before); the drill says nothing about Velero");
+    assert_eq!(report.exit_code(), vdrill::exit::ENVIRONMENT);
+    let junit = h.junit();
+    assert!(junit.contains("<error message=\"the environment broke: localstack exited (signal: 9 (SIGKILL))\" type=\"environment\">"), "{junit}");
+    assert!(junit.contains("<property name=\"verdict\" value=\"the environment broke: localstack exited"), "{junit}");
+    assert!(!junit.contains("<failure"), "an environment error is not a failure: {junit}");
+    assert_eq!(h.run_json()["cells"][0]["status"], "error");
+}
+
+#[tokio::test]
+async fn a_step_timeout_leaves_no_process_behind_not_even_a_grandchild() {
+    let beds = tempfile::tempdir().unwrap();
+    let yaml = MIDRUN.replace("  - backup: {name: before}", "  - backup: {name: before, timeout: 1s}");
+    let h = Harness::new();
+    let mut factory = MemoryFactory::new(Behaviour { backup_runs: Some("sleep 300 & sleep 300; echo never".into()), ..Default::default() });
+    factory.beds = Some(beds.path().to_path_buf());
+    let factory = Arc::new(factory);
+    let report = h.runner(factory.clone(), false, CancellationToken::new()).run(&cells(&yaml)).await;
+    let step = report.cells[0].steps.iter().find(|s| s.title == "backup before").unwrap();
+    assert_eq!(step.failure_type.as_deref(), Some("timeout"), "{}", step.message);
+    // The helper and its background child carried the environment's marker: none is left.
+    let id = "memory-midrun";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !vdrill::env::ledger::marked(id).is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(vdrill::env::ledger::marked(id).is_empty(), "left behind: {:?}", vdrill::env::ledger::marked(id));
+    assert!(vdrill::env::ledger::list(beds.path()).is_empty(), "the environment's record went with its teardown");
 }
 
 fn encryption_scenario(config: &str, asserts: &str) -> String {

@@ -11,9 +11,10 @@ use common::*;
 use kube::api::{Api, DynamicObject};
 use kube::core::GroupVersionKind;
 use vdrill::env::CellDirs;
-use vdrill::env::process::processes;
-use vdrill::runner::log::StepLog;
-use vdrill::runner::{DrillState, StepCtx};
+use vdrill::env::ledger::Kind;
+use vdrill::env::process::{LogDirs, Supervisor, processes};
+use vdrill::log::StepLog;
+use vdrill::steps::{DrillState, StepCtx};
 
 const BED: &str = r#"
 apiVersion: vdrill.dev/v1alpha1
@@ -58,7 +59,9 @@ async fn the_bed_runs_velero_against_localstack_and_leaves_nothing_behind() {
     let spill = std::path::Path::new("/tmp/localstack-s3-storage/testbed-check");
     let _ = std::fs::remove_dir_all(spill);
 
-    let started = vdrill::env::local::start(Some(&cell), vdrill::scenario::StorageKind::Localstack, "us-east-1", &dirs, "testbed-test", false, &log)
+    let logs = LogDirs { raw: dirs.work.join("logs"), artifacts: dirs.artifacts.join("env") };
+    let supervisor = Supervisor::in_dir(&tmp.path().join("beds"), Kind::Cell, "testbed-test", "testbed check", logs, log.redactor().clone(), false).unwrap();
+    let started = vdrill::env::local::start(vdrill::scenario::StorageKind::Localstack, "us-east-1", &dirs, &supervisor, &log)
         .await
         .unwrap_or_else(|e| panic!("the bed did not come up: {e:#}"));
     let env = started.environment.clone();
@@ -116,6 +119,7 @@ async fn the_bed_runs_velero_against_localstack_and_leaves_nothing_behind() {
     assert!(!dirs.work.exists(), "work data left behind in {}", dirs.work.display());
     assert!(!spill.exists(), "LocalStack spilled object data to {}", spill.display());
     assert!(dirs.artifacts.join("env/kube-apiserver.log").exists(), "process logs are kept as artifacts");
+    assert!(vdrill::env::ledger::list(&tmp.path().join("beds")).is_empty(), "the ledger record is gone with the bed");
 }
 
 #[tokio::test]
@@ -123,7 +127,9 @@ async fn azurite_runs_on_loopback_with_its_log_and_stops_cleanly() {
     let manifest = vdrill::env::local::manifest::Manifest::load().expect("the bed is provisioned");
     let tmp = tempfile::tempdir().unwrap();
     let log = StepLog::discard();
-    let mut az = vdrill::env::local::azurite::Azurite::start(&manifest, &tmp.path().join("work"), &tmp.path().join("env"), false, &log)
+    let logs = LogDirs { raw: tmp.path().join("work/logs"), artifacts: tmp.path().join("env") };
+    let supervisor = Supervisor::in_dir(&tmp.path().join("beds"), Kind::Cell, "azurite-test", "azurite check", logs, log.redactor().clone(), false).unwrap();
+    let mut az = vdrill::env::local::azurite::Azurite::start(&manifest, &tmp.path().join("work"), &supervisor, &log)
         .await
         .unwrap_or_else(|e| panic!("Azurite did not come up: {e:#}"));
     let port = port_of(az.blob_endpoint.trim_end_matches("/devstoreaccount1"));
@@ -137,5 +143,5 @@ async fn azurite_runs_on_loopback_with_its_log_and_stops_cleanly() {
     az.stop().await.unwrap();
     assert!(in_groups(&[pid]).is_empty(), "Azurite left processes behind");
     assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err());
-    assert!(tmp.path().join("env/azurite.log").exists());
+    assert!(tmp.path().join("env/azurite.log").exists(), "its redacted log is in the artifacts");
 }

@@ -2,7 +2,6 @@
 //! touches the AWS APIs.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 
 use anyhow::{Context, Result, anyhow};
 use async_trait::async_trait;
@@ -12,7 +11,7 @@ use aws_sdk_s3::types::{ServerSideEncryption, ServerSideEncryptionByDefault, Ser
 use base64::Engine as _;
 
 use super::{KeyInfo, KeyManager, KeyState, Limitation, ObjectEncryption, ObjectStore};
-use crate::runner::log::StepLog;
+use crate::log::{Redactor, Secret, StepLog};
 use crate::scenario::{KeyProvider, KeySpec, LocationProvider, RotateMode};
 
 /// Where the AWS APIs are: LocalStack on a local port, or AWS itself.
@@ -20,8 +19,9 @@ use crate::scenario::{KeyProvider, KeySpec, LocationProvider, RotateMode};
 pub struct AwsTarget {
     pub endpoint: Option<String>,
     pub region: String,
-    /// Static credentials (LocalStack accepts any); None for the default AWS chain.
-    pub static_credentials: Option<(String, String)>,
+    /// Static credentials (LocalStack accepts any): access key id and secret key;
+    /// None for the default AWS chain.
+    pub static_credentials: Option<(String, Secret)>,
     /// LocalStack diverges from AWS in documented ways (see `limitations`).
     pub localstack: bool,
     /// A tag put on created keys and buckets, to find leftovers.
@@ -34,7 +34,7 @@ pub async fn sdk_config(t: &AwsTarget) -> aws_config::SdkConfig {
         loader = loader.endpoint_url(url);
     }
     if let Some((ak, sk)) = &t.static_credentials {
-        loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(ak, sk, None, None, "vdrill"));
+        loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(ak, sk.expose_str(), None, None, "vdrill"));
     }
     loader.load().await
 }
@@ -56,40 +56,56 @@ where
 pub struct S3Store {
     client: aws_sdk_s3::Client,
     target: AwsTarget,
-    created: Mutex<Vec<String>>,
-    credentials_file: String,
+    credentials_file: Secret,
 }
 
 impl S3Store {
-    pub async fn new(target: AwsTarget) -> Result<S3Store> {
+    /// The store, and the credentials file Velero will read. The secret key and
+    /// session token are declared secrets (made by the redactor), as is the file.
+    pub async fn new(target: AwsTarget, redactor: &Redactor) -> Result<S3Store> {
         let conf = sdk_config(&target).await;
         let s3conf = aws_sdk_s3::config::Builder::from(&conf).force_path_style(target.endpoint.is_some()).build();
         let credentials_file = match &target.static_credentials {
-            Some((ak, sk)) => format!("[default]\naws_access_key_id={ak}\naws_secret_access_key={sk}\n"),
+            Some((ak, sk)) => format!("[default]\naws_access_key_id={ak}\naws_secret_access_key={}\n", sk.expose_str()),
             None => {
                 use aws_credential_types::provider::ProvideCredentials;
                 let provider = conf.credentials_provider().context("no AWS credentials found (set AWS_PROFILE or the AWS_* variables)")?;
                 let c = provider.provide_credentials().await.context("resolving AWS credentials")?;
-                let mut s = format!("[default]\naws_access_key_id={}\naws_secret_access_key={}\n", c.access_key_id(), c.secret_access_key());
+                let secret_key = redactor.secret(c.secret_access_key());
+                let mut s = format!("[default]\naws_access_key_id={}\naws_secret_access_key={}\n", c.access_key_id(), secret_key.expose_str());
                 if let Some(tok) = c.session_token() {
-                    s.push_str(&format!("aws_session_token={tok}\n"));
+                    let token = redactor.secret(tok);
+                    s.push_str(&format!("aws_session_token={}\n", token.expose_str()));
                 }
                 s
             }
         };
-        Ok(S3Store { client: aws_sdk_s3::Client::from_conf(s3conf), target, created: Mutex::default(), credentials_file })
+        let credentials_file = redactor.secret(credentials_file);
+        Ok(S3Store { client: aws_sdk_s3::Client::from_conf(s3conf), target, credentials_file })
     }
 
-    fn sse_c(key: Option<&[u8]>) -> Option<(String, String)> {
+    fn sse_c(key: Option<&Secret>) -> Option<(String, String)> {
         key.map(|k| {
             let b64 = base64::engine::general_purpose::STANDARD;
-            (b64.encode(k), crate::assert::encryption::customer_key_md5(k))
+            (b64.encode(k.expose()), crate::assert::encryption::customer_key_md5(k.expose()))
         })
     }
 }
 
 #[async_trait]
 impl ObjectStore for S3Store {
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        match self.client.head_bucket().bucket(bucket).send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.raw_response().map(|r| r.status().as_u16()) {
+                Some(404) => Ok(false),
+                // Someone else's bucket: it exists.
+                Some(403) => Ok(true),
+                _ => Err(err(e)).with_context(|| format!("HeadBucket {bucket}")),
+            },
+        }
+    }
+
     async fn create_bucket(&self, bucket: &str, default_key: Option<&KeyInfo>, log: &StepLog) -> Result<()> {
         let mut req = self.client.create_bucket().bucket(bucket);
         if self.target.region != "us-east-1" {
@@ -100,7 +116,6 @@ impl ObjectStore for S3Store {
             );
         }
         req.send().await.map_err(err).with_context(|| format!("creating bucket {bucket}"))?;
-        self.created.lock().unwrap_or_else(|e| e.into_inner()).push(bucket.to_string());
         log.line(format!("created bucket {bucket}"));
         if let Some(key) = default_key {
             let rule = ServerSideEncryptionRule::builder()
@@ -130,7 +145,7 @@ impl ObjectStore for S3Store {
         Ok(out)
     }
 
-    async fn head(&self, bucket: &str, key: &str, customer_key: Option<&[u8]>) -> Result<ObjectEncryption> {
+    async fn head(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<ObjectEncryption> {
         let mut req = self.client.head_object().bucket(bucket).key(key);
         if let Some((k, md5)) = Self::sse_c(customer_key) {
             req = req.sse_customer_algorithm("AES256").sse_customer_key(k).sse_customer_key_md5(md5);
@@ -145,7 +160,7 @@ impl ObjectStore for S3Store {
         })
     }
 
-    async fn read(&self, bucket: &str, key: &str, customer_key: Option<&[u8]>) -> Result<u64> {
+    async fn read(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<u64> {
         let mut req = self.client.get_object().bucket(bucket).key(key);
         if let Some((k, md5)) = Self::sse_c(customer_key) {
             req = req.sse_customer_algorithm("AES256").sse_customer_key(k).sse_customer_key_md5(md5);
@@ -167,23 +182,16 @@ impl ObjectStore for S3Store {
         m
     }
 
-    fn velero_credentials(&self) -> String {
+    fn velero_credentials(&self) -> Secret {
         self.credentials_file.clone()
     }
 
-    async fn cleanup(&self, log: &StepLog) -> Result<()> {
-        if self.target.localstack {
-            // LocalStack's data goes with its process and work directory.
-            return Ok(());
+    async fn delete_bucket(&self, bucket: &str, log: &StepLog) -> Result<()> {
+        for key in self.list(bucket, "").await? {
+            self.client.delete_object().bucket(bucket).key(&key).send().await.map_err(err)?;
         }
-        let buckets = std::mem::take(&mut *self.created.lock().unwrap_or_else(|e| e.into_inner()));
-        for b in buckets {
-            for key in self.list(&b, "").await? {
-                self.client.delete_object().bucket(&b).key(&key).send().await.map_err(err)?;
-            }
-            self.client.delete_bucket().bucket(&b).send().await.map_err(err)?;
-            log.line(format!("deleted bucket {b}"));
-        }
+        self.client.delete_bucket().bucket(bucket).send().await.map_err(err).with_context(|| format!("DeleteBucket {bucket}"))?;
+        log.line(format!("deleted bucket {bucket}"));
         Ok(())
     }
 }
@@ -191,13 +199,12 @@ impl ObjectStore for S3Store {
 pub struct KmsKeys {
     client: aws_sdk_kms::Client,
     target: AwsTarget,
-    created: Mutex<Vec<(String, Option<String>)>>,
 }
 
 impl KmsKeys {
     pub async fn new(target: AwsTarget) -> KmsKeys {
         let conf = sdk_config(&target).await;
-        KmsKeys { client: aws_sdk_kms::Client::new(&conf), target, created: Mutex::default() }
+        KmsKeys { client: aws_sdk_kms::Client::new(&conf), target }
     }
 
     async fn describe(&self, reference: &str) -> Result<aws_sdk_kms::types::KeyMetadata> {
@@ -242,15 +249,12 @@ impl KeyManager for KmsKeys {
         }
         let md = self.new_key(name).await?;
         if let Some(a) = &alias {
-            match self.client.create_alias().alias_name(a).target_key_id(md.key_id()).send().await {
-                Ok(_) => {}
-                Err(e) if DisplayErrorContext(&e).to_string().contains("AlreadyExists") => {
-                    self.client.update_alias().alias_name(a).target_key_id(md.key_id()).send().await.map_err(err)?;
-                }
-                Err(e) => return Err(err(e)).with_context(|| format!("CreateAlias {a}")),
+            // Never takes over an alias that exists (it is someone else's): CreateAlias fails then.
+            if let Err(e) = self.client.create_alias().alias_name(a).target_key_id(md.key_id()).send().await {
+                let _ = self.client.schedule_key_deletion().key_id(md.key_id()).pending_window_in_days(7).send().await;
+                return Err(err(e)).with_context(|| format!("CreateAlias {a}"));
             }
         }
-        self.created.lock().unwrap_or_else(|e| e.into_inner()).push((md.key_id().to_string(), alias.clone()));
         log.line(format!("created KMS key {} ({})", md.arn().unwrap_or_default(), alias.as_deref().unwrap_or("no alias")));
         Ok(Self::info(name, alias, &md))
     }
@@ -278,7 +282,6 @@ impl KeyManager for KmsKeys {
                 let alias = key.alias.clone().context("a new-key rotation needs the key's alias")?;
                 let md = self.new_key(&key.name).await?;
                 self.client.update_alias().alias_name(&alias).target_key_id(md.key_id()).send().await.map_err(err).with_context(|| format!("UpdateAlias {alias}"))?;
-                self.created.lock().unwrap_or_else(|e| e.into_inner()).push((md.key_id().to_string(), None));
                 log.line(format!("{alias} now points at {} (was {})", md.arn().unwrap_or_default(), key.arn));
                 Ok(Self::info(&key.name, Some(alias), &md))
             }
@@ -314,6 +317,14 @@ impl KeyManager for KmsKeys {
         })
     }
 
+    async fn exists(&self, reference: &str) -> Result<bool> {
+        match self.client.describe_key().key_id(reference).send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found_exception()) => Ok(false),
+            Err(e) => Err(err(e)).with_context(|| format!("DescribeKey {reference}")),
+        }
+    }
+
     async fn resolve(&self, reference: &str) -> Result<String> {
         Ok(self.describe(reference).await?.arn().unwrap_or_default().to_string())
     }
@@ -322,22 +333,19 @@ impl KeyManager for KmsKeys {
         if self.target.localstack { vec![Limitation::AliasKeyIdNotReported, Limitation::DefaultEncryptionIgnoresKeyState] } else { Vec::new() }
     }
 
-    async fn cleanup(&self, log: &StepLog) -> Result<()> {
-        if self.target.localstack {
-            return Ok(());
+    async fn delete(&self, key: &KeyInfo, log: &StepLog) -> Result<()> {
+        // AWS keeps keys for at least 7 days; a key already pending deletion is fine.
+        match self.client.schedule_key_deletion().key_id(&key.id).pending_window_in_days(7).send().await {
+            Ok(_) => log.line(format!("scheduled deletion of KMS key {} (7 days)", key.arn)),
+            Err(e) if DisplayErrorContext(&e).to_string().contains("pending deletion") => {}
+            Err(e) => return Err(err(e)).with_context(|| format!("ScheduleKeyDeletion {}", key.arn)),
         }
-        let created = std::mem::take(&mut *self.created.lock().unwrap_or_else(|e| e.into_inner()));
-        for (id, alias) in created {
-            if let Some(a) = alias {
-                let _ = self.client.delete_alias().alias_name(&a).send().await;
-            }
-            // AWS keeps keys for at least 7 days; a key already pending deletion is fine.
-            match self.client.schedule_key_deletion().key_id(&id).pending_window_in_days(7).send().await {
-                Ok(_) => log.line(format!("scheduled deletion of KMS key {id} (7 days)")),
-                Err(e) if DisplayErrorContext(&e).to_string().contains("pending deletion") => {}
-                Err(e) => return Err(err(e)).with_context(|| format!("ScheduleKeyDeletion {id}")),
-            }
-        }
+        Ok(())
+    }
+
+    async fn delete_alias(&self, alias: &str, log: &StepLog) -> Result<()> {
+        self.client.delete_alias().alias_name(alias).send().await.map_err(err).with_context(|| format!("DeleteAlias {alias}"))?;
+        log.line(format!("deleted alias {alias}"));
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ use serde_json::Value as Json;
 
 use super::{Cluster, ClusterInfo, ObjectRef};
 use crate::fixture::Manifest;
-use crate::runner::log::StepLog;
+use crate::log::StepLog;
 
 pub const FIELD_MANAGER: &str = "vdrill";
 
@@ -160,6 +160,23 @@ impl Cluster for KubeCluster {
     async fn install_crds(&self, crds: &[Manifest], log: &StepLog) -> Result<()> {
         let objects: Vec<Json> = crds.iter().map(|m| m.object.clone()).collect();
         self.apply_all(&objects, None, log).await.map(|_| ())
+    }
+
+    async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
+        let api: Api<Namespace> = Api::all(self.client.clone());
+        Ok(api.get_opt(namespace).await.with_context(|| format!("reading namespace {namespace}"))?.is_some())
+    }
+
+    async fn crd_exists(&self, name: &str) -> Result<bool> {
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        Ok(api.get_opt(name).await.with_context(|| format!("reading CustomResourceDefinition {name}"))?.is_some())
+    }
+
+    async fn delete_crd(&self, name: &str, log: &StepLog) -> Result<()> {
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        api.delete(name, &DeleteParams::default()).await.with_context(|| format!("deleting CustomResourceDefinition {name}"))?;
+        log.line(format!("deleted CustomResourceDefinition {name}"));
+        Ok(())
     }
 
     async fn delete_namespace(&self, namespace: &str, log: &StepLog) -> Result<()> {

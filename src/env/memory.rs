@@ -29,7 +29,8 @@ struct Object {
     kms_arn: Option<String>,
 }
 
-/// Everything the fakes share; tests read it to check what happened.
+/// Everything the fakes share; tests read it to check what happened, and seed
+/// it with resources that exist before a run (as on a real account).
 #[derive(Debug, Default)]
 pub struct World {
     keys: BTreeMap<String, Key>,
@@ -50,40 +51,70 @@ pub struct Behaviour {
     pub hang_backups: bool,
     /// Starting the environment fails.
     pub fail_start: bool,
+    /// During backups the named environment process dies (reported to the
+    /// watchdog as a real bed would), and the backup then hangs.
+    pub die_during_backup: Option<String>,
+    /// Backups run this shell command through the environment's supervisor and
+    /// wait for it (to test that a timeout leaves no process behind).
+    pub backup_runs: Option<String>,
+    /// Report made-up key ids for objects written through an alias, as LocalStack
+    /// does (assert-encryption then checks the binding by disabling the key).
+    pub alias_key_id_not_reported: bool,
+    /// Reads of an object whose key is disabled never return.
+    pub hang_disabled_reads: bool,
 }
 
 #[derive(Clone, Default)]
 pub struct MemoryFactory {
     pub world: Arc<Mutex<World>>,
     pub behaviour: Behaviour,
+    /// Where the supervisor of `backup_runs` keeps its ledger record.
+    pub beds: Option<std::path::PathBuf>,
 }
 
 impl MemoryFactory {
     pub fn new(behaviour: Behaviour) -> MemoryFactory {
-        MemoryFactory { world: Arc::default(), behaviour }
+        MemoryFactory { world: Arc::default(), behaviour, beds: None }
     }
 
     pub fn calls(&self) -> Vec<String> {
         self.world.lock().unwrap_or_else(|e| e.into_inner()).calls.clone()
     }
+
+    /// Read or seed the world.
+    pub fn with_world<T>(&self, f: impl FnOnce(&mut World) -> T) -> T {
+        f(&mut self.world.lock().unwrap_or_else(|e| e.into_inner()))
+    }
 }
 
 #[async_trait]
 impl EnvironmentFactory for MemoryFactory {
-    async fn start(&self, _cell: &Cell, _dirs: &CellDirs, log: &StepLog) -> Result<Environment> {
+    async fn start(&self, cell: &Cell, dirs: &CellDirs, log: &StepLog) -> Result<Environment> {
         self.world.lock().unwrap_or_else(|e| e.into_inner()).calls.push("start".into());
         if self.behaviour.fail_start {
             bail!("the in-memory environment was told to fail");
         }
         log.line("in-memory environment up");
-        let m = Arc::new(Memory { world: self.world.clone(), behaviour: self.behaviour.clone() });
-        Ok(Environment { cluster: m.clone(), store: m.clone(), keys: m.clone(), velero: m.clone(), stop: m })
+        let supervisor = match &self.beds {
+            Some(beds) => {
+                let logs = process::LogDirs { raw: dirs.work.join("logs"), artifacts: dirs.artifacts.join("env") };
+                Some(process::Supervisor::in_dir(beds, ledger::Kind::Cell, &format!("memory-{}", crate::report::slug(&cell.id)), &cell.id, logs, log.redactor().clone(), false)?)
+            }
+            None => None,
+        };
+        let watchdog = supervisor.as_ref().map(process::Supervisor::watchdog).unwrap_or_else(|| process::Watchdog::new(log.redactor().clone()));
+        let credentials = log.redactor().secret("[default]\naws_secret_access_key=memory-secret-key\n");
+        let m = Arc::new(Memory { world: self.world.clone(), behaviour: self.behaviour.clone(), watchdog: watchdog.clone(), supervisor, credentials });
+        Ok(Environment { cluster: m.clone(), store: m.clone(), keys: m.clone(), velero: m.clone(), stop: m, watchdog, disposable: false })
     }
 }
 
 pub struct Memory {
     world: Arc<Mutex<World>>,
     behaviour: Behaviour,
+    watchdog: process::Watchdog,
+    supervisor: Option<process::Supervisor>,
+    credentials: crate::log::Secret,
 }
 
 impl Memory {
@@ -101,6 +132,53 @@ fn kms_error(state: &KeyState, arn: &str) -> anyhow::Error {
 }
 
 impl World {
+    /// A key (with its alias) that exists before the run; returns its ARN.
+    pub fn add_key(&mut self, alias: &str) -> String {
+        let arn = format!("arn:aws:kms:us-east-1:000000000000:key/pre-existing-{}", self.keys.len() + 1);
+        self.keys.insert(arn.clone(), Key { arn: arn.clone(), state: KeyState::Enabled });
+        self.aliases.insert(alias.to_string(), arn.clone());
+        arn
+    }
+
+    /// A bucket with one object in it, existing before the run.
+    pub fn add_bucket(&mut self, bucket: &str, object: &str) {
+        let obj = Object { data: b"someone else's data".to_vec(), enc: ObjectEncryption::default(), kms_arn: None };
+        self.buckets.entry(bucket.to_string()).or_default().insert(object.to_string(), obj);
+    }
+
+    /// A namespace with a ConfigMap in it, existing before the run.
+    pub fn add_namespace(&mut self, namespace: &str) {
+        self.namespaces.push(namespace.to_string());
+        let cm = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "theirs", "namespace": namespace}, "data": {"k": "v"}});
+        self.objects.insert(ObjectRef::of(&cm), cm);
+    }
+
+    /// A CustomResourceDefinition, as a Velero install leaves them.
+    pub fn add_crd(&mut self, name: &str) {
+        let crd = serde_json::json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition", "metadata": {"name": name}});
+        self.objects.insert(ObjectRef::of(&crd), crd);
+    }
+
+    pub fn key_state(&self, arn: &str) -> Option<KeyState> {
+        self.keys.get(arn).map(|k| k.state.clone())
+    }
+
+    pub fn alias_target(&self, alias: &str) -> Option<String> {
+        self.aliases.get(alias).cloned()
+    }
+
+    pub fn bucket_objects(&self, bucket: &str) -> Option<Vec<String>> {
+        self.buckets.get(bucket).map(|b| b.keys().cloned().collect())
+    }
+
+    pub fn has_namespace(&self, namespace: &str) -> bool {
+        self.namespaces.iter().any(|n| n == namespace)
+    }
+
+    pub fn has_object(&self, kind: &str, namespace: Option<&str>, name: &str) -> bool {
+        self.objects.keys().any(|r| r.kind == kind && r.namespace.as_deref() == namespace && r.name == name)
+    }
+
     fn resolve(&self, reference: &str) -> Option<String> {
         if let Some(arn) = self.aliases.get(reference) {
             return Some(arn.clone());
@@ -190,14 +268,35 @@ impl Cluster for Memory {
 
     async fn delete_namespace(&self, namespace: &str, _log: &StepLog) -> Result<()> {
         let mut w = self.w();
+        w.calls.push(format!("delete_namespace {namespace}"));
         w.namespaces.retain(|n| n != namespace);
         w.objects.retain(|r, _| r.namespace.as_deref() != Some(namespace));
+        Ok(())
+    }
+
+    async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
+        Ok(self.w().has_namespace(namespace))
+    }
+
+    async fn crd_exists(&self, name: &str) -> Result<bool> {
+        Ok(self.w().has_object("CustomResourceDefinition", None, name))
+    }
+
+    async fn delete_crd(&self, name: &str, _log: &StepLog) -> Result<()> {
+        let mut w = self.w();
+        w.calls.push(format!("delete_crd {name}"));
+        w.objects.retain(|r, _| !(r.kind == "CustomResourceDefinition" && r.name == name));
         Ok(())
     }
 }
 
 #[async_trait]
 impl ObjectStore for Memory {
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
+        Ok(self.w().buckets.contains_key(bucket))
+    }
+
+    /// Like S3 in us-east-1: creating a bucket you already own succeeds silently.
     async fn create_bucket(&self, bucket: &str, _default_key: Option<&KeyInfo>, _log: &StepLog) -> Result<()> {
         self.w().buckets.entry(bucket.to_string()).or_default();
         Ok(())
@@ -208,31 +307,34 @@ impl ObjectStore for Memory {
         Ok(w.buckets.get(bucket).map(|b| b.keys().filter(|k| k.starts_with(prefix)).cloned().collect()).unwrap_or_default())
     }
 
-    async fn head(&self, bucket: &str, key: &str, customer_key: Option<&[u8]>) -> Result<ObjectEncryption> {
-        Ok(self.w().get(bucket, key, customer_key)?.enc.clone())
+    async fn head(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<ObjectEncryption> {
+        Ok(self.w().get(bucket, key, customer_key.map(Secret::expose))?.enc.clone())
     }
 
-    async fn read(&self, bucket: &str, key: &str, customer_key: Option<&[u8]>) -> Result<u64> {
-        let w = self.w();
-        let obj = w.get(bucket, key, customer_key)?;
-        if let Some(arn) = &obj.kms_arn {
-            w.usable(arn)?;
+    async fn read(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<u64> {
+        let result = {
+            let w = self.w();
+            let obj = w.get(bucket, key, customer_key.map(Secret::expose))?;
+            obj.kms_arn.as_ref().map(|arn| w.usable(arn)).transpose().map(|_| obj.data.len() as u64)
+        };
+        if result.is_err() && self.behaviour.hang_disabled_reads {
+            std::future::pending::<()>().await;
         }
-        Ok(obj.data.len() as u64)
+        result
     }
 
     fn location_config(&self, _provider: LocationProvider) -> BTreeMap<String, String> {
         BTreeMap::new()
     }
 
-    fn velero_credentials(&self) -> String {
-        String::new()
+    fn velero_credentials(&self) -> Secret {
+        self.credentials.clone()
     }
 
-    async fn cleanup(&self, _log: &StepLog) -> Result<()> {
+    async fn delete_bucket(&self, bucket: &str, _log: &StepLog) -> Result<()> {
         let mut w = self.w();
-        w.buckets.clear();
-        w.calls.push("store.cleanup".into());
+        w.buckets.remove(bucket).ok_or_else(|| anyhow!("NoSuchBucket: {bucket}"))?;
+        w.calls.push(format!("delete_bucket {bucket}"));
         Ok(())
     }
 }
@@ -241,6 +343,17 @@ impl ObjectStore for Memory {
 impl KeyManager for Memory {
     async fn create(&self, name: &str, spec: &KeySpec, _log: &StepLog) -> Result<KeyInfo> {
         let mut w = self.w();
+        if spec.existing {
+            let alias = spec.alias.clone().ok_or_else(|| anyhow!("an existing key needs an alias"))?;
+            let arn = w.resolve(&alias).ok_or_else(|| anyhow!("KMS.NotFoundException: {alias}"))?;
+            let id = arn.rsplit('/').next().unwrap_or_default().to_string();
+            return Ok(KeyInfo { name: name.into(), provider: spec.provider, id, arn, alias: Some(alias), version: None, file: None, customer_key: None });
+        }
+        if let Some(a) = &spec.alias
+            && w.aliases.contains_key(a)
+        {
+            bail!("KMS.AlreadyExistsException: An alias with the name {a} already exists");
+        }
         let id = format!("{:08}-key-{name}", w.keys.len() + 1);
         let arn = format!("arn:aws:kms:us-east-1:000000000000:key/{id}");
         w.keys.insert(arn.clone(), Key { arn: arn.clone(), state: KeyState::Enabled });
@@ -251,11 +364,13 @@ impl KeyManager for Memory {
     }
 
     async fn disable(&self, key: &KeyInfo, _log: &StepLog) -> Result<()> {
+        self.w().calls.push(format!("disable_key {}", key.arn));
         self.set_state(&key.arn, KeyState::Disabled)
     }
 
     async fn enable(&self, key: &KeyInfo, _log: &StepLog) -> Result<()> {
         let mut w = self.w();
+        w.calls.push(format!("enable_key {}", key.arn));
         let k = w.keys.get_mut(&key.arn).ok_or_else(|| anyhow!("KMS.NotFoundException: {}", key.arn))?;
         if k.state == KeyState::PendingDeletion {
             bail!("KMS.KMSInvalidStateException: {} is pending deletion", k.arn);
@@ -268,8 +383,12 @@ impl KeyManager for Memory {
         match mode {
             RotateMode::OnDemand => Ok(key.clone()),
             RotateMode::NewKey => {
-                let spec = KeySpec { provider: key.provider, alias: key.alias.clone(), name: None, vault: None, existing: false };
-                self.create(&key.name, &spec, log).await
+                let alias = key.alias.clone().ok_or_else(|| anyhow!("a new-key rotation needs the key's alias"))?;
+                let spec = KeySpec { provider: key.provider, alias: None, name: None, vault: None, existing: false };
+                let mut new = self.create(&key.name, &spec, log).await?;
+                self.w().aliases.insert(alias.clone(), new.arn.clone());
+                new.alias = Some(alias);
+                Ok(new)
             }
         }
     }
@@ -290,10 +409,26 @@ impl KeyManager for Memory {
         self.w().resolve(reference).ok_or_else(|| anyhow!("KMS.NotFoundException: {reference}"))
     }
 
-    async fn cleanup(&self, _log: &StepLog) -> Result<()> {
+    async fn exists(&self, reference: &str) -> Result<bool> {
+        Ok(self.w().resolve(reference).is_some())
+    }
+
+    fn limitations(&self) -> Vec<Limitation> {
+        if self.behaviour.alias_key_id_not_reported { vec![Limitation::AliasKeyIdNotReported] } else { Vec::new() }
+    }
+
+    async fn delete(&self, key: &KeyInfo, _log: &StepLog) -> Result<()> {
         let mut w = self.w();
-        w.keys.clear();
-        w.calls.push("keys.cleanup".into());
+        w.calls.push(format!("delete_key {}", key.arn));
+        let k = w.keys.get_mut(&key.arn).ok_or_else(|| anyhow!("KMS.NotFoundException: {}", key.arn))?;
+        k.state = KeyState::PendingDeletion;
+        Ok(())
+    }
+
+    async fn delete_alias(&self, alias: &str, _log: &StepLog) -> Result<()> {
+        let mut w = self.w();
+        w.calls.push(format!("delete_alias {alias}"));
+        w.aliases.remove(alias).ok_or_else(|| anyhow!("KMS.NotFoundException: alias {alias}"))?;
         Ok(())
     }
 }
@@ -326,6 +461,15 @@ impl Velero for Memory {
     }
 
     async fn backup(&self, req: &BackupRequest, _log: &StepLog) -> Result<Outcome> {
+        if let Some(name) = &self.behaviour.die_during_backup {
+            self.watchdog.report(process::Died { name: name.clone(), status: "signal: 9 (SIGKILL)".into(), tail: format!("{name} was here") });
+            std::future::pending::<()>().await;
+        }
+        if let (Some(script), Some(sup)) = (&self.behaviour.backup_runs, &self.supervisor) {
+            let mut cmd = std::process::Command::new("sh");
+            cmd.args(["-c", script]);
+            sup.output("backup-helper", cmd).await?;
+        }
         if self.behaviour.hang_backups {
             std::future::pending::<()>().await;
         }
@@ -348,10 +492,16 @@ impl Velero for Memory {
     }
 
     async fn restore(&self, req: &RestoreRequest, _log: &StepLog) -> Result<Outcome> {
-        let default = self.w().locations.iter().find(|l| l.default).cloned().ok_or_else(|| anyhow!("no default location"))?;
         let mut w = self.w();
-        let key = format!("{}backups/{}/{}.tar.gz", prefix(&default), req.backup, req.backup);
-        let read = w.get(&default.bucket, &key, None).and_then(|o| {
+        // The location the backup went to (found by its metadata object, as Velero syncs it).
+        let loc = w
+            .locations
+            .iter()
+            .find(|l| w.buckets.get(&l.bucket).is_some_and(|b| b.contains_key(&format!("{}backups/{}/velero-backup.json", prefix(l), req.backup))))
+            .cloned()
+            .ok_or_else(|| anyhow!("backup {} is in no location", req.backup))?;
+        let key = format!("{}backups/{}/{}.tar.gz", prefix(&loc), req.backup, req.backup);
+        let read = w.get(&loc.bucket, &key, None).and_then(|o| {
             if let Some(arn) = &o.kms_arn {
                 w.usable(arn)?;
             }
@@ -399,6 +549,14 @@ impl Velero for Memory {
 impl Stop for Memory {
     async fn stop(&self, _log: &StepLog) -> Result<()> {
         self.w().calls.push("stop".into());
+        if let Some(s) = &self.supervisor {
+            s.finish();
+        }
         Ok(())
+    }
+
+    async fn hand_over(&self, _log: &StepLog) -> Result<String> {
+        self.w().calls.push("hand_over".into());
+        Ok("the in-memory environment".into())
     }
 }

@@ -6,11 +6,13 @@
 pub mod aws;
 #[cfg(feature = "providers")]
 pub mod kube;
+pub mod ledger;
 #[cfg(feature = "providers")]
 pub mod local;
 pub mod memory;
 pub mod process;
 pub mod providers;
+pub mod provision;
 #[cfg(feature = "providers")]
 pub mod remote;
 #[cfg(feature = "providers")]
@@ -27,7 +29,7 @@ use serde::Serialize;
 use serde_json::Value as Json;
 
 use crate::fixture::Manifest;
-use crate::runner::log::StepLog;
+use crate::log::{Secret, StepLog};
 use crate::scenario::{Cell, KeyProvider, KeySpec, LocationProvider, RotateMode};
 
 pub type Result<T, E = anyhow::Error> = std::result::Result<T, E>;
@@ -43,6 +45,18 @@ pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()
     f.write_all(bytes)
 }
 
+/// Random bytes from the operating system.
+pub fn random_bytes(n: usize) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness from the OS: {e}"))?;
+    Ok(buf)
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The cache folder of the local test bed's builds: `$VDRILL_CACHE`, else `~/.cache/vdrill`.
 pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("VDRILL_CACHE").filter(|v| !v.is_empty()) {
@@ -52,8 +66,7 @@ pub fn cache_dir() -> PathBuf {
     home.join(".cache").join("vdrill")
 }
 
-/// A key as the key manager holds it. Never holds secret material except
-/// `customer_key`, which is registered with the redactor when created.
+/// A key as the key manager holds it. The only secret material is `customer_key`.
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyInfo {
     /// The scenario's name for the key.
@@ -70,7 +83,7 @@ pub struct KeyInfo {
     /// For customer keys: the file holding the 32 key bytes (mode 0600).
     pub file: Option<PathBuf>,
     #[serde(skip)]
-    pub customer_key: Option<Vec<u8>>,
+    pub customer_key: Option<Secret>,
 }
 
 impl KeyInfo {
@@ -96,10 +109,16 @@ pub enum KeyState {
     Other(String),
 }
 
+/// Key managers, object stores and clusters do what they are told and nothing
+/// more: the steps decide what may be created and deleted (only what the run
+/// created; see `steps::setup`), so the same rules hold for every provider.
 #[async_trait]
 pub trait KeyManager: Send + Sync {
-    /// Create (or, with `existing`, look up) the key `name` of the scenario.
+    /// Create the key `name` of the scenario (with its alias, which must not exist
+    /// yet), or, with `existing`, look it up.
     async fn create(&self, name: &str, spec: &KeySpec, log: &StepLog) -> Result<KeyInfo>;
+    /// Whether an id, alias or ARN names a key.
+    async fn exists(&self, reference: &str) -> Result<bool>;
     async fn disable(&self, key: &KeyInfo, log: &StepLog) -> Result<()>;
     async fn enable(&self, key: &KeyInfo, log: &StepLog) -> Result<()>;
     /// Rotate; `NewKey` creates a new key, points the alias at it and returns it.
@@ -113,8 +132,10 @@ pub trait KeyManager: Send + Sync {
     fn limitations(&self) -> Vec<Limitation> {
         Vec::new()
     }
-    /// Remove (or schedule the deletion of) every key this run created.
-    async fn cleanup(&self, log: &StepLog) -> Result<()>;
+    /// Remove a key the run created (AWS: schedule its deletion, the shortest wait).
+    async fn delete(&self, key: &KeyInfo, log: &StepLog) -> Result<()>;
+    /// Remove an alias the run created.
+    async fn delete_alias(&self, alias: &str, log: &StepLog) -> Result<()>;
 }
 
 /// A way an emulator diverges from the real service; assertions that depend on it are skipped.
@@ -140,24 +161,27 @@ pub struct ObjectEncryption {
 
 #[async_trait]
 pub trait ObjectStore: Send + Sync {
+    /// Whether the bucket (container) exists, whoever owns it.
+    async fn bucket_exists(&self, bucket: &str) -> Result<bool>;
     /// Create the bucket (container), with default KMS encryption if a key is given.
     async fn create_bucket(&self, bucket: &str, default_key: Option<&KeyInfo>, log: &StepLog) -> Result<()>;
     /// Every object key under `prefix`.
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>>;
     /// HeadObject; `customer_key` is sent as SSE-C headers when given.
-    async fn head(&self, bucket: &str, key: &str, customer_key: Option<&[u8]>) -> Result<ObjectEncryption>;
+    async fn head(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<ObjectEncryption>;
     /// GetObject, reading the whole body; returns its length. Fails as the store fails
     /// (e.g. with the KMS error when the object's key is disabled).
-    async fn read(&self, bucket: &str, key: &str, customer_key: Option<&[u8]>) -> Result<u64>;
+    async fn read(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<u64>;
     /// Config entries Velero's plugin needs to reach this store (e.g. `s3Url`).
     fn location_config(&self, provider: LocationProvider) -> BTreeMap<String, String>;
-    /// The credentials file Velero reads (content is secret).
-    fn velero_credentials(&self) -> String;
+    /// The credentials file Velero reads.
+    fn velero_credentials(&self) -> Secret;
     /// Environment variables the Velero server process needs for this store.
     fn velero_env(&self) -> Vec<(String, String)> {
         Vec::new()
     }
-    async fn cleanup(&self, log: &StepLog) -> Result<()>;
+    /// Empty and remove a bucket the run created.
+    async fn delete_bucket(&self, bucket: &str, log: &StepLog) -> Result<()>;
 }
 
 /// A Kubernetes object reference.
@@ -207,6 +231,11 @@ pub trait Cluster: Send + Sync {
     async fn get(&self, refs: &[ObjectRef]) -> Result<Vec<Option<Json>>>;
     /// Delete a namespace and wait until it is gone.
     async fn delete_namespace(&self, namespace: &str, log: &StepLog) -> Result<()>;
+    async fn namespace_exists(&self, namespace: &str) -> Result<bool>;
+    /// Whether a CustomResourceDefinition (e.g. `backups.velero.io`) exists.
+    async fn crd_exists(&self, name: &str) -> Result<bool>;
+    /// Delete a CustomResourceDefinition the run created.
+    async fn delete_crd(&self, name: &str, log: &StepLog) -> Result<()>;
     /// Apply cluster-wide CustomResourceDefinitions and wait until they are served.
     async fn install_crds(&self, crds: &[Manifest], log: &StepLog) -> Result<()>;
 }
@@ -219,8 +248,7 @@ pub struct VeleroInstall {
     pub plugins: Vec<String>,
     pub features: Vec<String>,
     pub locations: Vec<ResolvedLocation>,
-    /// Secret; registered with the redactor.
-    pub repository_password: String,
+    pub repository_password: Secret,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -301,11 +329,19 @@ pub struct Environment {
     pub velero: Arc<dyn Velero>,
     /// Stops what `EnvironmentFactory::start` started (processes, temp dirs).
     pub stop: Arc<dyn Stop>,
+    /// Reports a process of the environment that died unasked.
+    pub watchdog: process::Watchdog,
+    /// Everything in it is thrown away by `stop` (the local bed): keys, buckets and
+    /// namespaces need not be deleted one by one first.
+    pub disposable: bool,
 }
 
 #[async_trait]
 pub trait Stop: Send + Sync {
     async fn stop(&self, log: &StepLog) -> Result<()>;
+    /// Leave the environment running for the user (`--keep`); returns how to reach
+    /// it and how to remove it.
+    async fn hand_over(&self, log: &StepLog) -> Result<String>;
 }
 
 /// Where a cell's environment writes its artifacts.
@@ -320,5 +356,10 @@ pub struct CellDirs {
 /// Brings up the environment a cell asks for.
 #[async_trait]
 pub trait EnvironmentFactory: Send + Sync {
+    /// Build or fetch what the cells need before any of them runs (outside every
+    /// step and cell budget). Returns why each cell that cannot run cannot.
+    async fn provision(&self, _cells: &[Cell], _progress: &provision::Progress, _cancel: &tokio_util::sync::CancellationToken) -> provision::Report {
+        provision::Report::default()
+    }
     async fn start(&self, cell: &Cell, dirs: &CellDirs, log: &StepLog) -> Result<Environment>;
 }

@@ -1,44 +1,143 @@
-//! Picks the providers a cell's `environment` asks for.
+//! Picks the providers a cell's `environment` asks for, provisions the local
+//! test bed before the cells run, and gives every environment its supervisor.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
 
+use super::ledger::Kind;
+use super::process::{LogDirs, Supervisor};
+use super::provision::{self, Need, Progress};
 use super::{CellDirs, Environment, EnvironmentFactory, Result};
-use crate::runner::log::StepLog;
-use crate::scenario::{Cell, ClusterKind, StorageKind};
+use crate::log::{Redactor, StepLog};
+use crate::scenario::{Cell, ClusterKind};
 
 /// The real providers, chosen per cell.
 pub struct Providers {
     pub run_id: String,
+    /// Children survive vdrill, so a failed cell's environment can be handed over (`--keep`).
+    pub keep: bool,
+    /// The run's artifacts folder (the provisioning log goes there).
+    pub artifacts: PathBuf,
+    redactor: std::sync::Arc<Redactor>,
+    /// Children of the run that belong to no cell (the provisioning script).
+    run: OnceLock<Supervisor>,
 }
 
 impl Providers {
-    pub fn new(run_id: &str) -> Providers {
-        Providers { run_id: run_id.to_string() }
+    pub fn new(run_id: &str, keep: bool, artifacts: PathBuf, redactor: std::sync::Arc<Redactor>) -> Providers {
+        Providers { run_id: run_id.to_string(), keep, artifacts, redactor, run: OnceLock::new() }
+    }
+
+    fn run_supervisor(&self) -> Result<&Supervisor> {
+        if let Some(s) = self.run.get() {
+            return Ok(s);
+        }
+        let logs = LogDirs { raw: self.artifacts.join("logs"), artifacts: self.artifacts.join("logs") };
+        let s = Supervisor::new(Kind::Run, &format!("run-{}", self.run_id), &self.run_id, logs, self.redactor.clone(), false)?;
+        Ok(self.run.get_or_init(|| s))
+    }
+}
+
+impl Drop for Providers {
+    fn drop(&mut self) {
+        if let Some(s) = self.run.get() {
+            s.finish();
+        }
     }
 }
 
 #[async_trait]
 impl EnvironmentFactory for Providers {
+    async fn provision(&self, cells: &[Cell], progress: &Progress, cancel: &CancellationToken) -> provision::Report {
+        let mut report = provision::Report::default();
+        let per_cell: BTreeMap<&str, BTreeSet<Need>> = cells.iter().map(|c| (c.id.as_str(), provision::needs(c))).collect();
+        let all: BTreeSet<Need> = per_cell.values().flatten().cloned().collect();
+        if all.is_empty() {
+            return report;
+        }
+        let mut outcome = provision::Outcome::default();
+        if std::env::var_os("VDRILL_NO_PROVISION").is_none() {
+            match (provision::setup_script(), self.run_supervisor()) {
+                (Some(script), Ok(sup)) => {
+                    let log = self.artifacts.join("provision.log");
+                    outcome = provision::run(&script, &all, sup, &log, progress, cancel).await;
+                }
+                (None, _) => outcome.failure = Some("no provisioning script (ci/testbed/setup.sh, or $VDRILL_SETUP) was found".into()),
+                (_, Err(e)) => outcome.failure = Some(format!("{e:#}")),
+            }
+        }
+        #[cfg(feature = "providers")]
+        let manifest = super::local::manifest::Manifest::load();
+        for (cell, needs) in per_cell {
+            let mut why: Vec<String> = needs.iter().filter_map(|n| outcome.problem(n)).collect();
+            #[cfg(feature = "providers")]
+            if why.is_empty() {
+                match &manifest {
+                    Ok(m) => why.extend(needs.iter().filter_map(|n| m.lacks(n))),
+                    Err(e) if !needs.is_empty() => why.push(format!("{e:#}")),
+                    Err(_) => {}
+                }
+            }
+            #[cfg(not(feature = "providers"))]
+            if !needs.is_empty() {
+                why.push("this vdrill was built without the `providers` feature".into());
+            }
+            if why.is_empty() && !needs.is_empty()
+                && let Some(f) = &outcome.failure
+            {
+                why.push(format!("provisioning: {f}"));
+            }
+            if !why.is_empty() {
+                report.unavailable.insert(cell.to_string(), why.join("; "));
+            }
+        }
+        report
+    }
+
     async fn start(&self, cell: &Cell, dirs: &CellDirs, log: &StepLog) -> Result<Environment> {
         let env = &cell.scenario.environment;
         let region = env.region.clone().unwrap_or_else(|| "us-east-1".to_string());
-        #[cfg(feature = "providers")]
-        match (env.cluster, env.storage) {
-            (ClusterKind::Local, storage) => {
-                let tag = format!("vdrill-{}", self.run_id);
-                return Ok(super::local::start(Some(cell), storage, &region, dirs, &tag, false, log).await?.environment);
+        let id = format!("{}-{}", self.run_id, crate::report::slug(&cell.id));
+        let logs = LogDirs { raw: dirs.work.join("logs"), artifacts: dirs.artifacts.join("env") };
+        let supervisor = Supervisor::new(Kind::Cell, &id, &cell.id, logs, log.redactor().clone(), self.keep)?;
+        supervisor.add_dir(&dirs.work);
+        // Cleans up if the start fails or is abandoned (a timeout drops this future).
+        let guard = StartGuard { supervisor: supervisor.clone(), work: dirs.work.clone(), armed: true };
+        let started: Result<Environment> = async {
+            #[cfg(feature = "providers")]
+            match env.cluster {
+                ClusterKind::Local => Ok(super::local::start(env.storage, &region, dirs, &supervisor, log).await?.environment),
+                cluster => super::remote::start(cell, cluster, env.storage, &region, dirs, &supervisor, log).await,
             }
-            (ClusterKind::Kind | ClusterKind::Existing, StorageKind::Localstack | StorageKind::Azurite) => anyhow::bail!(
-                "`storage: {}` runs on this machine's loopback, which Velero inside a `{}` cluster cannot reach; use `cluster: local`, or real `aws`/`azure` storage",
-                env.storage.as_str(),
-                env.cluster.as_str()
-            ),
-            (cluster, storage) => return super::remote::start(cell, cluster, storage, &region, dirs, &self.run_id, log).await,
+            #[cfg(not(feature = "providers"))]
+            {
+                let _ = (&region, ClusterKind::Local);
+                anyhow::bail!("this vdrill was built without the `providers` feature; it cannot start `cluster: {}`", env.cluster.as_str())
+            }
         }
-        #[cfg(not(feature = "providers"))]
-        {
-            let _ = (dirs, log, region, ClusterKind::Local, StorageKind::Localstack);
-            anyhow::bail!("this vdrill was built without the `providers` feature; it cannot start `cluster: {}`", env.cluster.as_str())
+        .await;
+        let mut guard = guard;
+        guard.armed = started.is_err();
+        started
+    }
+}
+
+struct StartGuard {
+    supervisor: Supervisor,
+    work: PathBuf,
+    armed: bool,
+}
+
+impl Drop for StartGuard {
+    fn drop(&mut self) {
+        if self.armed {
+            // What did start was stopped as its handles dropped; nothing else to keep.
+            let _ = std::fs::remove_dir_all(&self.work);
+            self.supervisor.finish();
         }
     }
 }

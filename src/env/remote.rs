@@ -10,9 +10,11 @@ use async_trait::async_trait;
 
 use super::aws::{AwsTarget, KmsKeys, S3Store};
 use super::kube::{KubeCluster, client_for};
+use super::ledger::Kind;
+use super::process::Supervisor;
 use super::velero::{Build, Builds, Mode, VeleroProvider};
 use super::{CellDirs, ClusterInfo, Environment, Stop};
-use crate::runner::log::StepLog;
+use crate::log::StepLog;
 use crate::scenario::{Cell, ClusterKind, StorageKind};
 
 /// The Velero CLI for in-cluster installs: the test bed's build of that version, else `velero` on PATH.
@@ -39,52 +41,58 @@ impl Builds for CliBuilds {
     }
 }
 
-/// A kind cluster this run created (and deletes).
-struct KindCluster {
-    name: String,
+/// What a remote environment leaves to stop: a kind cluster this run created (and
+/// deletes), or nothing for an existing cluster.
+struct Remote {
+    kind_cluster: Option<String>,
+    supervisor: Supervisor,
+    work: PathBuf,
+    summary: String,
 }
 
 #[async_trait]
-impl Stop for KindCluster {
+impl Stop for Remote {
     async fn stop(&self, log: &StepLog) -> Result<()> {
-        let out = tokio::process::Command::new("kind").args(["delete", "cluster", "--name", &self.name]).output().await?;
-        if !out.status.success() {
-            bail!("kind delete cluster: {}", String::from_utf8_lossy(&out.stderr));
+        if let Some(name) = &self.kind_cluster {
+            let mut cmd = std::process::Command::new("kind");
+            cmd.args(["delete", "cluster", "--name", name]);
+            let out = self.supervisor.output("kind", cmd).await?;
+            if !out.status.success() {
+                bail!("kind delete cluster: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            log.line(format!("deleted kind cluster {name}"));
         }
-        log.line(format!("deleted kind cluster {}", self.name));
+        if self.work.exists() {
+            std::fs::remove_dir_all(&self.work).with_context(|| format!("removing {}", self.work.display()))?;
+        }
+        self.supervisor.finish();
         Ok(())
+    }
+
+    async fn hand_over(&self, _log: &StepLog) -> Result<String> {
+        let record = self.supervisor.hand_over(Kind::Kept);
+        Ok(format!("{}; remove it with `vdrill testbed down {}`", self.summary, record.id))
     }
 }
 
-struct Nothing;
-
-#[async_trait]
-impl Stop for Nothing {
-    async fn stop(&self, _log: &StepLog) -> Result<()> {
-        Ok(())
-    }
-}
-
-pub async fn start(cell: &Cell, cluster: ClusterKind, storage: StorageKind, region: &str, dirs: &CellDirs, run_id: &str, log: &StepLog) -> Result<Environment> {
+pub async fn start(cell: &Cell, cluster: ClusterKind, storage: StorageKind, region: &str, dirs: &CellDirs, supervisor: &Supervisor, log: &StepLog) -> Result<Environment> {
     std::fs::create_dir_all(&dirs.work)?;
-    let logs = dirs.artifacts.join("env");
-    std::fs::create_dir_all(&logs)?;
+    supervisor.add_dir(&dirs.work);
     let env = &cell.scenario.environment;
-    let (kubeconfig, context, stop): (PathBuf, Option<String>, Arc<dyn Stop>) = match cluster {
+    let (kubeconfig, context, kind_cluster) = match cluster {
         ClusterKind::Kind => {
-            let name = format!("vdrill-{}", crate::report::slug(run_id)).chars().take(40).collect::<String>().to_lowercase();
+            let name = format!("vdrill-{}", crate::report::slug(&supervisor.id())).chars().take(40).collect::<String>().to_lowercase();
             let kubeconfig = dirs.work.join("kubeconfig");
             log.line(format!("creating kind cluster {name}"));
-            let out = tokio::process::Command::new("kind")
-                .args(["create", "cluster", "--name", &name, "--wait", "300s", "--kubeconfig"])
-                .arg(&kubeconfig)
-                .output()
-                .await
-                .context("running `kind` (is it installed, with Docker running?)")?;
+            let mut cmd = std::process::Command::new("kind");
+            cmd.args(["create", "cluster", "--name", &name, "--wait", "300s", "--kubeconfig"]).arg(&kubeconfig);
+            // Recorded before it exists, so a sweep after a crash deletes it too.
+            supervisor.set_endpoint("kind cluster", name.clone());
+            let out = supervisor.output("kind", cmd).await.context("running `kind` (is it installed, with Docker running?)")?;
             if !out.status.success() {
                 bail!("kind create cluster failed: {}", String::from_utf8_lossy(&out.stderr).trim());
             }
-            (kubeconfig, None, Arc::new(KindCluster { name }))
+            (kubeconfig, None, Some(name))
         }
         ClusterKind::Existing => {
             let path = env
@@ -94,23 +102,29 @@ pub async fn start(cell: &Cell, cluster: ClusterKind, storage: StorageKind, regi
                 .or_else(|| std::env::var_os("KUBECONFIG").map(PathBuf::from))
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".kube/config")))
                 .context("no kubeconfig: set environment.kubeconfig or KUBECONFIG")?;
-            (path, env.context.clone(), Arc::new(Nothing))
+            (path, env.context.clone(), None)
         }
-        ClusterKind::Local => unreachable!("handled by the local test bed"),
+        ClusterKind::Local => bail!("`cluster: local` is the local test bed"),
     };
     let client = client_for(&kubeconfig, context.as_deref()).await?;
     let server = client.apiserver_version().await.context("reaching the cluster")?;
     let info = ClusterInfo { kind: cluster.as_str().into(), server: kubeconfig.display().to_string(), kubeconfig: Some(kubeconfig.clone()), version: Some(server.git_version) };
+    let summary = format!("kubeconfig {}", kubeconfig.display());
+    supervisor.set_endpoint("kubeconfig", kubeconfig.display().to_string());
     let kube_cluster = Arc::new(KubeCluster::new(client, info));
+    let stop: Arc<dyn Stop> = Arc::new(Remote { kind_cluster, supervisor: supervisor.clone(), work: dirs.work.clone(), summary });
     match storage {
         StorageKind::Aws => {
-            let target = AwsTarget { endpoint: None, region: region.to_string(), static_credentials: None, localstack: false, run_tag: format!("vdrill-{run_id}") };
-            let store = Arc::new(S3Store::new(target.clone()).await?);
+            let target = AwsTarget { endpoint: None, region: region.to_string(), static_credentials: None, localstack: false, run_tag: supervisor.id() };
+            let store = Arc::new(S3Store::new(target.clone(), supervisor.redactor()).await?);
             let keys = Arc::new(KmsKeys::new(target).await);
-            let velero = Arc::new(VeleroProvider::new(kube_cluster.clone(), kubeconfig, store.clone(), Box::new(CliBuilds), Mode::InCluster, dirs.work.clone(), logs));
-            Ok(Environment { cluster: kube_cluster, store, keys, velero, stop })
+            let velero = Arc::new(VeleroProvider::new(kube_cluster.clone(), kubeconfig, store.clone(), Box::new(CliBuilds), Mode::InCluster, dirs.work.clone(), supervisor.clone()));
+            // Keys and buckets are real and outlive even a kind cluster: never disposable.
+            Ok(Environment { cluster: kube_cluster, store, keys, velero, stop, watchdog: supervisor.watchdog(), disposable: false })
         }
         StorageKind::Azure => bail!("`storage: azure` (real Azure Blob Storage + Key Vault) is not implemented yet"),
-        StorageKind::Localstack | StorageKind::Azurite => unreachable!("rejected by the dispatcher"),
+        StorageKind::Localstack | StorageKind::Azurite => {
+            bail!("`storage: {}` runs on this machine's loopback, which Velero inside a `{}` cluster cannot reach", storage.as_str(), cluster.as_str())
+        }
     }
 }

@@ -17,9 +17,9 @@ use serde_json::{Value as Json, json};
 use tokio::sync::Mutex;
 
 use super::kube::KubeCluster;
-use super::process::{Managed, ProcessSpec, free_port, wait_for};
+use super::process::{Managed, ProcessSpec, Supervisor, free_port, wait_for};
 use super::{BackupRequest, ObjectStore, Outcome, ResolvedLocation, RestoreRequest, Velero, VeleroInstall};
-use crate::runner::log::StepLog;
+use crate::log::StepLog;
 use crate::scenario::LocationProvider;
 
 pub const BACKUP_DONE: &[&str] = &["Completed", "PartiallyFailed", "Failed", "FailedValidation"];
@@ -28,7 +28,7 @@ pub const BACKUP_DONE: &[&str] = &["Completed", "PartiallyFailed", "Failed", "Fa
 #[derive(Clone)]
 pub enum Mode {
     /// `velero server` as a child process of vdrill.
-    Process { detach: bool },
+    Process,
     /// The Deployment from the install manifests (needs images from a registry).
     InCluster,
 }
@@ -52,6 +52,8 @@ struct Running {
     build: Build,
     process: Option<Managed>,
     install: VeleroInstall,
+    /// Cluster-scoped objects the install created (in-cluster mode), removed at teardown.
+    cluster_objects: Vec<Json>,
 }
 
 pub struct VeleroProvider {
@@ -61,7 +63,7 @@ pub struct VeleroProvider {
     builds: Box<dyn Builds>,
     mode: Mode,
     work: PathBuf,
-    logs: PathBuf,
+    supervisor: Supervisor,
     running: Mutex<Option<Running>>,
     version: std::sync::Mutex<String>,
 }
@@ -84,6 +86,11 @@ fn config_flag(config: &std::collections::BTreeMap<String, String>) -> Result<St
         parts.push(format!("{k}={v}"));
     }
     Ok(parts.join(","))
+}
+
+/// The scenario's default location: the one marked `default`, else the first.
+fn default_location(install: &VeleroInstall) -> Option<&ResolvedLocation> {
+    install.locations.iter().find(|l| l.default).or(install.locations.first())
 }
 
 fn plugin_image(provider: &str, version: &str) -> String {
@@ -122,23 +129,20 @@ impl VeleroProvider {
         builds: Box<dyn Builds>,
         mode: Mode,
         work: PathBuf,
-        logs: PathBuf,
+        supervisor: Supervisor,
     ) -> VeleroProvider {
-        VeleroProvider { cluster, kubeconfig, store, builds, mode, work, logs, running: Mutex::new(None), version: std::sync::Mutex::default() }
+        VeleroProvider { cluster, kubeconfig, store, builds, mode, work, supervisor, running: Mutex::new(None), version: std::sync::Mutex::default() }
     }
 
     fn server_log(&self) -> PathBuf {
-        self.logs.join("velero.log")
+        self.supervisor.raw_log("velero")
     }
 
     async fn velero_cli(&self, bin: &Path, args: &[String], log: &StepLog) -> Result<String> {
         log.line(format!("velero {}", args.join(" ")));
-        let out = tokio::process::Command::new(bin)
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .output()
-            .await
-            .with_context(|| format!("running {}", bin.display()))?;
+        let mut cmd = std::process::Command::new(bin);
+        cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
+        let out = self.supervisor.output("velero-cli", cmd).await?;
         if !out.status.success() {
             bail!("velero {} failed: {}", args.first().map(String::as_str).unwrap_or(""), String::from_utf8_lossy(&out.stderr).trim());
         }
@@ -147,14 +151,14 @@ impl VeleroProvider {
 
     fn credentials_file(&self) -> Result<PathBuf> {
         let path = self.work.join("velero").join("credentials");
-        super::write_private(&path, self.store.velero_credentials().as_bytes())?;
+        super::write_private(&path, self.store.velero_credentials().expose())?;
         Ok(path)
     }
 
     /// The install manifests for `install` with the default location, from the binary itself.
     async fn manifests(&self, build: &Build, install: &VeleroInstall, crds_only: bool, log: &StepLog) -> Result<Vec<Json>> {
         let bin = &build.bin;
-        let default = install.locations.iter().find(|l| l.default).or(install.locations.first()).context("no backup storage location")?;
+        let default = default_location(install).context("no backup storage location")?;
         let mut args: Vec<String> = vec!["install".into(), "--dry-run".into(), "-o".into(), "yaml".into(), "--namespace".into(), install.namespace.clone()];
         if crds_only {
             args.push("--crds-only".into());
@@ -202,13 +206,13 @@ impl VeleroProvider {
         })
     }
 
-    async fn start_server(&self, bin: &Path, plugin_dir: &Path, install: &VeleroInstall, detach: bool, log: &StepLog) -> Result<Managed> {
+    async fn start_server(&self, bin: &Path, plugin_dir: &Path, install: &VeleroInstall, log: &StepLog) -> Result<Managed> {
         let creds = self.credentials_file()?;
         let home = self.work.join("velero").join("home");
         let tmp = self.work.join("velero").join("tmp");
         std::fs::create_dir_all(&home)?;
         std::fs::create_dir_all(&tmp)?;
-        let mut spec = ProcessSpec::new("velero", bin, &self.logs)
+        let mut spec = ProcessSpec::new("velero", bin)
             .args([
                 "server".to_string(),
                 format!("--kubeconfig={}", self.kubeconfig.display()),
@@ -235,8 +239,7 @@ impl VeleroProvider {
         for (k, v) in self.store.velero_env() {
             spec = spec.env(&k, v);
         }
-        spec.detach = detach;
-        let process = Managed::spawn(&spec)?;
+        let process = self.supervisor.spawn(&spec)?;
         log.line(format!("velero server started (pid {}), log {}", process.pid, process.log.display()));
         Ok(process)
     }
@@ -329,19 +332,28 @@ impl VeleroProvider {
         Ok(outcome)
     }
 
-    async fn apply_install(&self, build: &Build, install: &VeleroInstall, log: &StepLog) -> Result<()> {
+    /// Apply the install manifests; returns the cluster-scoped objects among them.
+    async fn apply_install(&self, build: &Build, install: &VeleroInstall, log: &StepLog) -> Result<Vec<Json>> {
         let objects = self.manifests(build, install, false, log).await?;
         let keep: Vec<Json> = objects
             .into_iter()
             .filter(|o| match self.mode {
-                Mode::Process { .. } => o["kind"] != "DaemonSet",
+                Mode::Process => o["kind"] != "DaemonSet",
                 Mode::InCluster => true,
             })
             .map(|mut o| {
                 // Velero reads its own Deployment (restore helper image, maintenance jobs);
                 // with the server running as a process it exists but runs no pods.
-                if matches!(self.mode, Mode::Process { .. }) && o["kind"] == "Deployment" {
+                if matches!(self.mode, Mode::Process) && o["kind"] == "Deployment" {
                     o["spec"]["replicas"] = json!(0);
+                }
+                // `velero install` names the location it makes `default`; it is the
+                // scenario's default location, under the scenario's name for it.
+                if o["kind"] == "BackupStorageLocation"
+                    && let Some(default) = default_location(install)
+                {
+                    o["metadata"]["name"] = json!(default.name);
+                    o["spec"]["default"] = json!(true);
                 }
                 o
             })
@@ -353,17 +365,18 @@ impl VeleroProvider {
         let secret = json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "velero-repo-credentials", "namespace": install.namespace},
-            "type": "Opaque", "stringData": {"repository-password": install.repository_password},
+            "type": "Opaque", "stringData": {"repository-password": install.repository_password.expose_str()},
         });
         self.cluster.apply_one(&secret, None).await.context("creating velero-repo-credentials")?;
         // Locations beyond the default one.
-        for l in install.locations.iter().filter(|l| !l.default) {
+        let default = default_location(install).map(|l| l.name.clone());
+        for l in install.locations.iter().filter(|l| Some(&l.name) != default.as_ref()) {
             self.cluster.apply_one(&Self::bsl_object(&install.namespace, l), None).await.with_context(|| format!("creating location {}", l.name))?;
         }
         if install.locations.iter().any(|l| l.provider != LocationProvider::Aws && l.default) {
             log.line("note: the default location is not AWS; its plugin config comes from the install flags");
         }
-        Ok(())
+        Ok(keep.into_iter().filter(|o| matches!(o["kind"].as_str(), Some("CustomResourceDefinition" | "ClusterRoleBinding" | "Namespace"))).collect())
     }
 }
 
@@ -372,15 +385,20 @@ impl Velero for VeleroProvider {
     async fn install(&self, install: &VeleroInstall, log: &StepLog) -> Result<()> {
         let build = self.builds.resolve(&install.version)?;
         log.line(format!("Velero {}: {}", build.version, build.bin.display()));
-        self.apply_install(&build, install, log).await?;
+        let cluster_objects = self.apply_install(&build, install, log).await?;
         let mut process = match self.mode {
-            Mode::Process { detach } => Some(self.start_server(&build.bin, &build.plugin_dir, install, detach, log).await?),
+            Mode::Process => Some(self.start_server(&build.bin, &build.plugin_dir, install, log).await?),
             Mode::InCluster => None,
         };
-        self.wait_locations_available(install, process.as_mut(), log).await?;
+        // Recorded before waiting, so teardown removes what was applied even if Velero never gets ready.
+        let cluster_objects = if matches!(self.mode, Mode::InCluster) { cluster_objects } else { Vec::new() };
         *self.version.lock().unwrap_or_else(|e| e.into_inner()) = build.version.clone();
-        *self.running.lock().await = Some(Running { build, process, install: install.clone() });
-        Ok(())
+        *self.running.lock().await = Some(Running { build, process: None, install: install.clone(), cluster_objects });
+        let ready = self.wait_locations_available(install, process.as_mut(), log).await;
+        if let Some(r) = self.running.lock().await.as_mut() {
+            r.process = process;
+        }
+        ready
     }
 
     async fn backup(&self, req: &BackupRequest, log: &StepLog) -> Result<Outcome> {
@@ -411,7 +429,7 @@ impl Velero for VeleroProvider {
         let crds = self.manifests(&build, &install, true, log).await?;
         self.cluster.apply_all(&crds, None, log).await?;
         running.process = match self.mode {
-            Mode::Process { detach } => Some(self.start_server(&build.bin, &build.plugin_dir, &install, detach, log).await?),
+            Mode::Process => Some(self.start_server(&build.bin, &build.plugin_dir, &install, log).await?),
             Mode::InCluster => {
                 self.apply_install(&build, &install, log).await?;
                 None
@@ -439,9 +457,20 @@ impl Velero for VeleroProvider {
                 log.line("velero server stopped");
             }
             if matches!(self.mode, Mode::InCluster) {
+                // Only what this run's install created: `setup` refuses a cluster that
+                // already has a Velero.
                 let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.cluster.client.clone());
                 let _ = ns.delete(&r.install.namespace, &Default::default()).await;
                 log.line(format!("deleted namespace {}", r.install.namespace));
+                for o in r.cluster_objects.iter().rev().filter(|o| o["kind"] != "Namespace") {
+                    let (Ok(gvk), Some(name)) = (super::kube::gvk_of(o), o["metadata"]["name"].as_str()) else { continue };
+                    if let Ok((api, _)) = self.cluster.api_for(&gvk, None).await {
+                        match api.delete(name, &Default::default()).await {
+                            Ok(_) => log.line(format!("deleted {} {name}", gvk.kind)),
+                            Err(e) => log.line(format!("could not delete {} {name}: {e}", gvk.kind)),
+                        }
+                    }
+                }
             }
         }
         Ok(())

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use super::{CellReport, RunReport, StepReport, junit, slug};
 use crate::env::CellDirs;
-use crate::runner::log::Redactor;
+use crate::log::Redactor;
 
 pub struct Artifacts {
     root: PathBuf,
@@ -49,6 +49,12 @@ impl Artifacts {
 
     fn note_error(&self, what: String) {
         self.errors.lock().unwrap_or_else(|e| e.into_inner()).push(what);
+    }
+
+    /// Remove the run's work folder once its cells have removed theirs (a kept
+    /// environment's stays).
+    pub fn remove_empty_work_root(&self) {
+        let _ = std::fs::remove_dir(&self.work_root);
     }
 
     pub fn cell_dirs(&self, cell_id: &str) -> CellDirs {

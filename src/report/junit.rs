@@ -15,13 +15,21 @@ fn case_name(step: &StepReport) -> String {
     format!("{stage} {:02}: {}", step.index, step.title)
 }
 
+/// The first line of a message, shortened: what dashboards show; the body has it all.
+fn headline(message: &str) -> String {
+    let first = message.lines().next().unwrap_or_default();
+    if first.chars().count() > 300 { format!("{}...", first.chars().take(300).collect::<String>()) } else { first.to_string() }
+}
+
 fn status(s: Status, message: &str, ty: Option<&str>) -> TestCaseStatus {
     match s {
         Status::Passed => TestCaseStatus::success(),
-        Status::Failed => {
-            let kind = if ty == Some("error") || ty == Some("interrupted") { NonSuccessKind::Error } else { NonSuccessKind::Failure };
+        Status::Failed | Status::Error => {
+            // <error>: the test could not run to a verdict (the environment broke, an
+            // internal error, an interrupt); <failure>: it ran and found a problem.
+            let kind = if s == Status::Error || ty == Some("error") || ty == Some("interrupted") { NonSuccessKind::Error } else { NonSuccessKind::Failure };
             let mut st = TestCaseStatus::non_success(kind);
-            st.set_message(message);
+            st.set_message(headline(message));
             st.set_type(ty.unwrap_or("failure"));
             st.set_description(message);
             st
@@ -58,6 +66,13 @@ pub fn render(run: &RunReport) -> String {
             props.push(("rto.seconds", format!("{:.3}", rto.as_secs_f64())));
         }
         props.push(("vdrill.overhead.seconds", format!("{:.3}", cell.overhead.as_secs_f64())));
+        props.push(("status", cell.status.as_str().to_string()));
+        if let Some(v) = &cell.verdict {
+            props.push(("verdict", headline(v)));
+        }
+        if let Some(k) = &cell.kept {
+            props.push(("kept", k.clone()));
+        }
         for (k, v) in props {
             suite.add_property(Property::new(k, v));
         }

@@ -15,7 +15,10 @@ use serde::Serialize;
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Passed,
+    /// The drill found something wrong (an assertion or expectation did not hold).
     Failed,
+    /// The environment broke (a bed process died, provisioning failed): no verdict.
+    Error,
     Skipped,
 }
 
@@ -24,6 +27,7 @@ impl Status {
         match self {
             Status::Passed => "passed",
             Status::Failed => "failed",
+            Status::Error => "error",
             Status::Skipped => "skipped",
         }
     }
@@ -57,7 +61,7 @@ pub struct StepReport {
     pub status: Status,
     /// Why it failed or was skipped; a summary when it passed.
     pub message: String,
-    /// `timeout`, `interrupted`, `expectation`, `assertion`, `error`.
+    /// `timeout`, `interrupted`, `expectation`, `assertion`, `error`, `environment`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure_type: Option<String>,
     pub started_at: DateTime<Utc>,
@@ -83,6 +87,9 @@ pub struct CellReport {
     pub storage: String,
     pub velero_version: String,
     pub status: Status,
+    /// Why the cell did not pass, in one sentence: the first failure, or what broke.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<String>,
     pub started_at: DateTime<Utc>,
     #[serde(with = "secs")]
     pub duration: Duration,
@@ -116,9 +123,26 @@ impl RunReport {
         !self.interrupted && self.cells.iter().all(|c| c.status == Status::Passed)
     }
 
-    pub fn counts(&self) -> (usize, usize, usize) {
+    /// Cells passed, failed, errored (environment broke) and skipped.
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
         let count = |s| self.cells.iter().filter(|c| c.status == s).count();
-        (count(Status::Passed), count(Status::Failed), count(Status::Skipped))
+        (count(Status::Passed), count(Status::Failed), count(Status::Error), count(Status::Skipped))
+    }
+
+    /// The exit code of `vdrill run` for this report.
+    pub fn exit_code(&self) -> i32 {
+        let (_, failed, errored, _) = self.counts();
+        if self.interrupted {
+            crate::exit::INTERRUPTED
+        } else if failed > 0 {
+            crate::exit::DRILL_FAILED
+        } else if errored > 0 {
+            crate::exit::ENVIRONMENT
+        } else if self.passed() {
+            crate::exit::OK
+        } else {
+            crate::exit::DRILL_FAILED
+        }
     }
 }
 

@@ -2,26 +2,50 @@
 //! the output is not a terminal or `CI` is set.
 
 use std::collections::HashMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Stage, Status, human};
+use crate::env::provision::{self, State};
 use crate::runner::{Event, Reporter};
 
 /// Bars when stderr is a terminal and `CI` is unset; lines otherwise.
 pub fn auto() -> Box<dyn Reporter> {
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
-    if std::io::stderr().is_terminal() && !ci { Box::new(Bars::new()) } else { Box::new(Lines) }
+    if std::io::stderr().is_terminal() && !ci { Box::new(Bars::new()) } else { Box::new(Lines::stderr()) }
 }
 
 fn mark(s: Status) -> &'static str {
     match s {
         Status::Passed => "PASS",
         Status::Failed => "FAIL",
+        Status::Error => "ERROR",
         Status::Skipped => "SKIP",
+    }
+}
+
+/// ` (a first build usually takes ~7m)`
+fn usually(expected: Option<Duration>) -> String {
+    expected.map(|d| format!(" (a first build usually takes ~{})", human_rounded(d))).unwrap_or_default()
+}
+
+fn human_rounded(d: Duration) -> String {
+    if d.as_secs() >= 90 { format!("{}m", (d.as_secs() + 30) / 60) } else { format!("{}s", d.as_secs()) }
+}
+
+/// One line describing a provisioning event.
+pub fn provision_line(e: &provision::Event, expected: Option<Duration>) -> String {
+    match &e.state {
+        State::Start { what, expected } => format!("{}: {what}{}", e.component, usually(*expected)),
+        State::Step(text) => format!("{}: {text}{}", e.component, usually(expected)),
+        State::Cached => format!("{}: cached", e.component),
+        State::Done { seconds, text } => format!("{}: built in {} {text}", e.component, human(Duration::from_secs_f64(seconds.max(0.0)))).trim_end().to_string(),
+        State::Failed { log, message } => format!("{}: FAILED: {message} (log: {})", e.component, log.display()),
+        State::Unavailable(why) => format!("{}: not available: {why}", e.component),
+        State::Wait(who) => format!("waiting: {who}"),
     }
 }
 
@@ -35,11 +59,29 @@ fn stage_prefix(stage: Stage) -> &'static str {
 }
 
 /// Plain lines for logs and CI.
-pub struct Lines;
+pub struct Lines {
+    out: Mutex<Box<dyn Write + Send>>,
+    /// First-build estimates by component, from their `start` events.
+    expected: Mutex<HashMap<String, Duration>>,
+}
 
 impl Lines {
+    pub fn stderr() -> Lines {
+        Lines::to(Box::new(std::io::stderr()))
+    }
+
+    /// Lines into any writer (tests read what a console would show).
+    pub fn to(out: Box<dyn Write + Send>) -> Lines {
+        Lines { out: Mutex::new(out), expected: Mutex::default() }
+    }
+
+    fn raw(&self, text: &str) {
+        let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writeln!(out, "{text}");
+    }
+
     fn say(&self, msg: &str) {
-        eprintln!("{} {msg}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ"));
+        self.raw(&format!("{} {msg}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")));
     }
 }
 
@@ -47,6 +89,17 @@ impl Reporter for Lines {
     fn event(&self, event: &Event) {
         match event {
             Event::RunStarted { cells } => self.say(&format!("running {cells} cell(s)")),
+            Event::ProvisionStarted => self.say("[provision] the local test bed: building what is missing (once; later runs reuse the cache)"),
+            Event::Provision(e) => {
+                let mut expected = self.expected.lock().unwrap_or_else(|p| p.into_inner());
+                if let State::Start { expected: Some(d), .. } = &e.state {
+                    expected.insert(e.component.clone(), *d);
+                }
+                let line = provision_line(e, expected.get(&e.component).copied());
+                drop(expected);
+                self.say(&format!("[provision] {line}"));
+            }
+            Event::ProvisionFinished { duration } => self.say(&format!("[provision] done in {}", human(*duration))),
             Event::CellStarted { cell, steps } => self.say(&format!("[{}] start ({steps} steps)", cell.id)),
             Event::StepStarted { cell, stage, title } => self.say(&format!("[{cell}] {}{title} ...", stage_prefix(*stage))),
             Event::StepFinished { cell, step } => {
@@ -56,10 +109,16 @@ impl Reporter for Lines {
                 }
                 self.say(&line);
             }
-            Event::LogLine { cell, line } => eprintln!("    [{cell}] {line}"),
+            Event::LogLine { cell, line } => self.raw(&format!("    [{cell}] {line}")),
             Event::CellFinished { cell } => {
                 let rto = cell.rto.map(|r| format!(", RTO {}", human(r))).unwrap_or_default();
                 self.say(&format!("[{}] {} in {}{rto}", cell.id, mark(cell.status), human(cell.duration)));
+                if let Some(v) = &cell.verdict {
+                    self.say(&format!("[{}] {v}", cell.id));
+                }
+                if let Some(k) = &cell.kept {
+                    self.say(&format!("[{}] kept: {k}", cell.id));
+                }
             }
             Event::Interrupted => self.say("interrupted: running finally steps and teardown"),
             Event::RunFinished { .. } => {}
@@ -67,19 +126,51 @@ impl Reporter for Lines {
     }
 }
 
-/// One bar per cell, with the current step and its elapsed time.
+/// One bar per cell, with the current step and its elapsed time; during
+/// provisioning, one spinner per component with what it is doing.
 pub struct Bars {
     multi: MultiProgress,
     bars: Mutex<HashMap<String, ProgressBar>>,
+    components: Mutex<HashMap<String, (ProgressBar, Option<Duration>)>>,
 }
 
 impl Bars {
     pub fn new() -> Bars {
-        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Mutex::default() }
+        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Mutex::default(), components: Mutex::default() }
     }
 
     fn bar(&self, cell: &str) -> Option<ProgressBar> {
         self.bars.lock().unwrap_or_else(|e| e.into_inner()).get(cell).cloned()
+    }
+
+    fn component(&self, e: &provision::Event) {
+        let mut components = self.components.lock().unwrap_or_else(|p| p.into_inner());
+        let (bar, expected) = components
+            .entry(e.component.clone())
+            .or_insert_with(|| {
+                let bar = self.multi.add(ProgressBar::new_spinner());
+                bar.set_style(
+                    ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {wide_msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                );
+                bar.set_prefix(format!("{:<16}", e.component));
+                bar.enable_steady_tick(Duration::from_millis(120));
+                (bar, None)
+            })
+            .clone();
+        if let State::Start { expected: Some(d), .. } = &e.state {
+            components.insert(e.component.clone(), (bar.clone(), Some(*d)));
+        }
+        let expected = match &e.state {
+            State::Start { expected, .. } => *expected,
+            _ => expected,
+        };
+        let line = provision_line(e, expected);
+        let text = line.strip_prefix(&format!("{}: ", e.component)).unwrap_or(&line).to_string();
+        if e.is_final() {
+            bar.finish_with_message(text);
+        } else {
+            bar.set_message(text);
+        }
     }
 }
 
@@ -93,6 +184,18 @@ impl Reporter for Bars {
     fn event(&self, event: &Event) {
         match event {
             Event::RunStarted { .. } => {}
+            Event::ProvisionStarted => {
+                let _ = self.multi.println("provisioning the local test bed (once; later runs reuse the cache)");
+            }
+            Event::Provision(e) => self.component(e),
+            Event::ProvisionFinished { duration } => {
+                for (bar, _) in self.components.lock().unwrap_or_else(|p| p.into_inner()).values() {
+                    if !bar.is_finished() {
+                        bar.finish();
+                    }
+                }
+                let _ = self.multi.println(format!("provisioned in {}", human(*duration)));
+            }
             Event::CellStarted { cell, steps } => {
                 let bar = self.multi.add(ProgressBar::new(*steps as u64));
                 bar.set_style(
@@ -115,7 +218,7 @@ impl Reporter for Bars {
                         bar.inc(1);
                     }
                     let mut line = format!("  {} {}{} ({})", mark(step.status), stage_prefix(step.stage), step.title, human(step.duration));
-                    if step.status == Status::Failed && !step.message.is_empty() {
+                    if matches!(step.status, Status::Failed | Status::Error) && !step.message.is_empty() {
                         line.push_str(&format!("\n       {}", step.message));
                     }
                     bar.println(line);
@@ -130,6 +233,12 @@ impl Reporter for Bars {
                 if let Some(bar) = self.bar(&cell.id) {
                     let rto = cell.rto.map(|r| format!(", RTO {}", human(r))).unwrap_or_default();
                     bar.finish_with_message(format!("{}{rto}", mark(cell.status)));
+                    if let Some(v) = &cell.verdict {
+                        bar.println(format!("  {v}"));
+                    }
+                    if let Some(k) = &cell.kept {
+                        bar.println(format!("  kept: {k}"));
+                    }
                 }
             }
             Event::Interrupted => {

@@ -2,7 +2,8 @@
 
 use regex::Regex;
 
-use super::StepOutput;
+use crate::log::error_text;
+use crate::steps::StepOutput;
 use crate::report::{AssertionReport, Status};
 use crate::scenario::{Phase, Step};
 
@@ -15,11 +16,6 @@ pub struct Judged {
 
 fn assertion(name: impl Into<String>, ok: bool, message: impl Into<String>) -> AssertionReport {
     AssertionReport { name: name.into(), status: if ok { Status::Passed } else { Status::Failed }, message: message.into() }
-}
-
-/// The full error chain, one cause per line.
-pub fn error_text(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
 }
 
 /// A short excerpt of `text` around the first match of `re`, for the report.

@@ -1,45 +1,60 @@
-//! Runs the expanded plan: one cell at a time, steps in order, each under its
-//! timeout; the first failure marks the rest skipped; `finally` steps and
-//! teardown always run, also after Ctrl-C / SIGTERM.
+//! Runs the expanded plan: first provisioning (once, for every cell, outside
+//! every budget), then one cell at a time, steps in order, each under its
+//! timeout and watched for the environment breaking; the first failure marks
+//! the rest skipped; `finally` steps, pending undos and teardown always run,
+//! also after Ctrl-C / SIGTERM.
 
 pub mod expect;
-pub mod log;
 pub mod signal;
-pub mod state;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
-use crate::env::{Environment, EnvironmentFactory};
+use crate::env::process::{Died, Watchdog};
+use crate::env::{Environment, EnvironmentFactory, provision};
+use crate::log::{Redactor, StepLog};
 use crate::report::artifacts::Artifacts;
 use crate::report::{CellReport, RunReport, Stage, Status, StepReport, slug};
 use crate::scenario::{Cell, Step};
-use crate::steps;
-use log::{Redactor, StepLog};
-pub use state::DrillState;
+use crate::steps::{self, DrillState, StepCtx, StepOutput};
 
 /// Timeouts of the phases around the steps.
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(600);
 pub const TEARDOWN_TIMEOUT: Duration = Duration::from_secs(120);
 pub const CELL_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 
+/// `failure_type` of a step stopped because the environment broke.
+pub const ENVIRONMENT: &str = "environment";
+
 #[derive(Clone)]
 pub struct RunOptions {
     pub run_id: String,
-    /// Leave the environment up when a cell fails.
+    /// Hand a failed cell's environment over to the user instead of tearing it down.
     pub keep: bool,
     /// Print step logs live.
     pub verbose: bool,
+}
+
+/// A run id: a timestamp and a random suffix.
+pub fn run_id() -> String {
+    let now = Utc::now();
+    let suffix = crate::env::random_bytes(2).map(|b| crate::env::hex(&b)).unwrap_or_default();
+    format!("{}-{suffix}", now.format("%Y%m%d-%H%M%S"))
 }
 
 /// What the runner tells reporters as it goes.
 #[derive(Debug)]
 pub enum Event<'a> {
     RunStarted { cells: usize },
+    /// Provisioning begins (only when some cell needs the local test bed).
+    ProvisionStarted,
+    Provision(&'a provision::Event),
+    ProvisionFinished { duration: Duration },
     CellStarted { cell: &'a Cell, steps: usize },
     StepStarted { cell: &'a str, stage: Stage, title: &'a str },
     StepFinished { cell: &'a str, step: &'a StepReport },
@@ -51,23 +66,6 @@ pub enum Event<'a> {
 
 pub trait Reporter: Send + Sync {
     fn event(&self, event: &Event);
-}
-
-/// Everything a step needs.
-pub struct StepCtx<'a> {
-    pub env: &'a Environment,
-    pub state: &'a mut DrillState,
-    pub cell: &'a Cell,
-    pub log: &'a StepLog,
-}
-
-/// What a step produced when it ran to its end.
-#[derive(Debug, Default)]
-pub struct StepOutput {
-    pub summary: String,
-    pub assertions: Vec<crate::report::AssertionReport>,
-    /// For backup and restore: how the Velero operation ended.
-    pub outcome: Option<crate::env::Outcome>,
 }
 
 pub struct Runner {
@@ -113,6 +111,32 @@ enum Ran {
     Done(anyhow::Result<StepOutput>),
     TimedOut(Duration),
     Interrupted,
+    /// A process of the environment died while the step ran.
+    Broke(Died),
+}
+
+/// One unit of a cell's work (a setup phase, a step, a finally step, teardown).
+struct Phase<'a> {
+    stage: Stage,
+    index: usize,
+    kind: &'a str,
+    title: String,
+    step: Option<&'a Step>,
+    timeout: Duration,
+    /// Runs to its end even after Ctrl-C (finally, undo, teardown).
+    uninterruptible: bool,
+    /// Watch the environment while it runs.
+    watchdog: Option<Watchdog>,
+    /// A failure here means the environment broke rather than the drill failed.
+    environment: bool,
+    /// The cell's deadline and budget: a timeout past it is the budget running out.
+    budget: Option<(Instant, Duration)>,
+}
+
+impl Phase<'_> {
+    fn new(stage: Stage, index: usize, kind: &str, title: String, timeout: Duration) -> Phase<'_> {
+        Phase { stage, index, kind, title, step: None, timeout, uninterruptible: false, watchdog: None, environment: false, budget: None }
+    }
 }
 
 impl Runner {
@@ -138,9 +162,12 @@ impl Runner {
             cells: Vec::new(),
         }));
         self.reporter.event(&Event::RunStarted { cells: cells.len() });
+        let unavailable = self.provision(cells).await;
         for cell in cells {
             let cell_report = if self.cancel.is_cancelled() {
                 self.skipped_cell(cell, "the run was interrupted before this cell started")
+            } else if let Some(why) = unavailable.get(&cell.id) {
+                self.unavailable_cell(cell, why)
             } else {
                 self.run_cell(cell, &report).await
             };
@@ -155,8 +182,23 @@ impl Runner {
         r.duration = started.elapsed();
         r.interrupted = self.cancel.is_cancelled();
         self.artifacts.write_report(&r);
+        self.artifacts.remove_empty_work_root();
         self.reporter.event(&Event::RunFinished { report: &r });
         r
+    }
+
+    /// The provisioning phase: one call for every cell; returns why cells cannot run.
+    async fn provision(&self, cells: &[Cell]) -> std::collections::BTreeMap<String, String> {
+        if cells.iter().all(|c| provision::needs(c).is_empty()) {
+            return Default::default();
+        }
+        let started = Instant::now();
+        self.reporter.event(&Event::ProvisionStarted);
+        let reporter = self.reporter.clone();
+        let progress = move |e: &provision::Event| reporter.event(&Event::Provision(e));
+        let report = self.factory.provision(cells, &progress, &self.cancel).await;
+        self.reporter.event(&Event::ProvisionFinished { duration: started.elapsed() });
+        report.unavailable
     }
 
     fn skipped_cell(&self, cell: &Cell, why: &str) -> CellReport {
@@ -165,6 +207,24 @@ impl Runner {
         for (i, step) in cell.scenario.steps.iter().enumerate() {
             c.steps.push(skipped(i + 1, Stage::Step, step.kind(), &step.title(), why));
         }
+        c
+    }
+
+    /// A cell whose environment could not be provisioned: an environment error.
+    fn unavailable_cell(&self, cell: &Cell, why: &str) -> CellReport {
+        let mut c = self.new_cell_report(cell);
+        self.reporter.event(&Event::CellStarted { cell, steps: cell.scenario.steps.len() + cell.scenario.finally.len() });
+        let mut step = skipped(1, Stage::Setup, "provision", "provision the local test bed", why);
+        step.status = Status::Error;
+        step.failure_type = Some(ENVIRONMENT.into());
+        step.message = self.redactor.redact(why);
+        self.reporter.event(&Event::StepFinished { cell: &cell.id, step: &step });
+        c.steps.push(step);
+        for (i, s) in cell.scenario.steps.iter().enumerate() {
+            c.steps.push(skipped(i + 1, Stage::Step, s.kind(), &s.title(), "skipped: the environment could not be provisioned"));
+        }
+        c.status = Status::Error;
+        c.verdict = Some(format!("the environment could not be provisioned: {}", c.steps[0].message));
         c
     }
 
@@ -179,6 +239,7 @@ impl Runner {
             storage: s.environment.storage.as_str().to_string(),
             velero_version: s.velero.version.clone(),
             status: Status::Passed,
+            verdict: None,
             started_at: Utc::now(),
             duration: Duration::ZERO,
             rto: None,
@@ -200,22 +261,35 @@ impl Runner {
         }
     }
 
-    /// Run one unit of work under a timeout, stopping early on interrupt (unless `uninterruptible`).
-    async fn guarded<'f>(
-        &self,
-        timeout: Duration,
-        uninterruptible: bool,
-        fut: futures::future::BoxFuture<'f, anyhow::Result<StepOutput>>,
-    ) -> Ran {
-        let timed = tokio::time::timeout(timeout, std::panic::AssertUnwindSafe(fut).catch_unwind());
-        let finished = if uninterruptible {
-            timed.await
-        } else {
-            tokio::select! {
-                r = timed => r,
-                _ = self.cancel.cancelled() => return Ran::Interrupted,
+    /// Run one unit of work under a timeout, stopping early on interrupt (unless
+    /// uninterruptible) or when the environment breaks (when watched).
+    async fn guarded(&self, p: &Phase<'_>, fut: BoxFuture<'_, anyhow::Result<StepOutput>>) -> Ran {
+        let timed = tokio::time::timeout(p.timeout, std::panic::AssertUnwindSafe(fut).catch_unwind());
+        let died = async {
+            match &p.watchdog {
+                Some(w) => w.died().await,
+                None => std::future::pending().await,
             }
         };
+        let cancelled = async {
+            if p.uninterruptible {
+                std::future::pending().await
+            } else {
+                self.cancel.cancelled().await
+            }
+        };
+        let finished = tokio::select! {
+            r = timed => r,
+            d = died => return Ran::Broke(d),
+            _ = cancelled => return Ran::Interrupted,
+        };
+        // A process that died while the step ran broke it, whatever the step made of it
+        // (a restore failing with `connection refused` is the emulator's death, not Velero's).
+        if let Some(w) = &p.watchdog
+            && let Some(d) = w.check().await
+        {
+            return Ran::Broke(d);
+        }
         match finished {
             Ok(Ok(r)) => Ran::Done(r),
             Ok(Err(panic)) => {
@@ -226,8 +300,18 @@ impl Runner {
                     .unwrap_or_else(|| "unknown panic".into());
                 Ran::Done(Err(anyhow::anyhow!("internal error (a bug in vdrill): {what}")))
             }
-            Err(_) => Ran::TimedOut(timeout),
+            Err(_) => Ran::TimedOut(p.timeout),
         }
+    }
+
+    /// Announce, run, judge, log and record one phase: the scaffolding every part of a cell shares.
+    async fn phase(&self, report: &mut CellReport, run: &Arc<Mutex<RunReport>>, log: &StepLog, p: Phase<'_>, fut: BoxFuture<'_, anyhow::Result<StepOutput>>) -> StepReport {
+        self.reporter.event(&Event::StepStarted { cell: &report.id, stage: p.stage, title: &p.title });
+        let (started, at) = (Instant::now(), Utc::now());
+        let ran = self.guarded(&p, fut).await;
+        let out = self.finish(&p, ran, at, started, log, report);
+        self.record(report, out.clone(), run);
+        out
     }
 
     async fn run_cell(&self, cell: &Cell, run: &Arc<Mutex<RunReport>>) -> CellReport {
@@ -240,48 +324,45 @@ impl Runner {
         self.reporter.event(&Event::CellStarted { cell, steps: total });
         let dirs = self.artifacts.cell_dirs(&cell.id);
         let mut state = DrillState { work_dir: dirs.work.clone(), ..DrillState::default() };
+        // Why the rest of the drill is skipped.
+        let mut failed: Option<String> = None;
+        // The environment broke: no verdict on Velero from here on.
+        let mut broke: Option<String> = None;
 
         // Setup: the environment, then keys, buckets and Velero.
-        let env: Option<Environment>;
-        let mut failed: Option<String> = None;
-        {
+        let env: Option<Environment> = {
             let log = self.step_log(&cell.id);
             let title = format!("environment up ({} cluster, {} storage)", report.cluster, report.storage);
-            self.reporter.event(&Event::StepStarted { cell: &cell.id, stage: Stage::Setup, title: &title });
-            let started = Instant::now();
-            let at = Utc::now();
-            let factory = self.factory.clone();
             let mut started_env = None;
-            let ran = {
-                let fut = async {
-                    started_env = Some(factory.start(cell, &dirs, &log).await?);
-                    Ok(StepOutput { summary: "environment is up".into(), ..Default::default() })
-                }
-                .boxed();
-                self.guarded(SETUP_TIMEOUT, false, fut).await
-            };
-            env = started_env;
-            let step = self.finish(1, Stage::Setup, "setup", &title, ran, None, at, started, &log, &report);
+            let fut = async {
+                started_env = Some(self.factory.start(cell, &dirs, &log).await?);
+                Ok(StepOutput { summary: "environment is up".into(), ..Default::default() })
+            }
+            .boxed();
+            let mut p = Phase::new(Stage::Setup, 1, "setup", title, SETUP_TIMEOUT);
+            p.environment = true;
+            let step = self.phase(&mut report, run, &log, p, fut).await;
             if step.status != Status::Passed {
                 failed = Some(format!("setup failed: {}", step.message));
+                broke = Some(format!("the environment did not come up: {}", step.message));
             }
-            self.record(&mut report, step, run);
-        }
+            started_env
+        };
         if let (Some(environment), None) = (&env, &failed) {
             let log = self.step_log(&cell.id);
-            let title = format!("install Velero {}", cell.scenario.velero.version);
-            self.reporter.event(&Event::StepStarted { cell: &cell.id, stage: Stage::Setup, title: &title });
-            let (started, at) = (Instant::now(), Utc::now());
-            let ran = {
+            let mut p = Phase::new(Stage::Setup, 2, "setup", format!("install Velero {}", cell.scenario.velero.version), SETUP_TIMEOUT);
+            p.watchdog = Some(environment.watchdog.clone());
+            let fut = {
                 let mut ctx = StepCtx { env: environment, state: &mut state, cell, log: &log };
-                let fut = async move { steps::setup::prepare(&mut ctx).await }.boxed();
-                self.guarded(SETUP_TIMEOUT, false, fut).await
+                async move { steps::setup::prepare(&mut ctx).await }.boxed()
             };
-            let step = self.finish(2, Stage::Setup, "setup", &title, ran, None, at, started, &log, &report);
+            let step = self.phase(&mut report, run, &log, p, fut).await;
             if step.status != Status::Passed {
                 failed = Some(format!("setup failed: {}", step.message));
             }
-            self.record(&mut report, step, run);
+            if step.status == Status::Error {
+                broke = Some(step.message.clone());
+            }
             report.velero_version = environment.velero.version();
         }
 
@@ -290,8 +371,7 @@ impl Runner {
         for (i, step) in cell.scenario.steps.iter().enumerate() {
             let title = step.title();
             if let Some(why) = &failed {
-                let reason = format!("skipped: {why}");
-                self.record(&mut report, skipped(i + 1, Stage::Step, step.kind(), &title, &reason), run);
+                self.record(&mut report, skipped(i + 1, Stage::Step, step.kind(), &title, &format!("skipped: {why}")), run);
                 continue;
             }
             if self.cancel.is_cancelled() {
@@ -303,138 +383,169 @@ impl Runner {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let timeout = step.timeout().unwrap_or_else(|| default_timeout(step)).min(remaining.max(Duration::from_millis(1)));
             let log = self.step_log(&cell.id);
-            self.reporter.event(&Event::StepStarted { cell: &cell.id, stage: Stage::Step, title: &title });
-            let (started, at) = (Instant::now(), Utc::now());
             if matches!(step, Step::DeleteNamespace(_)) {
-                disaster_at.get_or_insert(started);
+                disaster_at.get_or_insert(Instant::now());
             }
-            let ran = {
+            let mut p = Phase::new(Stage::Step, i + 1, step.kind(), title.clone(), timeout);
+            p.step = Some(step);
+            p.watchdog = Some(environment.watchdog.clone());
+            p.budget = Some((deadline, budget));
+            let fut = {
                 let mut ctx = StepCtx { env: environment, state: &mut state, cell, log: &log };
-                let fut = async move { steps::run(step, &mut ctx).await }.boxed();
-                self.guarded(timeout, false, fut).await
+                async move { steps::run(step, &mut ctx).await }.boxed()
             };
-            let ran = match ran {
-                Ran::TimedOut(_) if Instant::now() >= deadline => Ran::Done(Err(anyhow::anyhow!(
-                    "the cell's time budget of {} ran out (raise the scenario's `timeout`)",
-                    humantime::format_duration(budget)
-                ))),
-                other => other,
-            };
-            let out = self.finish(i + 1, Stage::Step, step.kind(), &title, ran, Some(step), at, started, &log, &report);
-            if out.status == Status::Failed {
-                failed = Some(if out.failure_type.as_deref() == Some("interrupted") {
-                    "the run was interrupted".to_string()
-                } else {
-                    format!("step {} ({}) failed", i + 1, title)
-                });
+            let out = self.phase(&mut report, run, &log, p, fut).await;
+            match out.status {
+                Status::Error => {
+                    failed = Some(format!("the environment broke during step {} ({title})", i + 1));
+                    broke = Some(format!("{} during step {} ({title})", out.message.lines().next().unwrap_or_default(), i + 1));
+                }
+                Status::Failed if out.failure_type.as_deref() == Some("interrupted") => failed = Some("the run was interrupted".to_string()),
+                Status::Failed => failed = Some(format!("step {} ({title}) failed", i + 1)),
+                _ => {}
             }
             if let (Step::AssertRestored(_), Status::Passed, Some(t0)) = (step, out.status, disaster_at)
                 && report.rto.is_none()
             {
                 report.rto = Some(t0.elapsed());
             }
-            self.record(&mut report, out, run);
         }
         if failed.is_some() && self.cancel.is_cancelled() {
             self.reporter.event(&Event::Interrupted);
         }
 
-        // finally: always, unless the environment never came up.
+        // finally, then what steps left to undo: always, unless the environment never
+        // came up or broke (a bed that broke is thrown away whole).
+        let finally_count = cell.scenario.finally.len();
         for (i, step) in cell.scenario.finally.iter().enumerate() {
             let title = step.title();
-            let Some(environment) = env.as_ref() else {
-                self.record(&mut report, skipped(i + 1, Stage::Finally, step.kind(), &title, "skipped: no environment"), run);
+            let environment = match (&env, &broke) {
+                (Some(e), None) => e,
+                (None, _) => {
+                    self.record(&mut report, skipped(i + 1, Stage::Finally, step.kind(), &title, "skipped: no environment"), run);
+                    continue;
+                }
+                (Some(_), Some(why)) => {
+                    self.record(&mut report, skipped(i + 1, Stage::Finally, step.kind(), &title, &format!("skipped: {why}")), run);
+                    continue;
+                }
+            };
+            if let Some(k) = step.key().filter(|k| !state.keys.contains_key(*k)) {
+                let why = format!("skipped: key `{k}` was never created (setup did not get that far)");
+                self.record(&mut report, skipped(i + 1, Stage::Finally, step.kind(), &title, &why), run);
                 continue;
-            };
+            }
             let log = self.step_log(&cell.id);
-            self.reporter.event(&Event::StepStarted { cell: &cell.id, stage: Stage::Finally, title: &title });
-            let (started, at) = (Instant::now(), Utc::now());
-            let timeout = step.timeout().unwrap_or_else(|| default_timeout(step));
-            let ran = {
+            let mut p = Phase::new(Stage::Finally, i + 1, step.kind(), title, step.timeout().unwrap_or_else(|| default_timeout(step)));
+            p.step = Some(step);
+            p.uninterruptible = true;
+            p.watchdog = Some(environment.watchdog.clone());
+            let fut = {
                 let mut ctx = StepCtx { env: environment, state: &mut state, cell, log: &log };
-                let fut = async move { steps::run(step, &mut ctx).await }.boxed();
-                self.guarded(timeout, true, fut).await
+                async move { steps::run(step, &mut ctx).await }.boxed()
             };
-            let out = self.finish(i + 1, Stage::Finally, step.kind(), &title, ran, Some(step), at, started, &log, &report);
-            self.record(&mut report, out, run);
+            let out = self.phase(&mut report, run, &log, p, fut).await;
+            if out.status == Status::Error {
+                broke.get_or_insert(out.message.clone());
+            }
+        }
+        if let (Some(environment), None) = (&env, &broke) {
+            for (i, undo) in std::mem::take(&mut state.undo).into_iter().enumerate() {
+                let log = self.step_log(&cell.id);
+                let mut p = Phase::new(Stage::Finally, finally_count + i + 1, "undo", undo.title(), Duration::from_secs(60));
+                p.uninterruptible = true;
+                let fut = {
+                    let mut ctx = StepCtx { env: environment, state: &mut state, cell, log: &log };
+                    async move { steps::setup::undo(&mut ctx, &undo).await }.boxed()
+                };
+                self.phase(&mut report, run, &log, p, fut).await;
+            }
         }
 
         // Teardown: always, unless asked to keep a failed environment.
-        let cell_failed = report.steps.iter().any(|s| s.status == Status::Failed) || self.cancel.is_cancelled();
+        let cell_failed = report.steps.iter().any(|s| matches!(s.status, Status::Failed | Status::Error)) || self.cancel.is_cancelled();
         if let Some(environment) = env {
+            let log = self.step_log(&cell.id);
             if self.options.keep && cell_failed {
-                let info = environment.cluster.info();
-                let kept = format!(
-                    "environment kept for inspection: kubeconfig {}, work dir {}",
-                    info.kubeconfig.map(|p| p.display().to_string()).unwrap_or_else(|| "-".into()),
-                    dirs.work.display()
-                );
-                report.kept = Some(kept.clone());
-                self.record(&mut report, skipped(1, Stage::Teardown, "teardown", "teardown", &format!("skipped (--keep): {kept}")), run);
-                // The processes stay up only while vdrill runs; hand them over by not stopping them.
-                std::mem::forget(environment);
+                match environment.stop.hand_over(&log).await {
+                    Ok(kept) => {
+                        report.kept = Some(kept.clone());
+                        let mut s = skipped(1, Stage::Teardown, "teardown", "teardown", &format!("skipped (--keep): environment kept: {kept}"));
+                        s.log = log.text();
+                        self.record(&mut report, s, run);
+                    }
+                    Err(e) => {
+                        let p = Phase::new(Stage::Teardown, 1, "teardown", "hand over (--keep)".into(), TEARDOWN_TIMEOUT);
+                        let fut = async move { Err(e.context("handing the environment over")) }.boxed();
+                        self.phase(&mut report, run, &log, p, fut).await;
+                    }
+                }
             } else {
-                let log = self.step_log(&cell.id);
-                let title = "teardown".to_string();
-                self.reporter.event(&Event::StepStarted { cell: &cell.id, stage: Stage::Teardown, title: &title });
-                let (started, at) = (Instant::now(), Utc::now());
-                let ran = {
+                let mut p = Phase::new(Stage::Teardown, 1, "teardown", "teardown".into(), TEARDOWN_TIMEOUT);
+                p.uninterruptible = true;
+                let fut = {
                     let mut ctx = StepCtx { env: &environment, state: &mut state, cell, log: &log };
-                    let fut = async move { steps::setup::teardown(&mut ctx).await }.boxed();
-                    self.guarded(TEARDOWN_TIMEOUT, true, fut).await
+                    async move { steps::setup::teardown(&mut ctx).await }.boxed()
                 };
-                let out = self.finish(1, Stage::Teardown, "teardown", &title, ran, None, at, started, &log, &report);
-                self.record(&mut report, out, run);
+                self.phase(&mut report, run, &log, p, fut).await;
             }
         }
 
         report.duration = cell_started.elapsed();
         report.overhead = cpu_time().saturating_sub(cpu_started);
-        report.status = if report.steps.iter().any(|s| s.status == Status::Failed) || self.cancel.is_cancelled() {
-            Status::Failed
+        let first_failure = report.steps.iter().find(|s| s.status == Status::Failed);
+        (report.status, report.verdict) = if let Some(why) = broke {
+            (Status::Error, Some(format!("{why}; the drill says nothing about Velero")))
+        } else if let Some(s) = first_failure {
+            (Status::Failed, Some(format!("{}: {}", s.title, s.message.lines().next().unwrap_or_default())))
+        } else if report.steps.iter().any(|s| s.status == Status::Error) {
+            (Status::Error, Some("the environment broke during cleanup; the drill says nothing about Velero".into()))
+        } else if self.cancel.is_cancelled() {
+            (Status::Failed, Some("interrupted".into()))
         } else {
-            Status::Passed
+            (Status::Passed, None)
         };
         report
     }
 
     /// Turn what happened into a step report, applying the step's `expect`.
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &self,
-        index: usize,
-        stage: Stage,
-        kind: &str,
-        title: &str,
-        ran: Ran,
-        step: Option<&Step>,
-        at: chrono::DateTime<Utc>,
-        started: Instant,
-        log: &StepLog,
-        cell: &CellReport,
-    ) -> StepReport {
-        let (status, message, failure_type, assertions) = match ran {
+    fn finish(&self, p: &Phase<'_>, ran: Ran, at: chrono::DateTime<Utc>, started: Instant, log: &StepLog, cell: &CellReport) -> StepReport {
+        let (mut status, message, mut failure_type, assertions) = match ran {
             Ran::Interrupted => {
                 log.line("interrupted");
                 (Status::Failed, "interrupted by a signal".to_string(), Some("interrupted".to_string()), Vec::new())
+            }
+            Ran::TimedOut(_) if p.budget.is_some_and(|(deadline, _)| Instant::now() >= deadline) => {
+                let budget = p.budget.map(|(_, b)| b).unwrap_or_default();
+                let msg = format!("the cell's time budget of {} ran out (raise the scenario's `timeout`)", humantime::format_duration(budget));
+                log.line(&msg);
+                (Status::Failed, msg, Some("timeout".to_string()), Vec::new())
             }
             Ran::TimedOut(d) => {
                 log.line(format!("timed out after {}", humantime::format_duration(d)));
                 (Status::Failed, format!("timed out after {}", humantime::format_duration(d)), Some("timeout".to_string()), Vec::new())
             }
+            Ran::Broke(died) => {
+                log.line(format!("the environment broke: {died}"));
+                (Status::Error, format!("the environment broke: {died}"), Some(ENVIRONMENT.to_string()), Vec::new())
+            }
             Ran::Done(result) => {
-                let judged = expect::judge(step, result);
+                let judged = expect::judge(p.step, result);
                 for a in &judged.assertions {
                     log.line(format!("{}: {} {}", a.status.as_str(), a.name, a.message));
                 }
                 (judged.status, judged.message, judged.failure_type, judged.assertions)
             }
         };
+        if p.environment && status == Status::Failed && failure_type.as_deref() != Some("interrupted") {
+            status = Status::Error;
+            failure_type = Some(ENVIRONMENT.to_string());
+        }
         let mut report = StepReport {
-            index,
-            stage,
-            kind: kind.to_string(),
-            title: title.to_string(),
+            index: p.index,
+            stage: p.stage,
+            kind: p.kind.to_string(),
+            title: p.title.clone(),
             status,
             message: self.redactor.redact(&message),
             failure_type,
@@ -460,7 +571,13 @@ impl Runner {
         // Keep run.json and JUnit current, so even a hard exit leaves what was done.
         let mut snapshot = run.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut partial = cell.clone();
-        partial.status = if partial.steps.iter().any(|s| s.status == Status::Failed) { Status::Failed } else { Status::Passed };
+        partial.status = if partial.steps.iter().any(|s| s.status == Status::Failed) {
+            Status::Failed
+        } else if partial.steps.iter().any(|s| s.status == Status::Error) {
+            Status::Error
+        } else {
+            Status::Passed
+        };
         snapshot.cells.push(partial);
         snapshot.interrupted = self.cancel.is_cancelled();
         self.artifacts.write_report(&snapshot);

@@ -9,7 +9,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// Exit code of a run stopped by a signal.
-pub const INTERRUPTED_EXIT: i32 = 130;
+pub use crate::exit::INTERRUPTED as INTERRUPTED_EXIT;
 
 /// Install the handlers; the token is cancelled on the first signal.
 pub fn install(notify: Arc<dyn Fn(&str) + Send + Sync>) -> std::io::Result<CancellationToken> {

@@ -5,8 +5,9 @@ use anyhow::{Context, Result};
 
 use crate::assert::encryption::{Expected, Observed, customer_key_md5, judge};
 use crate::assert::{fail, pass, skip};
+use super::state::Undo;
 use crate::env::{KeyInfo, KeyState, Limitation};
-use crate::runner::{StepCtx, StepOutput};
+use super::{StepCtx, StepOutput};
 use crate::scenario::{AssertEncryptionStep, KeyProvider};
 
 pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
@@ -32,7 +33,7 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
     let customer_key = key.customer_key.clone();
     let mut observed = Vec::new();
     for k in &keys {
-        let head = ctx.env.store.head(&location.bucket, k, customer_key.as_deref()).await.map_err(|e| crate::runner::expect::error_text(&e));
+        let head = ctx.env.store.head(&location.bucket, k, customer_key.as_ref()).await.map_err(|e| crate::log::error_text(&e));
         let resolved_arn = match &head {
             Ok(h) => match h.kms_key_id.as_deref() {
                 Some(id) if !id.starts_with("arn:") => ctx.env.keys.resolve(id).await.ok(),
@@ -59,8 +60,8 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
     let mut assertions;
     match key.provider {
         KeyProvider::CustomerKey => {
-            let bytes = customer_key.as_deref().context("the customer key's bytes are not known")?;
-            assertions = judge(&observed, &Expected::CustomerKey { key_md5: customer_key_md5(bytes), label: label.clone() });
+            let bytes = customer_key.as_ref().context("the customer key's bytes are not known")?;
+            assertions = judge(&observed, &Expected::CustomerKey { key_md5: customer_key_md5(bytes.expose()), label: label.clone() });
             // Without the key, the store must refuse to describe the object.
             let mut readable = Vec::new();
             for k in &keys {
@@ -124,14 +125,20 @@ async fn binding(ctx: &mut StepCtx<'_>, key: &KeyInfo, bucket: &str, objects: &[
     if let Err(e) = ctx.env.store.read(bucket, sample, None).await {
         return fail(name, format!("{sample} is not readable even with the key enabled: {e}"));
     }
+    // Recorded before the change: whatever happens to this step (a timeout, Ctrl-C),
+    // the runner enables the key again.
+    ctx.state.undo.push(Undo::EnableKey(key.clone()));
     if let Err(e) = ctx.env.keys.disable(key, ctx.log).await {
         return fail(name, format!("cannot disable the key: {e}"));
     }
     let read = ctx.env.store.read(bucket, sample, None).await;
     let enabled = ctx.env.keys.enable(key, ctx.log).await;
+    if enabled.is_ok() {
+        ctx.state.undo.retain(|u| !matches!(u, Undo::EnableKey(k) if k.arn == key.arn));
+    }
     match (read, enabled) {
         (_, Err(e)) => fail(name, format!("could not enable the key again: {e}")),
         (Ok(_), _) => fail(name, format!("{sample} was still readable with the key disabled: it is not encrypted with this key")),
-        (Err(e), _) => pass(name, format!("{sample}: {}", crate::runner::expect::error_text(&e))),
+        (Err(e), _) => pass(name, format!("{sample}: {}", crate::log::error_text(&e))),
     }
 }

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use crate::assert::restored::{diff, normalize, prune};
 use crate::assert::{fail, pass};
 use crate::env::ObjectRef;
-use crate::runner::{StepCtx, StepOutput};
+use super::{StepCtx, StepOutput};
 use crate::scenario::AssertRestoredStep;
 
 pub async fn run(step: &AssertRestoredStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {

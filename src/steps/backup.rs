@@ -3,8 +3,8 @@
 use anyhow::{Context, Result};
 
 use crate::env::BackupRequest;
-use crate::runner::state::BackupRecord;
-use crate::runner::{StepCtx, StepOutput};
+use super::state::BackupRecord;
+use super::{StepCtx, StepOutput};
 use crate::scenario::BackupStep;
 
 pub async fn run(step: &BackupStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {

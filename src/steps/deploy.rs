@@ -1,9 +1,9 @@
 //! deploy: apply a workload's fixture and record a normalized snapshot.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
 use super::done;
-use crate::runner::{StepCtx, StepOutput};
+use super::{StepCtx, StepOutput};
 use crate::scenario::DeployStep;
 
 pub async fn run(step: &DeployStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
@@ -16,12 +16,42 @@ pub async fn run(step: &DeployStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput>
         .with_context(|| format!("no workload `{}`", step.workload))?;
     let path = ctx.cell.dir.join(&workload.fixture);
     let manifests = crate::fixture::load_all(&path)?;
-    ctx.log.line(format!("applying {} manifests from {} into namespace {}", manifests.len(), path.display(), workload.namespace));
-    let created = ctx.env.cluster.apply(&workload.namespace, &manifests, ctx.log).await?;
+    let ns = &workload.namespace;
+    // A drill deletes its workload namespaces: it only deploys into ones it creates.
+    let ours = ctx.state.created.namespaces.contains(ns);
+    if !ours && ctx.env.cluster.namespace_exists(ns).await? {
+        bail!("namespace {ns} already exists; a drill deploys into namespaces it creates (it deletes them in the drill and at the end), so it will not use this one");
+    }
+    // The workload's Secret values are secrets of the run.
+    for m in manifests.iter().filter(|m| m.kind() == "Secret" && m.api_version() == "v1") {
+        register_secret_values(&m.object, ctx.log.redactor());
+    }
+    ctx.log.line(format!("applying {} manifests from {} into namespace {ns}", manifests.len(), path.display()));
+    if !ours {
+        ctx.state.created.namespaces.push(ns.clone());
+    }
+    let created = ctx.env.cluster.apply(ns, &manifests, ctx.log).await?;
     for obj in &created {
         ctx.log.line(format!("  {}", crate::env::ObjectRef::of(obj)));
     }
     let count = created.len();
     ctx.state.snapshots.insert(workload.id().to_string(), created);
     Ok(done(format!("applied {count} objects to namespace {}", workload.namespace)))
+}
+
+/// Register every value of a Secret manifest (`data` decoded, `stringData` as is).
+fn register_secret_values(secret: &serde_json::Value, redactor: &crate::log::Redactor) {
+    use base64::Engine as _;
+    if let Some(data) = secret["data"].as_object() {
+        for v in data.values().filter_map(|v| v.as_str()) {
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(v) {
+                let _ = redactor.secret(bytes);
+            }
+        }
+    }
+    if let Some(data) = secret["stringData"].as_object() {
+        for v in data.values().filter_map(|v| v.as_str()) {
+            let _ = redactor.secret(v);
+        }
+    }
 }

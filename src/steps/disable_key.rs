@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::{done, key};
-use crate::runner::{StepCtx, StepOutput};
+use super::{StepCtx, StepOutput};
 use crate::scenario::KeyStep;
 
 pub async fn run(step: &KeyStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {

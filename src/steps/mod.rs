@@ -13,14 +13,33 @@ pub mod restore;
 pub mod rotate_key;
 pub mod schedule_key_deletion;
 pub mod setup;
+pub mod state;
 pub mod upgrade_velero;
 pub mod wait;
 
 use anyhow::{Context, Result};
 
-use crate::env::KeyInfo;
-use crate::runner::{StepCtx, StepOutput};
-use crate::scenario::Step;
+use crate::env::{Environment, KeyInfo};
+use crate::log::StepLog;
+use crate::scenario::{Cell, Step};
+pub use state::DrillState;
+
+/// Everything a step needs.
+pub struct StepCtx<'a> {
+    pub env: &'a Environment,
+    pub state: &'a mut DrillState,
+    pub cell: &'a Cell,
+    pub log: &'a StepLog,
+}
+
+/// What a step produced when it ran to its end.
+#[derive(Debug, Default)]
+pub struct StepOutput {
+    pub summary: String,
+    pub assertions: Vec<crate::report::AssertionReport>,
+    /// For backup and restore: how the Velero operation ended.
+    pub outcome: Option<crate::env::Outcome>,
+}
 
 pub async fn run(step: &Step, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     match step {

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use crate::env::RestoreRequest;
-use crate::runner::{StepCtx, StepOutput};
+use super::{StepCtx, StepOutput};
 use crate::scenario::RestoreStep;
 
 pub async fn run(step: &RestoreStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {

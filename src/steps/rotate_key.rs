@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::{done, key};
-use crate::runner::{StepCtx, StepOutput};
+use super::{StepCtx, StepOutput};
 use crate::scenario::{RotateKeyStep, RotateMode};
 
 pub async fn run(step: &RotateKeyStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
@@ -14,6 +14,9 @@ pub async fn run(step: &RotateKeyStep, ctx: &mut StepCtx<'_>) -> Result<StepOutp
         RotateMode::NewKey => format!("{} now points at a new key {} (was {})", rotated.alias.clone().unwrap_or_default(), rotated.arn, current.arn),
     };
     ctx.log.line(&summary);
+    if step.mode == RotateMode::NewKey {
+        ctx.state.created.keys.push(rotated.clone());
+    }
     ctx.state.key_history.entry(step.key.clone()).or_default().push(rotated.clone());
     ctx.state.keys.insert(step.key.clone(), rotated);
     Ok(done(summary))

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::{done, key};
-use crate::runner::{StepCtx, StepOutput};
+use super::{StepCtx, StepOutput};
 use crate::scenario::ScheduleKeyDeletionStep;
 
 /// AWS's shortest waiting period, and vdrill's default.

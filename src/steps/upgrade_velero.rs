@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::done;
-use crate::runner::{StepCtx, StepOutput};
+use super::{StepCtx, StepOutput};
 use crate::scenario::UpgradeVeleroStep;
 
 pub async fn run(step: &UpgradeVeleroStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 
 use super::done;
-use crate::runner::{StepCtx, StepOutput};
+use super::{StepCtx, StepOutput};
 use crate::scenario::WaitStep;
 
 pub async fn run(step: &WaitStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {

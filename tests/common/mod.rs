@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use vdrill::report::artifacts::Artifacts;
-use vdrill::runner::log::Redactor;
+use vdrill::log::Redactor;
 use vdrill::runner::{Event, Reporter, RunOptions, Runner};
 use vdrill::scenario::{self, Cell};
 

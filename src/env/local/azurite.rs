@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::manifest::Manifest;
-use crate::env::process::{Managed, ProcessSpec, free_port, port_open, wait_for};
-use crate::runner::log::StepLog;
+use crate::env::process::{Managed, ProcessSpec, Supervisor, free_port, port_open, wait_for};
+use crate::log::StepLog;
 
 /// Azurite's well-known development account (public, documented by Microsoft).
 pub const ACCOUNT: &str = "devstoreaccount1";
@@ -19,12 +19,12 @@ pub struct Azurite {
 }
 
 impl Azurite {
-    pub async fn start(m: &Manifest, work: &Path, logs: &Path, detach: bool, log: &StepLog) -> Result<Azurite> {
+    pub async fn start(m: &Manifest, work: &Path, supervisor: &Supervisor, log: &StepLog) -> Result<Azurite> {
         let az = m.azurite.as_ref().context("Azurite is not in the local test bed; run ci/testbed/setup.sh azurite")?;
         let port = free_port()?;
         let data = work.join("azurite");
         std::fs::create_dir_all(&data)?;
-        let mut spec = ProcessSpec::new("azurite", &az.blob_bin, logs).args([
+        let spec = ProcessSpec::new("azurite", &az.blob_bin).args([
             "--blobHost".to_string(),
             "127.0.0.1".to_string(),
             "--blobPort".to_string(),
@@ -36,8 +36,7 @@ impl Azurite {
             "--skipApiVersionCheck".to_string(),
             "--disableTelemetry".to_string(),
         ]);
-        spec.detach = detach;
-        let mut process = Managed::spawn(&spec)?;
+        let mut process = supervisor.spawn(&spec)?;
         let took = wait_for("Azurite", Duration::from_secs(30), &mut [&mut process], || port_open(port)).await?;
         let blob_endpoint = format!("http://127.0.0.1:{port}/{ACCOUNT}");
         log.line(format!("Azurite {} ready at {blob_endpoint} in {:.1}s", az.version, took.as_secs_f64()));

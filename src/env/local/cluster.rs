@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 
 use super::manifest::Manifest;
 use super::pki::Pki;
-use crate::env::process::{Managed, ProcessSpec, free_port, wait_for};
-use crate::runner::log::StepLog;
+use crate::env::process::{Managed, ProcessSpec, Supervisor, free_port, wait_for};
+use crate::log::StepLog;
 
 pub struct ControlPlane {
     pub kubeconfig: PathBuf,
@@ -56,7 +56,7 @@ async fn apiserver_ready(client: &kube::Client) -> bool {
 }
 
 impl ControlPlane {
-    pub async fn start(m: &Manifest, work: &Path, logs: &Path, detach: bool, log: &StepLog) -> Result<ControlPlane> {
+    pub async fn start(m: &Manifest, work: &Path, supervisor: &Supervisor, log: &StepLog) -> Result<ControlPlane> {
         let k = m.kubernetes()?;
         let etcd = m.etcd()?;
         let pki = Pki::create(&work.join("pki"))?;
@@ -66,7 +66,7 @@ impl ControlPlane {
         let (client_port, peer_port) = (free_port()?, free_port()?);
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let mut spec = ProcessSpec::new("etcd", &etcd.bin, logs).args([
+        let spec = ProcessSpec::new("etcd", &etcd.bin).args([
             "--name=vdrill".to_string(),
             format!("--data-dir={}", work.join("etcd").display()),
             format!("--listen-client-urls={client_url}"),
@@ -78,8 +78,7 @@ impl ControlPlane {
             "--unsafe-no-fsync=true".to_string(),
             "--log-level=warn".to_string(),
         ]);
-        spec.detach = detach;
-        let mut etcd_proc = Managed::spawn(&spec)?;
+        let mut etcd_proc = supervisor.spawn(&spec)?;
         let health = format!("{client_url}/health");
         let took = wait_for("etcd", Duration::from_secs(30), &mut [&mut etcd_proc], || etcd_healthy(&http, &health)).await?;
         log.line(format!("etcd {} ready at {client_url} in {:.1}s", etcd.version, took.as_secs_f64()));
@@ -87,7 +86,7 @@ impl ControlPlane {
         // kube-apiserver
         let api_port = free_port()?;
         let server = format!("https://127.0.0.1:{api_port}");
-        let mut spec = ProcessSpec::new("kube-apiserver", &k.kube_apiserver, logs).args([
+        let spec = ProcessSpec::new("kube-apiserver", &k.kube_apiserver).args([
             format!("--etcd-servers={client_url}"),
             "--bind-address=127.0.0.1".to_string(),
             "--advertise-address=127.0.0.1".to_string(),
@@ -106,8 +105,7 @@ impl ControlPlane {
             "--profiling=false".to_string(),
             "--v=1".to_string(),
         ]);
-        spec.detach = detach;
-        let mut api_proc = Managed::spawn(&spec)?;
+        let mut api_proc = supervisor.spawn(&spec)?;
         let kubeconfig = work.join("kubeconfig");
         write_kubeconfig(&kubeconfig, &server, &pki)?;
         let client = crate::env::kube::client_for(&kubeconfig, None).await?;
@@ -115,7 +113,7 @@ impl ControlPlane {
         log.line(format!("kube-apiserver {} ready at {server} in {:.1}s", k.version, took.as_secs_f64()));
 
         // kube-controller-manager
-        let mut spec = ProcessSpec::new("kube-controller-manager", &k.kube_controller_manager, logs).args([
+        let spec = ProcessSpec::new("kube-controller-manager", &k.kube_controller_manager).args([
             format!("--kubeconfig={}", kubeconfig.display()),
             "--leader-elect=false".to_string(),
             format!("--service-account-private-key-file={}", pki.sa_key.display()),
@@ -126,8 +124,7 @@ impl ControlPlane {
             "--controllers=*,-nodeipam,-nodelifecycle,-persistentvolume-binder,-attachdetach,-persistentvolume-expander,-ttl,-bootstrapsigner,-tokencleaner".to_string(),
             "--v=1".to_string(),
         ]);
-        spec.detach = detach;
-        let mut cm_proc = Managed::spawn(&spec)?;
+        let mut cm_proc = supervisor.spawn(&spec)?;
         // Ready when it has created the default service account of an existing namespace.
         let sa_api: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = kube::Api::namespaced(client.clone(), "default");
         let took = wait_for("kube-controller-manager", Duration::from_secs(60), &mut [&mut api_proc, &mut cm_proc], || {

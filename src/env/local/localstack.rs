@@ -6,8 +6,8 @@ use std::time::Duration;
 use anyhow::Result;
 
 use super::manifest::Manifest;
-use crate::env::process::{Managed, ProcessSpec, free_port, wait_for};
-use crate::runner::log::StepLog;
+use crate::env::process::{Managed, ProcessSpec, Supervisor, free_port, wait_for};
+use crate::log::StepLog;
 
 /// Runs LocalStack with its S3 spill directory moved into the run's folder.
 const S3_TMP_SHIM: &str = "import os, runpy\n\
@@ -28,7 +28,7 @@ async fn kms_running(client: &reqwest::Client, url: &str) -> bool {
 }
 
 impl LocalStack {
-    pub async fn start(m: &Manifest, work: &Path, logs: &Path, detach: bool, log: &StepLog) -> Result<LocalStack> {
+    pub async fn start(m: &Manifest, work: &Path, supervisor: &Supervisor, log: &StepLog) -> Result<LocalStack> {
         let ls = m.localstack()?;
         let port = free_port()?;
         let root = work.join("localstack");
@@ -36,7 +36,7 @@ impl LocalStack {
         std::fs::create_dir_all(&tmp)?;
         let s3_tmp = root.join("s3");
         std::fs::create_dir_all(&s3_tmp)?;
-        let mut spec = ProcessSpec::new("localstack", &ls.python, logs)
+        let mut spec = ProcessSpec::new("localstack", &ls.python)
             // LocalStack spills object bodies to a fixed /tmp/localstack-s3-storage/<bucket>
             // (no setting moves it), so two runs with the same bucket name would share and
             // delete each other's data, and it outlives the process. Point that constant at
@@ -70,8 +70,7 @@ impl LocalStack {
                 }
             }
         }
-        spec.detach = detach;
-        let mut process = Managed::spawn(&spec)?;
+        let mut process = supervisor.spawn(&spec)?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let health = format!("{endpoint}/_localstack/health");
         let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;

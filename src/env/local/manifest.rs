@@ -60,7 +60,7 @@ pub struct LowkeyVault {
 
 pub use crate::env::cache_dir;
 
-pub const SETUP_HINT: &str = "provision the local test bed with `ci/testbed/setup.sh` (it builds everything from the package registries)";
+pub const SETUP_HINT: &str = "provision the local test bed with `vdrill testbed prepare` (it runs ci/testbed/setup.sh, which builds everything from the package registries)";
 
 impl Manifest {
     pub fn load() -> Result<Manifest> {
@@ -85,7 +85,7 @@ impl Manifest {
             Some(b) => Ok(b),
             None => {
                 let have: Vec<&str> = self.velero.iter().map(|b| b.version.as_str()).collect();
-                bail!("Velero {version} is not in the local test bed (it has {}); add it to ci/testbed/versions.env and run ci/testbed/setup.sh velero", if have.is_empty() { "none".to_string() } else { have.join(", ") })
+                bail!("Velero {version} is not in the local test bed (it has {}); add it to ci/testbed/versions.env and run `vdrill testbed prepare`", if have.is_empty() { "none".to_string() } else { have.join(", ") })
             }
         }
     }
@@ -103,68 +103,19 @@ impl Manifest {
     }
 }
 
-/// The provisioning script: `$VDRILL_SETUP`, else `ci/testbed/setup.sh` of this checkout.
-pub fn setup_script() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("VDRILL_SETUP").filter(|v| !v.is_empty()) {
-        return Some(PathBuf::from(p));
-    }
-    [PathBuf::from("ci/testbed/setup.sh"), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ci/testbed/setup.sh")]
-        .into_iter()
-        .find(|p| p.is_file())
-}
-
 impl Manifest {
-    /// Load the manifest, provisioning the missing components first (the first run
-    /// builds them from the package registries, which takes a while; later runs reuse them).
-    pub async fn ensure(velero_version: Option<&str>, log: &crate::runner::log::StepLog) -> Result<Manifest> {
-        let missing = |m: &Manifest| -> Vec<&'static str> {
-            let mut c = Vec::new();
-            if m.kubernetes.is_none() {
-                c.push("kube");
-            }
-            if m.etcd.is_none() {
-                c.push("etcd");
-            }
-            if m.localstack.is_none() {
-                c.push("localstack");
-            }
-            if velero_version.is_some_and(|v| m.velero(v).is_err()) {
-                c.push("velero");
-            }
-            c
-        };
-        let components = match Manifest::load() {
-            Ok(m) if missing(&m).is_empty() => return Ok(m),
-            Ok(m) => missing(&m),
-            Err(_) => vec!["kube", "etcd", "localstack", "velero"],
-        };
-        if std::env::var_os("VDRILL_NO_PROVISION").is_some() {
-            return Manifest::load().and_then(|m| {
-                let still = missing(&m);
-                if still.is_empty() { Ok(m) } else { bail!("the local test bed lacks {}; {SETUP_HINT}", still.join(", ")) }
-            });
+    /// Why the bed cannot serve `need`, if it cannot.
+    pub fn lacks(&self, need: &crate::env::provision::Need) -> Option<String> {
+        use crate::env::provision::Need;
+        let missing = |what: &str| Some(format!("{what} is not in the local test bed; {SETUP_HINT}"));
+        match need {
+            Need::Kube if self.kubernetes.is_none() => missing("kube-apiserver"),
+            Need::Etcd if self.etcd.is_none() => missing("etcd"),
+            Need::Localstack if self.localstack.is_none() => missing("LocalStack"),
+            Need::Azurite if self.azurite.is_none() => missing("Azurite"),
+            Need::LowkeyVault if self.lowkey_vault.is_none() => missing("lowkey-vault (the Key Vault emulator)"),
+            Need::Velero(v) => self.velero(v).err().map(|e| e.to_string()),
+            _ => None,
         }
-        let Some(script) = setup_script() else {
-            bail!("the local test bed lacks {} and no setup script was found; {SETUP_HINT}", components.join(", "));
-        };
-        log.line(format!("provisioning the local test bed ({}) with {}; the first time this builds from source and takes a while", components.join(", "), script.display()));
-        eprintln!("vdrill: provisioning the local test bed ({}) with {} ...", components.join(", "), script.display());
-        let status = tokio::process::Command::new("bash")
-            .arg(&script)
-            .args(&components)
-            .stdout(std::process::Stdio::inherit())
-            .stderr(std::process::Stdio::inherit())
-            .status()
-            .await
-            .with_context(|| format!("running {}", script.display()))?;
-        if !status.success() {
-            bail!("{} failed ({status})", script.display());
-        }
-        let m = Manifest::load()?;
-        let still = missing(&m);
-        if !still.is_empty() {
-            bail!("after provisioning, the local test bed still lacks {}", still.join(", "));
-        }
-        Ok(m)
     }
 }

@@ -30,6 +30,39 @@ pub struct DrillState {
     pub restores: usize,
     /// Whether setup got as far as installing Velero.
     pub velero_installed: bool,
+    /// What this run created, and only that, is deleted at teardown.
+    pub created: Created,
+    /// Changes a step made that must be undone whatever happens to it (a check
+    /// that disables a key): recorded before the change, removed once undone, and
+    /// run by the runner after `finally` for whatever is left.
+    pub undo: Vec<Undo>,
+}
+
+/// Resources this run created (never anything that existed before it).
+#[derive(Debug, Default, Clone)]
+pub struct Created {
+    /// Keys, in creation order (new-key rotations add theirs).
+    pub keys: Vec<KeyInfo>,
+    pub aliases: Vec<String>,
+    pub buckets: Vec<String>,
+    pub namespaces: Vec<String>,
+    /// CustomResourceDefinitions of the workloads.
+    pub crds: Vec<String>,
+}
+
+/// A change to undo.
+#[derive(Debug, Clone)]
+pub enum Undo {
+    /// Enable a key a step disabled.
+    EnableKey(KeyInfo),
+}
+
+impl Undo {
+    pub fn title(&self) -> String {
+        match self {
+            Undo::EnableKey(k) => format!("enable-key {} (left disabled by an interrupted check)", k.name),
+        }
+    }
 }
 
 impl DrillState {

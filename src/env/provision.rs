@@ -1,0 +1,261 @@
+//! Provisioning: the phase before any cell, in which `ci/testbed/setup.sh`
+//! builds (or finds in its cache) every component the selected cells need.
+//! It runs once per run, outside every step and cell budget; its progress
+//! comes from the events the script prints on stdout, one per line:
+//!
+//! ```text
+//! ::vdrill-event <component> <state> <detail...>
+//! ```
+//!
+//! with `start <expected-seconds> <what>`, `step <text>`, `cached`,
+//! `done <seconds> <text>`, `failed <log-file> <message>`, `unavailable <reason>`
+//! and (component `setup`) `wait <text>`. The script holds a lock in the cache
+//! while it builds, so runs that start together build each component once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::process::Supervisor;
+use crate::scenario::{Cell, ClusterKind, Step, StorageKind};
+
+/// What a component is doing, as the script reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    /// Begins; a cold build usually takes `expected`.
+    Start { expected: Option<Duration>, what: String },
+    Step(String),
+    Cached,
+    Done { seconds: f64, text: String },
+    Failed { log: PathBuf, message: String },
+    Unavailable(String),
+    /// Waiting for another builder to finish (component `setup`).
+    Wait(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// `kube`, `etcd`, `velero-v1.18.3`, `localstack`, ..., or `setup`.
+    pub component: String,
+    pub state: State,
+}
+
+impl Event {
+    /// True when the component has finished, one way or another.
+    pub fn is_final(&self) -> bool {
+        matches!(self.state, State::Cached | State::Done { .. } | State::Failed { .. } | State::Unavailable(_))
+    }
+}
+
+pub const PREFIX: &str = "::vdrill-event ";
+
+/// Parse one line of the script's stdout; None for anything else.
+pub fn parse(line: &str) -> Option<Event> {
+    let rest = line.strip_prefix(PREFIX)?;
+    let (component, rest) = rest.split_once(' ')?;
+    let (state, detail) = rest.split_once(' ').unwrap_or((rest, ""));
+    let detail = detail.trim().to_string();
+    let state = match state {
+        "start" => {
+            let (secs, what) = detail.split_once(' ').unwrap_or((detail.as_str(), ""));
+            State::Start { expected: secs.parse::<u64>().ok().map(Duration::from_secs), what: what.to_string() }
+        }
+        "step" => State::Step(detail),
+        "cached" => State::Cached,
+        "done" => {
+            let (secs, text) = detail.split_once(' ').unwrap_or((detail.as_str(), ""));
+            State::Done { seconds: secs.parse().unwrap_or(0.0), text: text.to_string() }
+        }
+        "failed" => {
+            let (log, message) = detail.split_once(' ').unwrap_or((detail.as_str(), ""));
+            State::Failed { log: PathBuf::from(log), message: message.to_string() }
+        }
+        "unavailable" => State::Unavailable(detail),
+        "wait" => State::Wait(detail),
+        _ => return None,
+    };
+    Some(Event { component: component.to_string(), state })
+}
+
+/// Where progress goes (bars on a terminal, lines in CI).
+pub type Progress = dyn Fn(&Event) + Send + Sync;
+
+/// Why cells cannot run, by cell id.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    pub unavailable: BTreeMap<String, String>,
+}
+
+/// One thing a cell needs from the bed, as `setup.sh` takes it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    Kube,
+    Etcd,
+    /// A Velero version as the scenario writes it (`1.18`, `1.18.3`) with its plugins.
+    Velero(String),
+    Localstack,
+    Azurite,
+    LowkeyVault,
+}
+
+impl Need {
+    /// The argument of `setup.sh`.
+    pub fn arg(&self) -> String {
+        match self {
+            Need::Kube => "kube".into(),
+            Need::Etcd => "etcd".into(),
+            Need::Velero(v) => format!("velero@{v}"),
+            Need::Localstack => "localstack".into(),
+            Need::Azurite => "azurite".into(),
+            Need::LowkeyVault => "lowkey-vault".into(),
+        }
+    }
+
+    /// Whether an event's component is (part of) this need.
+    pub fn matches(&self, component: &str) -> bool {
+        match self {
+            Need::Velero(v) => {
+                let want = format!("velero-v{}", v.trim_start_matches('v'));
+                component == want || component.strip_prefix(&want).is_some_and(|rest| rest.starts_with('.'))
+            }
+            other => component == other.arg(),
+        }
+    }
+}
+
+/// What a cell needs from the local test bed (nothing when it runs elsewhere).
+pub fn needs(cell: &Cell) -> BTreeSet<Need> {
+    let s = &cell.scenario;
+    let mut out = BTreeSet::new();
+    if s.environment.cluster != ClusterKind::Local {
+        return out;
+    }
+    out.insert(Need::Kube);
+    out.insert(Need::Etcd);
+    match s.environment.storage {
+        StorageKind::Localstack => {
+            out.insert(Need::Localstack);
+        }
+        StorageKind::Azurite => {
+            out.insert(Need::Azurite);
+            out.insert(Need::LowkeyVault);
+        }
+        StorageKind::Aws | StorageKind::Azure => {}
+    }
+    out.insert(Need::Velero(s.velero.version.clone()));
+    for step in s.steps.iter().chain(&s.finally) {
+        if let Step::UpgradeVelero(u) = step {
+            out.insert(Need::Velero(u.version.clone()));
+        }
+    }
+    out
+}
+
+/// The provisioning script: `$VDRILL_SETUP`, else `ci/testbed/setup.sh` of this
+/// checkout (the working directory's, then the one vdrill was built from).
+pub fn setup_script() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("VDRILL_SETUP").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    [PathBuf::from("ci/testbed/setup.sh"), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ci/testbed/setup.sh")]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// How each requested component ended.
+#[derive(Debug, Default, Clone)]
+pub struct Outcome {
+    /// Final event per component.
+    pub finals: BTreeMap<String, State>,
+    /// Set when the script itself failed (or could not run), with why.
+    pub failure: Option<String>,
+}
+
+impl Outcome {
+    /// Why `need` is not available, if it is not.
+    pub fn problem(&self, need: &Need) -> Option<String> {
+        for (component, state) in &self.finals {
+            if !need.matches(component) {
+                continue;
+            }
+            match state {
+                State::Failed { log, message } => {
+                    return Some(format!("provisioning {component} failed: {message} (log: {})", log.display()));
+                }
+                State::Unavailable(why) => return Some(format!("{component} is not available: {why}")),
+                _ => {}
+            }
+        }
+        None
+    }
+}
+
+/// Run the script for `needs`, reporting its events; `log` receives its stderr.
+pub async fn run(script: &Path, needs: &BTreeSet<Need>, supervisor: &Supervisor, log: &Path, progress: &Progress, cancel: &CancellationToken) -> Outcome {
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(script).args(needs.iter().map(Need::arg));
+    let mut out = Outcome::default();
+    let finals = std::sync::Mutex::new(BTreeMap::new());
+    let streamed = supervisor.stream("setup.sh", cmd, log, |line| {
+        if let Some(e) = parse(line) {
+            if e.is_final() {
+                finals.lock().unwrap_or_else(|p| p.into_inner()).insert(e.component.clone(), e.state.clone());
+            }
+            progress(&e);
+        }
+    });
+    let status = tokio::select! {
+        s = streamed => s,
+        _ = cancel.cancelled() => Err(anyhow::anyhow!("interrupted")),
+    };
+    out.finals = finals.into_inner().unwrap_or_else(|p| p.into_inner());
+    match status {
+        Ok(s) if s.success() => {}
+        Ok(s) => {
+            let tail = super::process::tail(log, 5);
+            out.failure = Some(format!("{} failed ({s}): {}; log: {}", script.display(), tail.trim(), log.display()));
+        }
+        Err(e) => out.failure = Some(format!("{}: {e:#}", script.display())),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_parse_and_other_lines_do_not() {
+        assert_eq!(
+            parse("::vdrill-event velero-v1.18.3 start 480 building Velero v1.18.3").unwrap(),
+            Event { component: "velero-v1.18.3".into(), state: State::Start { expected: Some(Duration::from_secs(480)), what: "building Velero v1.18.3".into() } }
+        );
+        assert_eq!(parse("::vdrill-event etcd cached").unwrap().state, State::Cached);
+        assert_eq!(parse("::vdrill-event etcd done 12 built").unwrap().state, State::Done { seconds: 12.0, text: "built".into() });
+        assert_eq!(
+            parse("::vdrill-event kube failed /c/logs/kube.log go build failed").unwrap().state,
+            State::Failed { log: "/c/logs/kube.log".into(), message: "go build failed".into() }
+        );
+        assert_eq!(parse("::vdrill-event setup wait pid 12").unwrap().state, State::Wait("pid 12".into()));
+        assert!(parse("[setup 10:00:00] etcd: cached").is_none());
+        assert!(parse("::vdrill-event etcd frobnicated").is_none());
+    }
+
+    #[test]
+    fn a_velero_need_matches_its_patch_builds_only() {
+        let n = Need::Velero("1.18".into());
+        assert!(n.matches("velero-v1.18.3"));
+        assert!(!n.matches("velero-v1.180.1"));
+        assert!(!n.matches("velero-v1.17.2"));
+        assert!(Need::Velero("v1.18.3".into()).matches("velero-v1.18.3"));
+        assert_eq!(n.arg(), "velero@1.18");
+        let out = Outcome {
+            finals: [("velero-v1.18.3".to_string(), State::Failed { log: "/l".into(), message: "boom".into() })].into(),
+            failure: None,
+        };
+        assert_eq!(out.problem(&n).unwrap(), "provisioning velero-v1.18.3 failed: boom (log: /l)");
+        assert!(out.problem(&Need::Etcd).is_none());
+    }
+}
