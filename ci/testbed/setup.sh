@@ -113,10 +113,12 @@ do_kube() {
   local ld="$GO_LDFLAGS_BASE -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
   ld+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
   ld+=" -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
-  rm -rf "$d/bin.tmp"; mkdir -p "$d/bin.tmp"
-  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin.tmp/" \
+  local tmp=$d/bin.tmp.$$ b
+  rm -rf "$tmp"; mkdir -p "$tmp" "$d/bin"
+  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
-  rm -rf "$d/bin"; mv "$d/bin.tmp" "$d/bin"; touch "$d/.ok"
+  for b in kube-apiserver kube-controller-manager; do mv -f "$tmp/$b" "$d/bin/$b"; done
+  rmdir "$tmp"; touch "$d/.ok"
   report "kube $KUBE_VERSION" "built in $(($(now) - t0))s"
 }
 
@@ -132,8 +134,8 @@ do_etcd() {
   # go.etcd.io/etcd/server/v3 has a main package at its root calling etcdmain.Main(os.Args).
   (cd "$src" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
   mkdir -p "$d/bin"
-  (cd "$src" && go build -trimpath -ldflags="$GO_LDFLAGS_BASE" -o "$d/bin/etcd.tmp" go.etcd.io/etcd/server/v3)
-  mv "$d/bin/etcd.tmp" "$d/bin/etcd"; touch "$d/.ok"
+  (cd "$src" && go build -trimpath -ldflags="$GO_LDFLAGS_BASE" -o "$d/bin/etcd.tmp.$$" go.etcd.io/etcd/server/v3)
+  mv -f "$d/bin/etcd.tmp.$$" "$d/bin/etcd"; touch "$d/.ok"
   report "etcd $ETCD_VERSION" "built in $(($(now) - t0))s"
 }
 
@@ -172,8 +174,8 @@ build_velero() {
   hash=$(cd "$src" && go mod download -json "github.com/vmware-tanzu/velero@$v" | jq -r '.Origin.Hash // empty')
   [[ -n $hash ]] && ld+=" -X github.com/vmware-tanzu/velero/pkg/buildinfo.GitSHA=$hash"
   mkdir -p "$d/bin"
-  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin/velero.tmp" github.com/vmware-tanzu/velero/cmd/velero)
-  mv "$d/bin/velero.tmp" "$d/bin/velero"; printf '%s' "$VELERO_LD_EXTRA" >"$d/.ok"
+  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin/velero.tmp.$$" github.com/vmware-tanzu/velero/cmd/velero)
+  mv -f "$d/bin/velero.tmp.$$" "$d/bin/velero"; printf '%s' "$VELERO_LD_EXTRA" >"$d/.ok"
   report "velero $v" "built in $(($(now) - t0))s"
 }
 
@@ -209,8 +211,8 @@ build_plugin() {
   local pkg=$mod/${mod##*/}   # main package lives in a same-named subdirectory
   (cd "$src" && go mod edit -require="$mod@$pv" && go get "$pkg@$pv")
   mkdir -p "$d/bin"
-  (cd "$src" && go build -trimpath -ldflags="$GO_LDFLAGS_BASE" -o "$bin.tmp" "$pkg")
-  mv "$bin.tmp" "$bin"; touch "$d/.ok"
+  (cd "$src" && go build -trimpath -ldflags="$GO_LDFLAGS_BASE" -o "$bin.tmp.$$" "$pkg")
+  mv -f "$bin.tmp.$$" "$bin"; touch "$d/.ok"
   report "plugin $name $pv" "built in $(($(now) - t0))s"
 }
 
@@ -352,8 +354,8 @@ write_manifest() {
     j=$(jq --arg v "$LOWKEY_VAULT_VERSION" --arg jar "$lk/lowkey-vault-app.jar" --arg java "$JAVA25_HOME/bin/java" \
       '.lowkey_vault = {version: $v, jar: $jar, java: $java}' <<<"$j")
   fi
-  printf '%s\n' "$j" >"$CACHE/testbed.json.tmp"
-  mv "$CACHE/testbed.json.tmp" "$CACHE/testbed.json"
+  printf '%s\n' "$j" >"$CACHE/testbed.json.tmp.$$"
+  mv -f "$CACHE/testbed.json.tmp.$$" "$CACHE/testbed.json"
 }
 
 # --- main -----------------------------------------------------------------------
