@@ -29,7 +29,12 @@ GO_LDFLAGS_BASE="-s -w"
 
 T_START=$(date +%s)
 SUMMARY_FILE=$(mktemp)
-trap 'rm -f "$SUMMARY_FILE"' EXIT
+cleanup() {
+  rm -f "$SUMMARY_FILE"
+  # The owner file describes this run only while it holds the lock.
+  if [[ -f ${OWNER_FILE:-} ]] && grep -qx "pid=$$" "$OWNER_FILE"; then rm -f "$OWNER_FILE"; fi
+}
+trap cleanup EXIT
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 report() { printf '%-24s %s\n' "$1" "$2" >>"$SUMMARY_FILE"; log "$1: $2"; }
 now() { date +%s; }
@@ -43,7 +48,7 @@ need() {
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     local pkgs=()
     for c in "${missing[@]}"; do
-      case $c in mvn) pkgs+=(maven) ;; npm) pkgs+=(npm) ;; *) pkgs+=("$c") ;; esac
+      case $c in mvn) pkgs+=(maven) ;; npm) pkgs+=(npm) ;; flock) pkgs+=(util-linux) ;; *) pkgs+=("$c") ;; esac
     done
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"
   else
@@ -358,6 +363,55 @@ write_manifest() {
   mv -f "$CACHE/testbed.json.tmp.$$" "$CACHE/testbed.json"
 }
 
+# --- one builder at a time ----------------------------------------------------------
+
+# The whole run holds an exclusive flock on $CACHE/.setup.lock (fd 9, inherited by
+# the build commands, so a build still running after its setup.sh died keeps it too).
+# The holder describes itself in $CACHE/.setup.owner for whoever waits.
+LOCK_FILE=$CACHE/.setup.lock
+OWNER_FILE=$CACHE/.setup.owner
+
+# holder_of_lock: "another setup.sh (pid N, started HH:MM:SS, building: ...)".
+holder_of_lock() {
+  local k v pid='' started='' host='' components='' alive=''
+  # The holder writes the file right after it gets the lock: give it a moment.
+  for _ in {1..10}; do
+    pid='' started='' host='' components=''
+    if [[ -f $OWNER_FILE ]]; then
+      while IFS='=' read -r k v; do
+        case $k in pid) pid=$v ;; started) started=$v ;; host) host=$v ;; components) components=$v ;; esac
+      done <"$OWNER_FILE"
+    fi
+    alive=''
+    if [[ -n $pid && $host != "$HOSTNAME" ]] || { [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; }; then alive=1; break; fi
+    sleep 0.1
+  done
+  if [[ -z $pid ]]; then
+    printf 'another setup.sh (it has not said who it is: no %s)' "$OWNER_FILE"; return
+  fi
+  printf 'another setup.sh (pid %s' "$pid"
+  [[ $host == "$HOSTNAME" ]] || printf ' on %s' "$host"
+  [[ -n $started ]] && printf ', started %s' "$(date -d "@$started" +%H:%M:%S)"
+  printf ', building: %s' "${components:-everything}"
+  [[ -n $alive ]] || printf '; it has exited, processes it started still hold the lock'
+  printf ')'
+}
+
+# take_lock COMPONENTS ARGS...: wait for the cache's lock, then say who holds it now.
+take_lock() {
+  local components=$1; shift
+  exec 9>>"$LOCK_FILE"
+  if ! flock -n 9; then
+    local holder t0; holder=$(holder_of_lock); t0=$(now)
+    log "waiting for $holder to finish"
+    flock 9
+    log "got the lock after $(($(now) - t0))s"
+  fi
+  printf 'pid=%s\nstarted=%s\nhost=%s\ncomponents=%s\ncommand=%s\n' \
+    "$$" "$T_START" "$HOSTNAME" "$components" "$0${*:+ $*}" >"$OWNER_FILE.tmp.$$"
+  mv -f "$OWNER_FILE.tmp.$$" "$OWNER_FILE"
+}
+
 # --- main -----------------------------------------------------------------------
 
 components=("$@")
@@ -366,8 +420,9 @@ for c in "${components[@]}"; do
   [[ " $ALL_COMPONENTS " == *" $c "* ]] || { echo "unknown component '$c' (known: $ALL_COMPONENTS)" >&2; exit 2; }
 done
 
-need jq curl
+need jq curl flock
 log "cache: $CACHE"
+take_lock "${components[*]}" "$@"
 rc=0
 for c in "${components[@]}"; do
   case $c in
