@@ -5,8 +5,11 @@
 #   ci/testbed/setup.sh velero etcd     # only some: kube etcd velero localstack azurite lowkey-vault
 #
 # Idempotent: each component/version lives in its own directory with a stamp
-# file; present ones are skipped. Writes $VDRILL_CACHE/testbed.json at the end
-# (always describing everything present in the cache for the pinned versions).
+# file (.ok) holding a sha256 over every input of its build (versions, toolchain,
+# flags, lock files, the text of the bash functions that build it): a matching
+# stamp is reused ("cached"), a different one rebuilds. Writes
+# $VDRILL_CACHE/testbed.json at the end (always describing everything present in
+# the cache for the pinned versions).
 # Needs: go, jq, curl, python 3.13, node/npm, mvn, Java 25. Registries only.
 set -euo pipefail
 
@@ -38,7 +41,71 @@ trap cleanup EXIT
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 report() { printf '%-24s %s\n' "$1" "$2" >>"$SUMMARY_FILE"; log "$1: $2"; }
 now() { date +%s; }
-sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# --- stamps -----------------------------------------------------------------------
+#
+# A build's inputs are an array INPUTS of "<name>=<value>" strings (a version, a
+# command's output, a file's contents, `declare -f` of the functions that build
+# it). The stamp is the sha256 over all of them; DIR/.ok holds it and
+# DIR/.ok.inputs one "<name> <sha256 of value>" line per input, to tell what changed.
+
+# stamp_of INPUT...: the sha256 over the inputs.
+stamp_of() { printf '%s\0' "$@" | sha256sum | cut -d' ' -f1; }
+
+inputs_digest() {
+  local i
+  for i in "$@"; do printf '%s %s\n' "${i%%=*}" "$(printf '%s' "${i#*=}" | sha256sum | cut -d' ' -f1)"; done
+}
+
+# inputs_line INPUT...: the inputs on one line, long or multi-line values as their sha256.
+inputs_line() {
+  local i v out=()
+  for i in "$@"; do
+    v=${i#*=}
+    if [[ $v == *$'\n'* || ${#v} -gt 160 ]]; then
+      v="sha256:$(printf '%s' "$v" | sha256sum | cut -c1-12)"
+    fi
+    out+=("${i%%=*}=$v")
+  done
+  printf '%s' "${out[0]-}"; ((${#out[@]} < 2)) || printf '; %s' "${out[@]:1}"
+}
+
+# check_stamp DIR FILE...: 0 if DIR/.ok is the stamp of INPUTS and every FILE
+# (relative to DIR) exists. Sets STAMP; otherwise WHY says what differs.
+check_stamp() {
+  local d=$1 f changed; shift
+  STAMP=$(stamp_of "${INPUTS[@]}")
+  if [[ ! -f $d/.ok ]]; then WHY="not built yet"; return 1; fi
+  if [[ $(<"$d/.ok") != "$STAMP" ]]; then
+    changed=$(inputs_digest "${INPUTS[@]}" | grep -vxF -f "$d/.ok.inputs" 2>/dev/null | cut -d' ' -f1 | paste -sd' ' || true)
+    WHY="stamp changed${changed:+ ($changed)}"; return 1
+  fi
+  for f in "$@"; do [[ -e $d/$f ]] || { WHY="$f is missing"; return 1; }; done
+  WHY=''
+}
+
+# begin_build DIR LABEL: say why it builds; the old stamp goes first.
+begin_build() {
+  log "$2: $WHY, building"
+  printf '== %s: build at %s by setup.sh pid %s (%s); stamp %s; inputs: %s\n' \
+    "$2" "$(date '+%F %T %z')" "$$" "$WHY" "$STAMP" "$(inputs_line "${INPUTS[@]}")" >&2
+  mkdir -p "$1"; rm -f "$1/.ok" "$1/.ok.inputs"
+  T0=$(now)
+}
+
+# put_stamp DIR: record STAMP (and the inputs' digests) after a build.
+put_stamp() {
+  inputs_digest "${INPUTS[@]}" >"$1/.ok.inputs.tmp.$$"
+  mv -f "$1/.ok.inputs.tmp.$$" "$1/.ok.inputs"
+  printf '%s\n' "$STAMP" >"$1/.ok.tmp.$$"
+  mv -f "$1/.ok.tmp.$$" "$1/.ok"
+}
+
+# go_inputs: the Go toolchain and settings every Go build depends on.
+go_inputs() {
+  local v; v=$(go version)
+  printf '%s GOAMD64=%s CGO_ENABLED=%s GOFLAGS=%s' "${v#go version }" "$(go env GOAMD64)" "$CGO_ENABLED" "$GOFLAGS"
+}
 
 need() {
   local missing=() c
@@ -97,51 +164,66 @@ apply_go_replaces() {
 # --- kube -----------------------------------------------------------------------
 
 kube_dir() { echo "$CACHE/kubernetes/$KUBE_VERSION"; }
-do_kube() {
-  local d; d=$(kube_dir)
-  if [[ -f $d/.ok && -x $d/bin/kube-apiserver && -x $d/bin/kube-controller-manager ]]; then
-    report "kube $KUBE_VERSION" cached; return
-  fi
-  local t0; t0=$(now)
-  local src=$d/src
-  new_go_module "$src" vdrill.local/testbed/kube
-  local gomod
-  gomod=$(go_mod_file "$src" "k8s.io/kubernetes@$KUBE_VERSION")
-  # staging modules: k8s.io/X => ./staging/src/k8s.io/X  ->  k8s.io/X@v0.<minor>.<patch>
-  local staging="v0.${KUBE_VERSION#v1.}" m
-  for m in $(go mod edit -json "$gomod" | jq -r '.Replace[] | select(.New.Path | startswith("./staging/")) | .Old.Path'); do
-    (cd "$src" && go mod edit -replace="$m=$m@$staging")
-  done
+kube_ldflags() {
   local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-  (cd "$src" && go mod edit -require="k8s.io/kubernetes@$KUBE_VERSION" &&
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION")
   local ld="$GO_LDFLAGS_BASE -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
   ld+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
   ld+=" -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
-  local tmp=$d/bin.tmp.$$ b
+  printf '%s' "$ld"
+}
+# build_kube DIR LDFLAGS
+build_kube() {
+  local d=$1 ld=$2 src=$1/src gomod m b
+  new_go_module "$src" vdrill.local/testbed/kube
+  gomod=$(go_mod_file "$src" "k8s.io/kubernetes@$KUBE_VERSION")
+  # staging modules: k8s.io/X => ./staging/src/k8s.io/X  ->  k8s.io/X@v0.<minor>.<patch>
+  local staging="v0.${KUBE_VERSION#v1.}"
+  for m in $(go mod edit -json "$gomod" | jq -r '.Replace[] | select(.New.Path | startswith("./staging/")) | .Old.Path'); do
+    (cd "$src" && go mod edit -replace="$m=$m@$staging")
+  done
+  (cd "$src" && go mod edit -require="k8s.io/kubernetes@$KUBE_VERSION" &&
+    go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION")
+  local tmp=$d/bin.tmp.$$
   rm -rf "$tmp"; mkdir -p "$tmp" "$d/bin"
   (cd "$src" && go build -trimpath -ldflags="$ld" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
   for b in kube-apiserver kube-controller-manager; do mv -f "$tmp/$b" "$d/bin/$b"; done
-  rmdir "$tmp"; touch "$d/.ok"
-  report "kube $KUBE_VERSION" "built in $(($(now) - t0))s"
+  rmdir "$tmp"
+}
+do_kube() {
+  local d ld; d=$(kube_dir); ld=$(kube_ldflags)
+  INPUTS=("version=$KUBE_VERSION" "go=$(go_inputs)" "ldflags=$ld"
+    "recipe=$(declare -f build_kube new_go_module go_mod_file)")
+  if check_stamp "$d" bin/kube-apiserver bin/kube-controller-manager; then
+    report "kube $KUBE_VERSION" cached; return
+  fi
+  begin_build "$d" "kube $KUBE_VERSION"
+  build_kube "$d" "$ld"
+  put_stamp "$d"
+  report "kube $KUBE_VERSION" "built in $(($(now) - T0))s"
 }
 
 # --- etcd -----------------------------------------------------------------------
 
 etcd_dir() { echo "$CACHE/etcd/$ETCD_VERSION"; }
-do_etcd() {
-  local d; d=$(etcd_dir)
-  if [[ -f $d/.ok && -x $d/bin/etcd ]]; then report "etcd $ETCD_VERSION" cached; return; fi
-  local t0; t0=$(now)
-  local src=$d/src
+# build_etcd DIR LDFLAGS
+build_etcd() {
+  local d=$1 ld=$2 src=$1/src
   new_go_module "$src" vdrill.local/testbed/etcd
   # go.etcd.io/etcd/server/v3 has a main package at its root calling etcdmain.Main(os.Args).
   (cd "$src" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
   mkdir -p "$d/bin"
-  (cd "$src" && go build -trimpath -ldflags="$GO_LDFLAGS_BASE" -o "$d/bin/etcd.tmp.$$" go.etcd.io/etcd/server/v3)
-  mv -f "$d/bin/etcd.tmp.$$" "$d/bin/etcd"; touch "$d/.ok"
-  report "etcd $ETCD_VERSION" "built in $(($(now) - t0))s"
+  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin/etcd.tmp.$$" go.etcd.io/etcd/server/v3)
+  mv -f "$d/bin/etcd.tmp.$$" "$d/bin/etcd"
+}
+do_etcd() {
+  local d ld=$GO_LDFLAGS_BASE; d=$(etcd_dir)
+  INPUTS=("version=$ETCD_VERSION" "go=$(go_inputs)" "ldflags=$ld" "recipe=$(declare -f build_etcd new_go_module)")
+  if check_stamp "$d" bin/etcd; then report "etcd $ETCD_VERSION" cached; return; fi
+  begin_build "$d" "etcd $ETCD_VERSION"
+  build_etcd "$d" "$ld"
+  put_stamp "$d"
+  report "etcd $ETCD_VERSION" "built in $(($(now) - T0))s"
 }
 
 # --- velero + plugins -------------------------------------------------------------
@@ -161,54 +243,65 @@ plugin_dir() { echo "$CACHE/velero-plugins/$1/$2"; }
 # it: on the bed it must bind loopback, on a free port, so two drills can run at once.
 VELERO_LD_EXTRA="-X sigs.k8s.io/controller-runtime/pkg/metrics/server.DefaultBindAddress=127.0.0.1:0"
 
+# velero_ldflags VERSION: the link flags of that Velero, but for buildinfo.GitSHA,
+# which build_velero adds from the module's origin (fixed by the version).
+velero_ldflags() {
+  local ld="$GO_LDFLAGS_BASE $VELERO_LD_EXTRA -X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=$1"
+  ld+=" -X github.com/vmware-tanzu/velero/pkg/buildinfo.GitTreeState=clean"
+  printf '%s' "$ld"
+}
+
+# build_velero VERSION DIR LDFLAGS
 build_velero() {
-  local v=$1 d; d=$(velero_dir "$v")
-  # The stamp records the link settings: changing them rebuilds.
-  if [[ -f $d/.ok && -x $d/bin/velero && $(cat "$d/.ok") == "$VELERO_LD_EXTRA" ]]; then report "velero $v" cached; return; fi
-  local t0; t0=$(now)
-  local src=$d/src gomod
+  local v=$1 d=$2 ld=$3 src=$2/src gomod hash
   new_go_module "$src" vdrill.local/testbed/velero
   gomod=$(go_mod_file "$src" "github.com/vmware-tanzu/velero@$v")
   copy_replaces "$src" "$gomod"   # kopia fork etc.
   apply_go_replaces "$src"
   (cd "$src" && go mod edit -require="github.com/vmware-tanzu/velero@$v" &&
     go get "github.com/vmware-tanzu/velero/cmd/velero@$v")
-  local ld="$GO_LDFLAGS_BASE $VELERO_LD_EXTRA -X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=$v"
-  ld+=" -X github.com/vmware-tanzu/velero/pkg/buildinfo.GitTreeState=clean"
-  local hash
   hash=$(cd "$src" && go mod download -json "github.com/vmware-tanzu/velero@$v" | jq -r '.Origin.Hash // empty')
-  [[ -n $hash ]] && ld+=" -X github.com/vmware-tanzu/velero/pkg/buildinfo.GitSHA=$hash"
+  if [[ -n $hash ]]; then ld+=" -X github.com/vmware-tanzu/velero/pkg/buildinfo.GitSHA=$hash"; fi
   mkdir -p "$d/bin"
   (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin/velero.tmp.$$" github.com/vmware-tanzu/velero/cmd/velero)
-  mv -f "$d/bin/velero.tmp.$$" "$d/bin/velero"; printf '%s' "$VELERO_LD_EXTRA" >"$d/.ok"
-  report "velero $v" "built in $(($(now) - t0))s"
+  mv -f "$d/bin/velero.tmp.$$" "$d/bin/velero"
+}
+
+# remember_unavailable DIR TEXT: a registry refused it (kept 24 h in DIR/.unavailable).
+remember_unavailable() {
+  mkdir -p "$1"
+  printf '%s\n' "$2" >"$1/.unavailable.tmp.$$"
+  mv -f "$1/.unavailable.tmp.$$" "$1/.unavailable"
+}
+# still_unavailable DIR: 0 if a refusal was recorded in the last 24 h (prints when and what).
+still_unavailable() {
+  [[ -f $1/.unavailable ]] || return 1
+  (($(now) - $(stat -c %Y "$1/.unavailable") < 86400)) || return 1
+  printf '(checked %s, rm %s to retry): %s' "$(date -r "$1/.unavailable" '+%F %T')" "$1/.unavailable" "$(head -c 200 "$1/.unavailable")"
 }
 
 # plugin_fetchable NAME VERSION: 0 if cached or the Go proxy serves it (reports UNAVAILABLE otherwise).
 plugin_fetchable() {
-  local name=$1 pv=$2 mod d err; mod=$(plugin_module "$name"); d=$(plugin_dir "$name" "$pv")
+  local name=$1 pv=$2 mod d err why; mod=$(plugin_module "$name"); d=$(plugin_dir "$name" "$pv")
   [[ -f $d/.ok ]] && return 0
-  if [[ -f $d/.unavailable ]] && (($(now) - $(stat -c %Y "$d/.unavailable") < 86400)); then
-    report "plugin $name $pv" "UNAVAILABLE (checked $(date -r "$d/.unavailable" +%F' '%T), rm $d/.unavailable to retry): $(head -c 200 "$d/.unavailable")"
+  if why=$(still_unavailable "$d"); then
+    report "plugin $name $pv" "UNAVAILABLE $why"
     return 1
   fi
-  mkdir -p "$d/probe"
-  [[ -f $d/probe/go.mod ]] || printf 'module probe\n' >"$d/probe/go.mod"
-  if ! go_mod_file "$d/probe" "$mod@$pv" >/dev/null 2>"$d/err"; then
-    err=$(tr '\n\t' '  ' <"$d/err"); printf '%s\n' "$err" >"$d/.unavailable"
+  local probe=$d/probe.tmp.$$
+  mkdir -p "$probe"; printf 'module probe\n' >"$probe/go.mod"
+  if ! go_mod_file "$probe" "$mod@$pv" >/dev/null 2>"$probe/err"; then
+    err=$(tr '\n\t' '  ' <"$probe/err"); rm -rf "$probe"
+    remember_unavailable "$d" "$err"
     report "plugin $name $pv" "UNAVAILABLE: $err"
     return 1
   fi
-  rm -rf "$d/.unavailable" "$d/err" "$d/probe"
+  rm -rf "$d/.unavailable" "$probe"
 }
 
-# build_plugin NAME VERSION (call only after plugin_fetchable succeeded)
+# build_plugin NAME VERSION DIR BIN LDFLAGS
 build_plugin() {
-  local name=$1 pv=$2 mod d; mod=$(plugin_module "$name"); d=$(plugin_dir "$name" "$pv")
-  local bin=$d/bin/velero-plugin-for-${mod##*/velero-plugin-for-}
-  if [[ -f $d/.ok && -x $bin ]]; then report "plugin $name $pv" cached; return 0; fi
-  local t0; t0=$(now)
-  local src=$d/src gomod
+  local name=$1 pv=$2 d=$3 bin=$4 ld=$5 mod src=$3/src gomod; mod=$(plugin_module "$name")
   new_go_module "$src" "vdrill.local/testbed/plugin-$name"
   gomod=$(go_mod_file "$src" "$mod@$pv")
   copy_replaces "$src" "$gomod"
@@ -216,32 +309,66 @@ build_plugin() {
   local pkg=$mod/${mod##*/}   # main package lives in a same-named subdirectory
   (cd "$src" && go mod edit -require="$mod@$pv" && go get "$pkg@$pv")
   mkdir -p "$d/bin"
-  (cd "$src" && go build -trimpath -ldflags="$GO_LDFLAGS_BASE" -o "$bin.tmp.$$" "$pkg")
-  mv -f "$bin.tmp.$$" "$bin"; touch "$d/.ok"
-  report "plugin $name $pv" "built in $(($(now) - t0))s"
+  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$bin.tmp.$$" "$pkg")
+  mv -f "$bin.tmp.$$" "$bin"
+}
+
+# ensure_plugin NAME VERSION (call only after plugin_fetchable succeeded)
+ensure_plugin() {
+  local name=$1 pv=$2 mod d bin ld=$GO_LDFLAGS_BASE; mod=$(plugin_module "$name"); d=$(plugin_dir "$name" "$pv")
+  bin=$d/bin/${mod##*/}
+  INPUTS=("plugin=$name $pv" "module=$mod" "go=$(go_inputs)" "ldflags=$ld" "replaces=${GO_REPLACES:-}"
+    "recipe=$(declare -f build_plugin plugin_module new_go_module go_mod_file copy_replaces apply_go_replaces)")
+  if check_stamp "$d" "bin/${mod##*/}"; then report "plugin $name $pv" cached; return 0; fi
+  begin_build "$d" "plugin $name $pv"
+  build_plugin "$name" "$pv" "$d" "$bin" "$ld"
+  put_stamp "$d"
+  report "plugin $name $pv" "built in $(($(now) - T0))s"
+}
+
+# velero_entry VERSION: its line of VELERO_VERSIONS ("<velero>:<plugin>=<version>...").
+velero_entry() {
+  local e
+  for e in $VELERO_VERSIONS; do [[ ${e%%:*} == "$1" ]] && { echo "$e"; return 0; }; done
+  return 1
+}
+
+# velero_one VERSION: that Velero and its plugins.
+velero_one() {
+  local v=$1 entry d ld spec name pv specs
+  entry=$(velero_entry "$v"); d=$(velero_dir "$v"); ld=$(velero_ldflags "$v")
+  INPUTS=("version=$v" "go=$(go_inputs)" "ldflags=$ld" "replaces=${GO_REPLACES:-}"
+    "recipe=$(declare -f build_velero velero_ldflags new_go_module go_mod_file copy_replaces apply_go_replaces)")
+  if check_stamp "$d" bin/velero; then
+    report "velero $v" cached
+  else
+    begin_build "$d" "velero $v"
+    build_velero "$v" "$d" "$ld"
+    put_stamp "$d"
+    report "velero $v" "built in $(($(now) - T0))s"
+  fi
+  local pdir=$d/plugins
+  mkdir -p "$pdir" "$pdir.versions"
+  IFS=: read -ra specs <<<"${entry#*:}"
+  for spec in "${specs[@]}"; do
+    [[ $spec == "$entry" || -z $spec ]] && continue
+    name=${spec%%=*} pv=${spec#*=}
+    if plugin_fetchable "$name" "$pv"; then
+      ensure_plugin "$name" "$pv"
+      local src; src=$(plugin_dir "$name" "$pv")/bin/$(plugin_module "$name" | sed 's,.*/,,')
+      # hard link (plain copy across file systems): velero wants regular executables
+      local tmp=$pdir/.${src##*/}.tmp.$$
+      ln -f "$src" "$tmp" 2>/dev/null || cp -f "$src" "$tmp"
+      mv -f "$tmp" "$pdir/${src##*/}"
+      # Versions live beside the plugin dir: Velero warns about every non-executable in it.
+      echo "$pv" >"$pdir.versions/$name.tmp.$$"; mv -f "$pdir.versions/$name.tmp.$$" "$pdir.versions/$name"
+    fi
+  done
 }
 
 do_velero() {
-  local entry v spec name pv
-  for entry in $VELERO_VERSIONS; do
-    v=${entry%%:*}
-    build_velero "$v"
-    local pdir; pdir=$(velero_dir "$v")/plugins
-    mkdir -p "$pdir"
-    IFS=: read -ra specs <<<"${entry#*:}"
-    for spec in "${specs[@]}"; do
-      [[ $spec == "$entry" || -z $spec ]] && continue
-      name=${spec%%=*} pv=${spec#*=}
-      if plugin_fetchable "$name" "$pv"; then
-        build_plugin "$name" "$pv"
-        local src; src=$(ls "$(plugin_dir "$name" "$pv")"/bin/velero-plugin-for-*)
-        # hard link (plain copy across file systems): velero wants regular executables
-        ln -f "$src" "$pdir/" 2>/dev/null || cp -f "$src" "$pdir/"
-        # Versions live beside the plugin dir: Velero warns about every non-executable in it.
-        mkdir -p "$pdir.versions"; echo "$pv" >"$pdir.versions/$name"
-      fi
-    done
-  done
+  local entry
+  for entry in $VELERO_VERSIONS; do velero_one "${entry%%:*}"; done
 }
 
 # --- localstack -----------------------------------------------------------------
@@ -259,61 +386,82 @@ find_python313() {
 }
 localstack_version() { sed -n 's/^localstack-core==//p' "$HERE/$LOCALSTACK_LOCK"; }
 localstack_dir() { echo "$CACHE/localstack/$(localstack_version)"; }
-do_localstack() {
-  local lv d lock; lv=$(localstack_version); d=$(localstack_dir); lock=$HERE/$LOCALSTACK_LOCK
-  if [[ -f $d/.ok && $(cat "$d/.ok") == "$(sha "$lock")" && -x $d/venv/bin/python ]]; then
-    report "localstack $lv" cached; return
-  fi
-  local t0 py; t0=$(now)
-  py=$(find_python313) || { report "localstack $lv" "FAILED: no python $LOCALSTACK_PYTHON_MINOR (set VDRILL_PYTHON313)"; return 1; }
+# build_localstack DIR LOCK PYTHON: the venv is built in place (its scripts hold
+# absolute paths, it cannot be renamed); the stamp is written only after it.
+build_localstack() {
+  local d=$1 lock=$2 py=$3
   rm -rf "$d"; mkdir -p "$d"
   "$py" -m venv "$d/venv"
-  "$d/venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$d/venv/bin/python" -m pip install -q --disable-pip-version-check -r "$lock"
-  cp "$lock" "$d/requirements.lock"
-  sha "$lock" >"$d/.ok"
-  report "localstack $lv" "installed in $(($(now) - t0))s"
+  "$d/venv/bin/python" -m pip install --progress-bar off --disable-pip-version-check --upgrade pip
+  "$d/venv/bin/python" -m pip install --progress-bar off --disable-pip-version-check -r "$lock"
+  cp "$lock" "$d/requirements.lock.tmp.$$"; mv -f "$d/requirements.lock.tmp.$$" "$d/requirements.lock"
+}
+do_localstack() {
+  local lv d lock py; lv=$(localstack_version); d=$(localstack_dir); lock=$HERE/$LOCALSTACK_LOCK
+  py=$(find_python313) || { echo "no python $LOCALSTACK_PYTHON_MINOR (set VDRILL_PYTHON313)" >&2; return 1; }
+  INPUTS=("version=$lv" "lock=$(<"$lock")" "python=$("$py" --version 2>&1)" "recipe=$(declare -f build_localstack)")
+  if check_stamp "$d" venv/bin/python; then report "localstack $lv" cached; return; fi
+  begin_build "$d" "localstack $lv"
+  build_localstack "$d" "$lock" "$py"
+  put_stamp "$d"
+  report "localstack $lv" "installed in $(($(now) - T0))s"
 }
 
 # --- azurite --------------------------------------------------------------------
 
 azurite_dir() { echo "$CACHE/azurite/$AZURITE_VERSION"; }
+# build_azurite DIR: npm ci in a folder of its own, renamed into place.
+build_azurite() {
+  local d=$1 tmp; tmp=$(dirname "$1")/.${1##*/}.tmp.$$
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  cp "$HERE/azurite/package.json" "$HERE/azurite/package-lock.json" "$tmp/"
+  (cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error)
+  rm -rf "$d"; mv "$tmp" "$d"
+}
 do_azurite() {
-  local d key; d=$(azurite_dir)
-  key=$(cat "$HERE/azurite/package.json" "$HERE/azurite/package-lock.json" | sha256sum | cut -d' ' -f1)
-  if [[ -f $d/.ok && $(cat "$d/.ok") == "$key" && -x $d/node_modules/.bin/azurite-blob ]]; then
-    report "azurite $AZURITE_VERSION" cached; return
-  fi
-  local t0; t0=$(now)
-  rm -rf "$d"; mkdir -p "$d"
-  cp "$HERE/azurite/package.json" "$HERE/azurite/package-lock.json" "$d/"
-  (cd "$d" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  echo "$key" >"$d/.ok"
-  report "azurite $AZURITE_VERSION" "installed in $(($(now) - t0))s"
+  local d; d=$(azurite_dir)
+  INPUTS=("version=$AZURITE_VERSION" "package.json=$(<"$HERE/azurite/package.json")"
+    "package-lock.json=$(<"$HERE/azurite/package-lock.json")" "node=$(node --version)" "recipe=$(declare -f build_azurite)")
+  if check_stamp "$d" node_modules/.bin/azurite-blob; then report "azurite $AZURITE_VERSION" cached; return; fi
+  begin_build "$d" "azurite $AZURITE_VERSION"
+  build_azurite "$d"
+  put_stamp "$d"
+  report "azurite $AZURITE_VERSION" "installed in $(($(now) - T0))s"
 }
 
 # --- lowkey-vault ---------------------------------------------------------------
 
 lowkey_dir() { echo "$CACHE/lowkey-vault/$LOWKEY_VAULT_VERSION"; }
-do_lowkey_vault() {
-  local d; d=$(lowkey_dir)
-  local jar=$d/lowkey-vault-app.jar
-  if [[ -f $d/.ok && -f $jar ]]; then report "lowkey-vault $LOWKEY_VAULT_VERSION" cached; return 0; fi
-  if [[ -f $d/.unavailable ]] && (($(now) - $(stat -c %Y "$d/.unavailable") < 86400)); then
-    report "lowkey-vault $LOWKEY_VAULT_VERSION" "UNAVAILABLE (checked $(date -r "$d/.unavailable" +%F' '%T): $(head -c 200 "$d/.unavailable"))"
+# fetch_lowkey_vault DIR: the app's jar from Maven Central (1 if it is not there;
+# Maven's output in DIR/mvn.log.tmp.<pid>).
+fetch_lowkey_vault() {
+  local d=$1 tmp=$1/download.tmp.$$ st=0
+  local gav=com.github.nagyesta.lowkey-vault:lowkey-vault-app:$LOWKEY_VAULT_VERSION:jar
+  rm -rf "$tmp"
+  mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="$gav" -Dmdep.stripVersion=true \
+    -DoutputDirectory="$tmp" >"$d/mvn.log.tmp.$$" 2>&1 || st=$?
+  cat "$d/mvn.log.tmp.$$" >&2
+  if ((st == 0)) && [[ -f $tmp/lowkey-vault-app.jar ]]; then
+    mv -f "$tmp/lowkey-vault-app.jar" "$d/lowkey-vault-app.jar"; rm -rf "$tmp" "$d/mvn.log.tmp.$$"
     return 0
   fi
-  local t0; t0=$(now)
-  mkdir -p "$d"
-  local gav=com.github.nagyesta.lowkey-vault:lowkey-vault-app:$LOWKEY_VAULT_VERSION:jar
-  if mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="$gav" -Dmdep.stripVersion=true \
-       -DoutputDirectory="$d" >"$d/mvn.log" 2>&1 && [[ -f $d/lowkey-vault-app.jar ]]; then
-    rm -f "$d/.unavailable" "$d/mvn.log"; touch "$d/.ok"
-    report "lowkey-vault $LOWKEY_VAULT_VERSION" "downloaded in $(($(now) - t0))s"
+  rm -rf "$tmp"
+  return 1
+}
+do_lowkey_vault() {
+  local d why label="lowkey-vault $LOWKEY_VAULT_VERSION"; d=$(lowkey_dir)
+  INPUTS=("version=$LOWKEY_VAULT_VERSION" "recipe=$(declare -f fetch_lowkey_vault)")
+  if check_stamp "$d" lowkey-vault-app.jar; then report "$label" cached; return 0; fi
+  if why=$(still_unavailable "$d"); then report "$label" "UNAVAILABLE $why"; return 0; fi
+  begin_build "$d" "$label"
+  if fetch_lowkey_vault "$d"; then
+    rm -f "$d/.unavailable"; put_stamp "$d"
+    report "$label" "downloaded in $(($(now) - T0))s"
   else
-    local err; err=$(sed 's/\x1b\[[0-9;]*m//g' "$d/mvn.log" | grep -m1 -E 'Could not (find|resolve)|ERROR' | head -c 300)
-    printf '%s\n' "${err:-see $d/mvn.log}" >"$d/.unavailable"
-    report "lowkey-vault $LOWKEY_VAULT_VERSION" "UNAVAILABLE: ${err:-see $d/mvn.log}"
+    local err; err=$(sed 's/\x1b\[[0-9;]*m//g' "$d/mvn.log.tmp.$$" | grep -m1 -E 'Could not (find|resolve)|ERROR' | head -c 300 || true)
+    rm -f "$d/mvn.log.tmp.$$"
+    remember_unavailable "$d" "${err:-Maven failed (its output is above)}"
+    report "$label" "UNAVAILABLE: ${err:-Maven failed}"
   fi
   return 0
 }
