@@ -1,17 +1,38 @@
 #!/usr/bin/env bash
 # Provision the vdrill local test bed into ${VDRILL_CACHE:-$HOME/.cache/vdrill}.
 #
-#   ci/testbed/setup.sh                 # all components
-#   ci/testbed/setup.sh velero etcd     # only some: kube etcd velero localstack azurite lowkey-vault
+#   ci/testbed/setup.sh                   # all components
+#   ci/testbed/setup.sh velero etcd       # only some: kube etcd velero localstack azurite lowkey-vault
+#   ci/testbed/setup.sh velero@1.18 etcd  # velero@<version>: the pinned Velero versions matching
+#                                         # 1.18 / v1.18 (newest v1.18.x) or 1.18.3 / v1.18.3
 #
+# One run at a time per cache: the run holds an exclusive flock on $CACHE/.setup.lock;
+# a second run waits (saying for whom), then reuses what the first one built.
 # Idempotent: each component/version lives in its own directory with a stamp
 # file (.ok) holding a sha256 over every input of its build (versions, toolchain,
 # flags, lock files, the text of the bash functions that build it): a matching
 # stamp is reused ("cached"), a different one rebuilds. Writes
 # $VDRILL_CACHE/testbed.json at the end (always describing everything present in
 # the cache for the pinned versions).
-# Needs: go, jq, curl, python 3.13, node/npm, mvn, Java 25. Registries only.
+#
+# Output: stdout carries only progress events for vdrill, one a line,
+#   ::vdrill-event <component> <state> <detail...>
+# (format in NOTES.md, "Lock, stamps and events"). The human log and the summary
+# go to stderr; each component's build output to $CACHE/logs/<component>.log.
+# Test hook: VDRILL_SETUP_DELAY=<component>:<seconds>[,...] sleeps in that component.
+# Exit status: 0 every requested component is there (or unavailable from the
+# registries), 1 a component failed, 2 usage error.
+# Needs: go, jq, curl, flock, python 3.13, node/npm, mvn, Java 25. Registries only.
 set -euo pipefail
+shopt -s inherit_errexit
+
+# Events go to the original stdout (fd 3), the human log to the original stderr
+# (fd 4); anything else that writes to stdout goes to stderr.
+exec 3>&1 4>&2 1>&2
+
+# Seconds a component's first (cold) build takes on the 2-core CI machine (NOTES.md,
+# "Provisioning"), announced in its `start` event. velero: one version with its aws plugin.
+declare -A COLD_SECONDS=([kube]=420 [etcd]=60 [velero]=480 [localstack]=90 [azurite]=60 [lowkey-vault]=30)
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
@@ -20,6 +41,7 @@ source "$HERE/versions.env"
 CACHE=${VDRILL_CACHE:-$HOME/.cache/vdrill}
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
+LOGS=$CACHE/logs
 
 ALL_COMPONENTS="kube etcd velero localstack azurite lowkey-vault"
 export CGO_ENABLED=0
@@ -32,15 +54,37 @@ GO_LDFLAGS_BASE="-s -w"
 
 T_START=$(date +%s)
 SUMMARY_FILE=$(mktemp)
+LOCKED=''
 cleanup() {
   rm -f "$SUMMARY_FILE"
-  # The owner file describes this run only while it holds the lock.
-  if [[ -f ${OWNER_FILE:-} ]] && grep -qx "pid=$$" "$OWNER_FILE"; then rm -f "$OWNER_FILE"; fi
+  if [[ -n $LOCKED ]]; then
+    sweep_temps "$$"
+    # The owner file describes this run only while it holds the lock.
+    if grep -qx "pid=$$" "$OWNER_FILE" 2>/dev/null; then rm -f "$OWNER_FILE"; fi
+  fi
 }
 trap cleanup EXIT
-log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&4; }
 report() { printf '%-24s %s\n' "$1" "$2" >>"$SUMMARY_FILE"; log "$1: $2"; }
 now() { date +%s; }
+usage_error() { printf '%s\n' "$*" >&4; exit 2; }
+
+# --- events -----------------------------------------------------------------------
+#
+# event COMPONENT STATE DETAIL...: one line on stdout. COMP is the component being
+# provisioned (set by run_component); its build output (stdout+stderr) goes to its log.
+event() {
+  local line="$*"
+  printf '::vdrill-event %s\n' "${line//[$'\n\r\t']/ }" >&3
+}
+step() {
+  event "$COMP" step "$*"
+  printf '== step: %s\n' "$*"
+  log "$COMP: $*"
+}
+mark_cached() { event "$COMP" cached; }
+mark_done() { event "$COMP" "done" "$(($(now) - COMP_T0))" "$*"; }
+mark_unavailable() { event "$COMP" unavailable "$*"; }
 
 # --- stamps -----------------------------------------------------------------------
 #
@@ -84,11 +128,16 @@ check_stamp() {
   WHY=''
 }
 
-# begin_build DIR LABEL: say why it builds; the old stamp goes first.
+# begin_build DIR LABEL: say why it builds, start the component's log (this
+# attempt replaces the last one's); the old stamp goes first.
 begin_build() {
-  log "$2: $WHY, building"
+  log "$2: $WHY, building (output: $LOG)"
+  if [[ -z $LOG_OPEN ]]; then
+    # stdout/stderr already write to $LOG_TMP: renamed, it is the log.
+    mv -f "$LOG_TMP" "$LOG"; LOG_OPEN=1
+  fi
   printf '== %s: build at %s by setup.sh pid %s (%s); stamp %s; inputs: %s\n' \
-    "$2" "$(date '+%F %T %z')" "$$" "$WHY" "$STAMP" "$(inputs_line "${INPUTS[@]}")" >&2
+    "$2" "$(date '+%F %T %z')" "$$" "$WHY" "$STAMP" "$(inputs_line "${INPUTS[@]}")"
   mkdir -p "$1"; rm -f "$1/.ok" "$1/.ok.inputs"
   T0=$(now)
 }
@@ -119,7 +168,7 @@ need() {
     done
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"
   else
-    log "install them first"; exit 1
+    log "install them first"; echo "missing tools: ${missing[*]}" >&2; exit 1
   fi
 }
 
@@ -132,7 +181,7 @@ go_mod_file() {
   err=$(jq -r '.Error // empty' <<<"$out" 2>/dev/null || echo "$out")
   gomod=$(jq -r '.GoMod // empty' <<<"$out" 2>/dev/null || true)
   if [[ -n $err || -z $gomod ]]; then
-    printf '%s' "${err:-$out}" | head -c 400 >&2
+    printf 'go mod download %s: %s\n' "$2" "$(printf '%s' "${err:-${out:-failed}}" | head -c 400)" >&2
     return 1
   fi
   printf '%s\n' "$gomod"
@@ -174,6 +223,7 @@ kube_ldflags() {
 # build_kube DIR LDFLAGS
 build_kube() {
   local d=$1 ld=$2 src=$1/src gomod m b
+  step downloading modules
   new_go_module "$src" vdrill.local/testbed/kube
   gomod=$(go_mod_file "$src" "k8s.io/kubernetes@$KUBE_VERSION")
   # staging modules: k8s.io/X => ./staging/src/k8s.io/X  ->  k8s.io/X@v0.<minor>.<patch>
@@ -183,6 +233,7 @@ build_kube() {
   done
   (cd "$src" && go mod edit -require="k8s.io/kubernetes@$KUBE_VERSION" &&
     go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION")
+  step compiling kube-apiserver and kube-controller-manager
   local tmp=$d/bin.tmp.$$
   rm -rf "$tmp"; mkdir -p "$tmp" "$d/bin"
   (cd "$src" && go build -trimpath -ldflags="$ld" -o "$tmp/" \
@@ -191,16 +242,17 @@ build_kube() {
   rmdir "$tmp"
 }
 do_kube() {
-  local d ld; d=$(kube_dir); ld=$(kube_ldflags)
-  INPUTS=("version=$KUBE_VERSION" "go=$(go_inputs)" "ldflags=$ld"
+  local d ld goin; d=$(kube_dir); ld=$(kube_ldflags); goin=$(go_inputs)
+  INPUTS=("version=$KUBE_VERSION" "go=$goin" "ldflags=$ld"
     "recipe=$(declare -f build_kube new_go_module go_mod_file)")
   if check_stamp "$d" bin/kube-apiserver bin/kube-controller-manager; then
-    report "kube $KUBE_VERSION" cached; return
+    report "kube $KUBE_VERSION" cached; mark_cached; return
   fi
   begin_build "$d" "kube $KUBE_VERSION"
   build_kube "$d" "$ld"
   put_stamp "$d"
   report "kube $KUBE_VERSION" "built in $(($(now) - T0))s"
+  mark_done "built kube-apiserver and kube-controller-manager $KUBE_VERSION"
 }
 
 # --- etcd -----------------------------------------------------------------------
@@ -209,21 +261,24 @@ etcd_dir() { echo "$CACHE/etcd/$ETCD_VERSION"; }
 # build_etcd DIR LDFLAGS
 build_etcd() {
   local d=$1 ld=$2 src=$1/src
+  step downloading modules
   new_go_module "$src" vdrill.local/testbed/etcd
   # go.etcd.io/etcd/server/v3 has a main package at its root calling etcdmain.Main(os.Args).
   (cd "$src" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
+  step "compiling etcd $ETCD_VERSION"
   mkdir -p "$d/bin"
   (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin/etcd.tmp.$$" go.etcd.io/etcd/server/v3)
   mv -f "$d/bin/etcd.tmp.$$" "$d/bin/etcd"
 }
 do_etcd() {
-  local d ld=$GO_LDFLAGS_BASE; d=$(etcd_dir)
-  INPUTS=("version=$ETCD_VERSION" "go=$(go_inputs)" "ldflags=$ld" "recipe=$(declare -f build_etcd new_go_module)")
-  if check_stamp "$d" bin/etcd; then report "etcd $ETCD_VERSION" cached; return; fi
+  local d ld=$GO_LDFLAGS_BASE goin; d=$(etcd_dir); goin=$(go_inputs)
+  INPUTS=("version=$ETCD_VERSION" "go=$goin" "ldflags=$ld" "recipe=$(declare -f build_etcd new_go_module)")
+  if check_stamp "$d" bin/etcd; then report "etcd $ETCD_VERSION" cached; mark_cached; return; fi
   begin_build "$d" "etcd $ETCD_VERSION"
   build_etcd "$d" "$ld"
   put_stamp "$d"
   report "etcd $ETCD_VERSION" "built in $(($(now) - T0))s"
+  mark_done "built etcd $ETCD_VERSION"
 }
 
 # --- velero + plugins -------------------------------------------------------------
@@ -254,6 +309,7 @@ velero_ldflags() {
 # build_velero VERSION DIR LDFLAGS
 build_velero() {
   local v=$1 d=$2 ld=$3 src=$2/src gomod hash
+  step downloading modules
   new_go_module "$src" vdrill.local/testbed/velero
   gomod=$(go_mod_file "$src" "github.com/vmware-tanzu/velero@$v")
   copy_replaces "$src" "$gomod"   # kopia fork etc.
@@ -262,6 +318,7 @@ build_velero() {
     go get "github.com/vmware-tanzu/velero/cmd/velero@$v")
   hash=$(cd "$src" && go mod download -json "github.com/vmware-tanzu/velero@$v" | jq -r '.Origin.Hash // empty')
   if [[ -n $hash ]]; then ld+=" -X github.com/vmware-tanzu/velero/pkg/buildinfo.GitSHA=$hash"; fi
+  step "compiling velero $v"
   mkdir -p "$d/bin"
   (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin/velero.tmp.$$" github.com/vmware-tanzu/velero/cmd/velero)
   mv -f "$d/bin/velero.tmp.$$" "$d/bin/velero"
@@ -286,14 +343,17 @@ plugin_fetchable() {
   [[ -f $d/.ok ]] && return 0
   if why=$(still_unavailable "$d"); then
     report "plugin $name $pv" "UNAVAILABLE $why"
+    mark_unavailable "plugin $name $pv $why"
     return 1
   fi
+  step "checking ${mod##*/} $pv on the Go module proxy"
   local probe=$d/probe.tmp.$$
   mkdir -p "$probe"; printf 'module probe\n' >"$probe/go.mod"
   if ! go_mod_file "$probe" "$mod@$pv" >/dev/null 2>"$probe/err"; then
     err=$(tr '\n\t' '  ' <"$probe/err"); rm -rf "$probe"
     remember_unavailable "$d" "$err"
     report "plugin $name $pv" "UNAVAILABLE: $err"
+    mark_unavailable "plugin $name $pv: $err"
     return 1
   fi
   rm -rf "$d/.unavailable" "$probe"
@@ -302,28 +362,32 @@ plugin_fetchable() {
 # build_plugin NAME VERSION DIR BIN LDFLAGS
 build_plugin() {
   local name=$1 pv=$2 d=$3 bin=$4 ld=$5 mod src=$3/src gomod; mod=$(plugin_module "$name")
+  step "downloading modules for ${mod##*/} $pv"
   new_go_module "$src" "vdrill.local/testbed/plugin-$name"
   gomod=$(go_mod_file "$src" "$mod@$pv")
   copy_replaces "$src" "$gomod"
   apply_go_replaces "$src"
   local pkg=$mod/${mod##*/}   # main package lives in a same-named subdirectory
   (cd "$src" && go mod edit -require="$mod@$pv" && go get "$pkg@$pv")
+  step "compiling ${mod##*/} $pv"
   mkdir -p "$d/bin"
   (cd "$src" && go build -trimpath -ldflags="$ld" -o "$bin.tmp.$$" "$pkg")
   mv -f "$bin.tmp.$$" "$bin"
 }
 
-# ensure_plugin NAME VERSION (call only after plugin_fetchable succeeded)
+# ensure_plugin NAME VERSION (call only after plugin_fetchable succeeded); adds to BUILT.
 ensure_plugin() {
   local name=$1 pv=$2 mod d bin ld=$GO_LDFLAGS_BASE; mod=$(plugin_module "$name"); d=$(plugin_dir "$name" "$pv")
   bin=$d/bin/${mod##*/}
-  INPUTS=("plugin=$name $pv" "module=$mod" "go=$(go_inputs)" "ldflags=$ld" "replaces=${GO_REPLACES:-}"
+  local goin; goin=$(go_inputs)
+  INPUTS=("plugin=$name $pv" "module=$mod" "go=$goin" "ldflags=$ld" "replaces=${GO_REPLACES:-}"
     "recipe=$(declare -f build_plugin plugin_module new_go_module go_mod_file copy_replaces apply_go_replaces)")
   if check_stamp "$d" "bin/${mod##*/}"; then report "plugin $name $pv" cached; return 0; fi
   begin_build "$d" "plugin $name $pv"
   build_plugin "$name" "$pv" "$d" "$bin" "$ld"
   put_stamp "$d"
   report "plugin $name $pv" "built in $(($(now) - T0))s"
+  BUILT+=("${mod##*/} $pv")
 }
 
 # velero_entry VERSION: its line of VELERO_VERSIONS ("<velero>:<plugin>=<version>...").
@@ -333,11 +397,22 @@ velero_entry() {
   return 1
 }
 
-# velero_one VERSION: that Velero and its plugins.
+# velero_plugins ENTRY: its "<plugin>=<version>" specs, one a line.
+velero_plugins() {
+  local spec specs
+  IFS=: read -ra specs <<<"${1#*:}"
+  for spec in "${specs[@]}"; do
+    [[ $spec == "$1" || -z $spec ]] || printf '%s\n' "$spec"
+  done
+}
+
+# velero_one VERSION: that Velero and its plugins (component velero-<version>).
 velero_one() {
-  local v=$1 entry d ld spec name pv specs
+  local v=$1 entry d ld spec name pv
+  BUILT=()
   entry=$(velero_entry "$v"); d=$(velero_dir "$v"); ld=$(velero_ldflags "$v")
-  INPUTS=("version=$v" "go=$(go_inputs)" "ldflags=$ld" "replaces=${GO_REPLACES:-}"
+  local goin; goin=$(go_inputs)
+  INPUTS=("version=$v" "go=$goin" "ldflags=$ld" "replaces=${GO_REPLACES:-}"
     "recipe=$(declare -f build_velero velero_ldflags new_go_module go_mod_file copy_replaces apply_go_replaces)")
   if check_stamp "$d" bin/velero; then
     report "velero $v" cached
@@ -346,12 +421,11 @@ velero_one() {
     build_velero "$v" "$d" "$ld"
     put_stamp "$d"
     report "velero $v" "built in $(($(now) - T0))s"
+    BUILT+=("velero $v")
   fi
   local pdir=$d/plugins
   mkdir -p "$pdir" "$pdir.versions"
-  IFS=: read -ra specs <<<"${entry#*:}"
-  for spec in "${specs[@]}"; do
-    [[ $spec == "$entry" || -z $spec ]] && continue
+  for spec in $(velero_plugins "$entry"); do
     name=${spec%%=*} pv=${spec#*=}
     if plugin_fetchable "$name" "$pv"; then
       ensure_plugin "$name" "$pv"
@@ -364,11 +438,11 @@ velero_one() {
       echo "$pv" >"$pdir.versions/$name.tmp.$$"; mv -f "$pdir.versions/$name.tmp.$$" "$pdir.versions/$name"
     fi
   done
-}
-
-do_velero() {
-  local entry
-  for entry in $VELERO_VERSIONS; do velero_one "${entry%%:*}"; done
+  if ((${#BUILT[@]})); then
+    local list; list=$(printf '%s, ' "${BUILT[@]}"); mark_done "built ${list%, }"
+  else
+    mark_cached
+  fi
 }
 
 # --- localstack -----------------------------------------------------------------
@@ -390,21 +464,26 @@ localstack_dir() { echo "$CACHE/localstack/$(localstack_version)"; }
 # absolute paths, it cannot be renamed); the stamp is written only after it.
 build_localstack() {
   local d=$1 lock=$2 py=$3
+  step creating the Python venv
   rm -rf "$d"; mkdir -p "$d"
   "$py" -m venv "$d/venv"
   "$d/venv/bin/python" -m pip install --progress-bar off --disable-pip-version-check --upgrade pip
+  step pip install
   "$d/venv/bin/python" -m pip install --progress-bar off --disable-pip-version-check -r "$lock"
   cp "$lock" "$d/requirements.lock.tmp.$$"; mv -f "$d/requirements.lock.tmp.$$" "$d/requirements.lock"
 }
 do_localstack() {
   local lv d lock py; lv=$(localstack_version); d=$(localstack_dir); lock=$HERE/$LOCALSTACK_LOCK
   py=$(find_python313) || { echo "no python $LOCALSTACK_PYTHON_MINOR (set VDRILL_PYTHON313)" >&2; return 1; }
-  INPUTS=("version=$lv" "lock=$(<"$lock")" "python=$("$py" --version 2>&1)" "recipe=$(declare -f build_localstack)")
-  if check_stamp "$d" venv/bin/python; then report "localstack $lv" cached; return; fi
+  local pyv locked; locked=$(<"$lock")
+  pyv=$("$py" --version 2>&1) || { echo "$py does not run: $pyv" >&2; return 1; }
+  INPUTS=("version=$lv" "lock=$locked" "python=$pyv" "recipe=$(declare -f build_localstack)")
+  if check_stamp "$d" venv/bin/python; then report "localstack $lv" cached; mark_cached; return; fi
   begin_build "$d" "localstack $lv"
   build_localstack "$d" "$lock" "$py"
   put_stamp "$d"
   report "localstack $lv" "installed in $(($(now) - T0))s"
+  mark_done "installed LocalStack $lv"
 }
 
 # --- azurite --------------------------------------------------------------------
@@ -413,20 +492,23 @@ azurite_dir() { echo "$CACHE/azurite/$AZURITE_VERSION"; }
 # build_azurite DIR: npm ci in a folder of its own, renamed into place.
 build_azurite() {
   local d=$1 tmp; tmp=$(dirname "$1")/.${1##*/}.tmp.$$
+  step npm ci
   rm -rf "$tmp"; mkdir -p "$tmp"
   cp "$HERE/azurite/package.json" "$HERE/azurite/package-lock.json" "$tmp/"
   (cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error)
   rm -rf "$d"; mv "$tmp" "$d"
 }
 do_azurite() {
-  local d; d=$(azurite_dir)
-  INPUTS=("version=$AZURITE_VERSION" "package.json=$(<"$HERE/azurite/package.json")"
-    "package-lock.json=$(<"$HERE/azurite/package-lock.json")" "node=$(node --version)" "recipe=$(declare -f build_azurite)")
-  if check_stamp "$d" node_modules/.bin/azurite-blob; then report "azurite $AZURITE_VERSION" cached; return; fi
+  local d pj pl nv; d=$(azurite_dir)
+  pj=$(<"$HERE/azurite/package.json"); pl=$(<"$HERE/azurite/package-lock.json"); nv=$(node --version)
+  INPUTS=("version=$AZURITE_VERSION" "package.json=$pj" "package-lock.json=$pl" "node=$nv"
+    "recipe=$(declare -f build_azurite)")
+  if check_stamp "$d" node_modules/.bin/azurite-blob; then report "azurite $AZURITE_VERSION" cached; mark_cached; return; fi
   begin_build "$d" "azurite $AZURITE_VERSION"
   build_azurite "$d"
   put_stamp "$d"
   report "azurite $AZURITE_VERSION" "installed in $(($(now) - T0))s"
+  mark_done "installed Azurite $AZURITE_VERSION"
 }
 
 # --- lowkey-vault ---------------------------------------------------------------
@@ -437,6 +519,7 @@ lowkey_dir() { echo "$CACHE/lowkey-vault/$LOWKEY_VAULT_VERSION"; }
 fetch_lowkey_vault() {
   local d=$1 tmp=$1/download.tmp.$$ st=0
   local gav=com.github.nagyesta.lowkey-vault:lowkey-vault-app:$LOWKEY_VAULT_VERSION:jar
+  step "downloading lowkey-vault-app $LOWKEY_VAULT_VERSION from Maven Central"
   rm -rf "$tmp"
   mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="$gav" -Dmdep.stripVersion=true \
     -DoutputDirectory="$tmp" >"$d/mvn.log.tmp.$$" 2>&1 || st=$?
@@ -451,17 +534,22 @@ fetch_lowkey_vault() {
 do_lowkey_vault() {
   local d why label="lowkey-vault $LOWKEY_VAULT_VERSION"; d=$(lowkey_dir)
   INPUTS=("version=$LOWKEY_VAULT_VERSION" "recipe=$(declare -f fetch_lowkey_vault)")
-  if check_stamp "$d" lowkey-vault-app.jar; then report "$label" cached; return 0; fi
-  if why=$(still_unavailable "$d"); then report "$label" "UNAVAILABLE $why"; return 0; fi
+  if check_stamp "$d" lowkey-vault-app.jar; then report "$label" cached; mark_cached; return 0; fi
+  if why=$(still_unavailable "$d"); then report "$label" "UNAVAILABLE $why"; mark_unavailable "$why"; return 0; fi
   begin_build "$d" "$label"
   if fetch_lowkey_vault "$d"; then
     rm -f "$d/.unavailable"; put_stamp "$d"
     report "$label" "downloaded in $(($(now) - T0))s"
+    mark_done "downloaded lowkey-vault $LOWKEY_VAULT_VERSION"
   else
-    local err; err=$(sed 's/\x1b\[[0-9;]*m//g' "$d/mvn.log.tmp.$$" | grep -m1 -E 'Could not (find|resolve)|ERROR' | head -c 300 || true)
+    local err plain; plain=$(sed 's/\x1b\[[0-9;]*m//g' "$d/mvn.log.tmp.$$")
+    err=$(grep -m1 -oE 'Unable to find artifact\. [^ ]+ was not found in [^ ]+|Could not (find|resolve) .*' <<<"$plain" || true)
+    [[ -n $err ]] || err=$(grep -m1 'ERROR' <<<"$plain" || true)
+    err=${err:0:300}
     rm -f "$d/mvn.log.tmp.$$"
-    remember_unavailable "$d" "${err:-Maven failed (its output is above)}"
+    remember_unavailable "$d" "${err:-Maven failed (see $LOG)}"
     report "$label" "UNAVAILABLE: ${err:-Maven failed}"
+    mark_unavailable "${err:-Maven failed (see $LOG)}"
   fi
   return 0
 }
@@ -552,43 +640,162 @@ take_lock() {
   if ! flock -n 9; then
     local holder t0; holder=$(holder_of_lock); t0=$(now)
     log "waiting for $holder to finish"
+    event setup wait "for $holder"
     flock 9
     log "got the lock after $(($(now) - t0))s"
   fi
   printf 'pid=%s\nstarted=%s\nhost=%s\ncomponents=%s\ncommand=%s\n' \
     "$$" "$T_START" "$HOSTNAME" "$components" "$0${*:+ $*}" >"$OWNER_FILE.tmp.$$"
   mv -f "$OWNER_FILE.tmp.$$" "$OWNER_FILE"
+  LOCKED=1
+}
+
+# sweep_temps [PID]: remove temp outputs (*.tmp.<pid>) of runs that died (or of
+# this one, at exit). Only with the lock held: then no other run is writing any.
+sweep_temps() {
+  find "$CACHE" -maxdepth 5 \( -name venv -o -name node_modules -o -name src \) -prune \
+    -o -name "*.tmp.${1:-[0-9]*}" -prune -exec rm -rf {} + 2>/dev/null || true
+}
+
+# --- components -------------------------------------------------------------------
+
+PINNED_VELERO=()
+for entry in $VELERO_VERSIONS; do PINNED_VELERO+=("${entry%%:*}"); done
+
+# velero_matching VERSION: sets MATCHED to the pinned Velero that VERSION (1.18,
+# v1.18: the newest pinned v1.18.x; 1.18.3, v1.18.3: that one) means; exits 2 if none.
+velero_matching() {
+  local want=$1 w=${1#v} v have best=''
+  [[ $w =~ ^[0-9]+\.[0-9]+(\.[0-9]+)?$ ]] ||
+    usage_error "velero@$want: expected velero@<major>.<minor>[.<patch>], e.g. velero@1.18 or velero@v1.18.3"
+  for v in "${PINNED_VELERO[@]}"; do
+    have=${v#v}
+    if [[ $have == "$w" || $have == "$w".* ]]; then
+      if [[ -z $best || $(printf '%s\n' "${best#v}" "$have" | sort -V | tail -n 1) == "$have" ]]; then best=$v; fi
+    fi
+  done
+  [[ -n $best ]] || usage_error "Velero $want is not pinned in ci/testbed/versions.env (pinned: ${PINNED_VELERO[*]})"
+  MATCHED=$best
+}
+
+cold_seconds() {
+  case $1 in velero-*) echo "${COLD_SECONDS[velero]}" ;; *) echo "${COLD_SECONDS[$1]}" ;; esac
+}
+
+what_of() {
+  case $1 in
+    kube) echo "kube-apiserver and kube-controller-manager $KUBE_VERSION" ;;
+    etcd) echo "etcd $ETCD_VERSION" ;;
+    velero-*)
+      local v=${1#velero-} list
+      list=$(velero_plugins "$(velero_entry "$v")" | sed 's/=/ /' | paste -sd, | sed 's/,/, /g')
+      echo "velero $v${list:+ with plugins $list}" ;;
+    localstack) echo "LocalStack $(localstack_version) (Python venv)" ;;
+    azurite) echo "Azurite $AZURITE_VERSION (npm)" ;;
+    lowkey-vault) echo "lowkey-vault $LOWKEY_VAULT_VERSION (Maven Central)" ;;
+  esac
+}
+
+need_for() {
+  case $1 in
+    kube | etcd | velero-*) need go ;;
+    azurite) need node npm ;;
+    lowkey-vault) need mvn ;;
+  esac
+}
+
+# VDRILL_SETUP_DELAY=<component>:<seconds>[,...] (for tests): sleep that long in
+# the component (velero: every velero-<version>), cached or not.
+delay_of() {
+  local e es
+  IFS=, read -ra es <<<"${VDRILL_SETUP_DELAY:-}"
+  for e in "${es[@]}"; do
+    if [[ ${e%%:*} == "$1" || (${e%%:*} == velero && $1 == velero-*) ]]; then echo "${e##*:}"; return 0; fi
+  done
+  return 0
+}
+test_delay() {
+  local s; s=$(delay_of "$1")
+  [[ -n $s ]] || return 0
+  step "test delay (VDRILL_SETUP_DELAY)"
+  sleep "$s"
+}
+
+# failure_summary LOG STATUS: one line for the `failed` event.
+failure_summary() {
+  local where what
+  where=$(sed -n 's/^== step: //p' "$1" | tail -n 1)
+  what=$(grep -v -e '^== ' -e '^[[:space:]]*$' "$1" | tail -n 1 | tr '\t\r' '  ' | cut -c1-200 || true)
+  printf 'exit %s%s: %s' "$2" "${where:+ while $where}" "${what:-no output}"
+}
+
+# run_component ID: provision one component in a subshell of its own, its output
+# to $LOGS/ID.log (opened by begin_build: a cached component keeps its last log).
+# Sets RC=1 if it fails. Never call it from a condition: the subshell relies on errexit.
+run_component() {
+  local c=$1 fn st msg
+  COMP=$c LOG=$LOGS/$c.log LOG_TMP=$LOGS/$c.attempt.tmp.$$ LOG_OPEN=''
+  case $c in velero-*) fn=(velero_one "${c#velero-}") ;; *) fn=("do_${c//-/_}") ;; esac
+  event "$c" start "$(cold_seconds "$c")" "$(what_of "$c")"
+  set +e
+  (set -e; test_delay "$c"; need_for "$c"; COMP_T0=$(now); "${fn[@]}") >"$LOG_TMP" 2>&1
+  st=$?
+  set -e
+  if [[ -e $LOG_TMP ]]; then   # it did not get to building
+    if ((st != 0)); then
+      { printf '== %s: failed before building, at %s, setup.sh pid %s\n' "$c" "$(date '+%F %T %z')" "$$"
+        cat "$LOG_TMP"; } >"$LOG.tmp.$$"
+      mv -f "$LOG.tmp.$$" "$LOG"
+    fi
+    rm -f "$LOG_TMP"
+  fi
+  ((st != 0)) || return 0
+  RC=1
+  msg=$(failure_summary "$LOG" "$st")
+  event "$c" failed "$LOG" "$msg"
+  report "$c" "FAILED: $msg (log: $LOG)"
+  log "last lines of $LOG:"
+  tail -n 20 "$LOG" | sed 's/^/    /' >&4
 }
 
 # --- main -----------------------------------------------------------------------
 
+ARGS=("$@")
 components=("$@")
 ((${#components[@]})) || read -ra components <<<"$ALL_COMPONENTS"
+JOBS=()
+add_job() {
+  local j
+  for j in "${JOBS[@]}"; do [[ $j != "$1" ]] || return 0; done
+  JOBS+=("$1")
+}
 for c in "${components[@]}"; do
-  [[ " $ALL_COMPONENTS " == *" $c "* ]] || { echo "unknown component '$c' (known: $ALL_COMPONENTS)" >&2; exit 2; }
+  case $c in
+    kube | etcd | localstack | azurite | lowkey-vault) add_job "$c" ;;
+    velero) for v in "${PINNED_VELERO[@]}"; do add_job "velero-$v"; done ;;
+    velero@*) velero_matching "${c#velero@}"; add_job "velero-$MATCHED" ;;
+    *) usage_error "unknown component '$c' (known: $ALL_COMPONENTS velero@<version>)" ;;
+  esac
+done
+IFS=, read -ra delays <<<"${VDRILL_SETUP_DELAY:-}"
+for d in "${delays[@]}"; do
+  [[ $d =~ ^[a-z0-9.-]+:[0-9]+([.][0-9]+)?$ ]] || usage_error "VDRILL_SETUP_DELAY: '$d' is not <component>:<seconds>"
 done
 
 need jq curl flock
 log "cache: $CACHE"
-take_lock "${components[*]}" "$@"
-rc=0
-for c in "${components[@]}"; do
-  case $c in
-    kube|etcd|velero) need go ;;
-    azurite) need npm ;;
-    lowkey-vault) need mvn ;;
-  esac
-  # own subshell with errexit in force (a function called from `||` would run without it)
-  set +e
-  (set -e; "do_${c//-/_}")
-  st=$?
-  set -e
-  if ((st != 0)); then report "$c" "FAILED (exit $st, see output above)"; rc=1; fi
-done
+take_lock "${JOBS[*]}" "${ARGS[@]}"
+sweep_temps
+mkdir -p "$LOGS"
+RC=0
+for c in "${JOBS[@]}"; do run_component "$c"; done
 write_manifest
 
-echo "== vdrill test bed ($CACHE) =="
-sed 's/^/  /' "$SUMMARY_FILE"
-echo "  manifest: $CACHE/testbed.json"
-echo "  total: $(($(now) - T_START))s"
-exit $rc
+{
+  echo "== vdrill test bed ($CACHE) =="
+  sed 's/^/  /' "$SUMMARY_FILE"
+  echo "  manifest: $CACHE/testbed.json"
+  echo "  logs: $LOGS"
+  echo "  total: $(($(now) - T_START))s"
+} >&4
+exit $RC
