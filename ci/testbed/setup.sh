@@ -75,7 +75,8 @@ usage_error() { printf '%s\n' "$*" >&4; exit 2; }
 # provisioned (set by run_component); its build output (stdout+stderr) goes to its log.
 event() {
   local line="$*"
-  printf '::vdrill-event %s\n' "${line//[$'\n\r\t']/ }" >&3
+  line=${line//[$'\n\r\t']/ }
+  printf '::vdrill-event %s\n' "${line%"${line##*[! ]}"}" >&3
 }
 step() {
   event "$COMP" step "$*"
@@ -181,7 +182,7 @@ go_mod_file() {
   err=$(jq -r '.Error // empty' <<<"$out" 2>/dev/null || echo "$out")
   gomod=$(jq -r '.GoMod // empty' <<<"$out" 2>/dev/null || true)
   if [[ -n $err || -z $gomod ]]; then
-    printf 'go mod download %s: %s\n' "$2" "$(printf '%s' "${err:-${out:-failed}}" | head -c 400)" >&2
+    printf '%s\n' "$(printf '%s' "${err:-go mod download $2: ${out:-failed}}" | head -c 400)" >&2
     return 1
   fi
   printf '%s\n' "$gomod"
@@ -431,9 +432,11 @@ velero_one() {
       ensure_plugin "$name" "$pv"
       local src; src=$(plugin_dir "$name" "$pv")/bin/$(plugin_module "$name" | sed 's,.*/,,')
       # hard link (plain copy across file systems): velero wants regular executables
-      local tmp=$pdir/.${src##*/}.tmp.$$
-      ln -f "$src" "$tmp" 2>/dev/null || cp -f "$src" "$tmp"
-      mv -f "$tmp" "$pdir/${src##*/}"
+      if [[ ! $src -ef $pdir/${src##*/} ]]; then
+        local tmp=$pdir/.${src##*/}.tmp.$$
+        ln -f "$src" "$tmp" 2>/dev/null || cp -f "$src" "$tmp"
+        mv -f "$tmp" "$pdir/${src##*/}"
+      fi
       # Versions live beside the plugin dir: Velero warns about every non-executable in it.
       echo "$pv" >"$pdir.versions/$name.tmp.$$"; mv -f "$pdir.versions/$name.tmp.$$" "$pdir.versions/$name"
     fi
@@ -743,7 +746,7 @@ run_component() {
   set -e
   if [[ -e $LOG_TMP ]]; then   # it did not get to building
     if ((st != 0)); then
-      { printf '== %s: failed before building, at %s, setup.sh pid %s\n' "$c" "$(date '+%F %T %z')" "$$"
+      { printf '== %s: failed before any build started, at %s, setup.sh pid %s\n' "$c" "$(date '+%F %T %z')" "$$"
         cat "$LOG_TMP"; } >"$LOG.tmp.$$"
       mv -f "$LOG.tmp.$$" "$LOG"
     fi
