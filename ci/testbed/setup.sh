@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # (info) functions run indirectly (do_<component>, trap) are not unreachable
 # Provision the vdrill local test bed into ${VDRILL_CACHE:-$HOME/.cache/vdrill}.
 #
 #   ci/testbed/setup.sh                   # all components
@@ -165,7 +166,7 @@ need() {
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     local pkgs=()
     for c in "${missing[@]}"; do
-      case $c in mvn) pkgs+=(maven) ;; npm) pkgs+=(npm) ;; flock) pkgs+=(util-linux) ;; *) pkgs+=("$c") ;; esac
+      case $c in mvn) pkgs+=(maven) ;; npm) pkgs+=(npm) ;; node) pkgs+=(nodejs) ;; flock) pkgs+=(util-linux) ;; *) pkgs+=("$c") ;; esac
     done
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"
   else
