@@ -1,14 +1,39 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2317 # (info) functions run indirectly (do_<component>, trap) are not unreachable
 # Provision the vdrill local test bed into ${VDRILL_CACHE:-$HOME/.cache/vdrill}.
 #
-#   ci/testbed/setup.sh                 # all components
-#   ci/testbed/setup.sh velero etcd     # only some: kube etcd velero localstack azurite lowkey-vault
+#   ci/testbed/setup.sh                   # all components
+#   ci/testbed/setup.sh velero etcd       # only some: kube etcd velero localstack azurite lowkey-vault
+#   ci/testbed/setup.sh velero@1.18 etcd  # velero@<version>: the pinned Velero versions matching
+#                                         # 1.18 / v1.18 (newest v1.18.x) or 1.18.3 / v1.18.3
 #
+# One run at a time per cache: the run holds an exclusive flock on $CACHE/.setup.lock;
+# a second run waits (saying for whom), then reuses what the first one built.
 # Idempotent: each component/version lives in its own directory with a stamp
-# file; present ones are skipped. Writes $VDRILL_CACHE/testbed.json at the end
-# (always describing everything present in the cache for the pinned versions).
-# Needs: go, jq, curl, python 3.13, node/npm, mvn, Java 25. Registries only.
+# file (.ok) holding a sha256 over every input of its build (versions, toolchain,
+# flags, lock files, the text of the bash functions that build it): a matching
+# stamp is reused ("cached"), a different one rebuilds. Writes
+# $VDRILL_CACHE/testbed.json at the end (always describing everything present in
+# the cache for the pinned versions).
+#
+# Output: stdout carries only progress events for vdrill, one a line,
+#   ::vdrill-event <component> <state> <detail...>
+# (format in NOTES.md, "Lock, stamps and events"). The human log and the summary
+# go to stderr; each component's build output to $CACHE/logs/<component>.log.
+# Test hook: VDRILL_SETUP_DELAY=<component>:<seconds>[,...] sleeps in that component.
+# Exit status: 0 every requested component is there (or unavailable from the
+# registries), 1 a component failed, 2 usage error.
+# Needs: go, jq, curl, flock, python 3.13, node/npm, mvn, Java 25. Registries only.
 set -euo pipefail
+shopt -s inherit_errexit
+
+# Events go to the original stdout (fd 3), the human log to the original stderr
+# (fd 4); anything else that writes to stdout goes to stderr.
+exec 3>&1 4>&2 1>&2
+
+# Seconds a component's first (cold) build takes on the 2-core CI machine (NOTES.md,
+# "Provisioning"), announced in its `start` event. velero: one version with its aws plugin.
+declare -A COLD_SECONDS=([kube]=420 [etcd]=60 [velero]=480 [localstack]=90 [azurite]=60 [lowkey-vault]=30)
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
@@ -17,6 +42,7 @@ source "$HERE/versions.env"
 CACHE=${VDRILL_CACHE:-$HOME/.cache/vdrill}
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
+LOGS=$CACHE/logs
 
 ALL_COMPONENTS="kube etcd velero localstack azurite lowkey-vault"
 export CGO_ENABLED=0
@@ -29,11 +55,108 @@ GO_LDFLAGS_BASE="-s -w"
 
 T_START=$(date +%s)
 SUMMARY_FILE=$(mktemp)
-trap 'rm -f "$SUMMARY_FILE"' EXIT
-log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+LOCKED=''
+cleanup() {
+  rm -f "$SUMMARY_FILE"
+  if [[ -n $LOCKED ]]; then
+    sweep_temps "$$"
+    # The owner file describes this run only while it holds the lock.
+    if grep -qx "pid=$$" "$OWNER_FILE" 2>/dev/null; then rm -f "$OWNER_FILE"; fi
+  fi
+}
+trap cleanup EXIT
+log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&4; }
 report() { printf '%-24s %s\n' "$1" "$2" >>"$SUMMARY_FILE"; log "$1: $2"; }
 now() { date +%s; }
-sha() { sha256sum "$1" | cut -d' ' -f1; }
+usage_error() { printf '%s\n' "$*" >&4; exit 2; }
+
+# --- events -----------------------------------------------------------------------
+#
+# event COMPONENT STATE DETAIL...: one line on stdout. COMP is the component being
+# provisioned (set by run_component); its build output (stdout+stderr) goes to its log.
+event() {
+  local line="$*"
+  line=${line//[$'\n\r\t']/ }
+  printf '::vdrill-event %s\n' "${line%"${line##*[! ]}"}" >&3
+}
+step() {
+  event "$COMP" step "$*"
+  printf '== step: %s\n' "$*"
+  log "$COMP: $*"
+}
+mark_cached() { event "$COMP" cached; }
+mark_done() { event "$COMP" "done" "$(($(now) - COMP_T0))" "$*"; }
+mark_unavailable() { event "$COMP" unavailable "$*"; }
+
+# --- stamps -----------------------------------------------------------------------
+#
+# A build's inputs are an array INPUTS of "<name>=<value>" strings (a version, a
+# command's output, a file's contents, `declare -f` of the functions that build
+# it). The stamp is the sha256 over all of them; DIR/.ok holds it and
+# DIR/.ok.inputs one "<name> <sha256 of value>" line per input, to tell what changed.
+
+# stamp_of INPUT...: the sha256 over the inputs.
+stamp_of() { printf '%s\0' "$@" | sha256sum | cut -d' ' -f1; }
+
+inputs_digest() {
+  local i
+  for i in "$@"; do printf '%s %s\n' "${i%%=*}" "$(printf '%s' "${i#*=}" | sha256sum | cut -d' ' -f1)"; done
+}
+
+# inputs_line INPUT...: the inputs on one line, long or multi-line values as their sha256.
+inputs_line() {
+  local i v out=()
+  for i in "$@"; do
+    v=${i#*=}
+    if [[ $v == *$'\n'* || ${#v} -gt 160 ]]; then
+      v="sha256:$(printf '%s' "$v" | sha256sum | cut -c1-12)"
+    fi
+    out+=("${i%%=*}=$v")
+  done
+  printf '%s' "${out[0]-}"; ((${#out[@]} < 2)) || printf '; %s' "${out[@]:1}"
+}
+
+# check_stamp DIR FILE...: 0 if DIR/.ok is the stamp of INPUTS and every FILE
+# (relative to DIR) exists. Sets STAMP; otherwise WHY says what differs.
+check_stamp() {
+  local d=$1 f changed; shift
+  STAMP=$(stamp_of "${INPUTS[@]}")
+  if [[ ! -f $d/.ok ]]; then WHY="not built yet"; return 1; fi
+  if [[ $(<"$d/.ok") != "$STAMP" ]]; then
+    changed=$(inputs_digest "${INPUTS[@]}" | grep -vxF -f "$d/.ok.inputs" 2>/dev/null | cut -d' ' -f1 | paste -sd' ' || true)
+    WHY="stamp changed${changed:+ ($changed)}"; return 1
+  fi
+  for f in "$@"; do [[ -e $d/$f ]] || { WHY="$f is missing"; return 1; }; done
+  WHY=''
+}
+
+# begin_build DIR LABEL: say why it builds, start the component's log (this
+# attempt replaces the last one's); the old stamp goes first.
+begin_build() {
+  log "$2: $WHY, building (output: $LOG)"
+  if [[ -z $LOG_OPEN ]]; then
+    # stdout/stderr already write to $LOG_TMP: renamed, it is the log.
+    mv -f "$LOG_TMP" "$LOG"; LOG_OPEN=1
+  fi
+  printf '== %s: build at %s by setup.sh pid %s (%s); stamp %s; inputs: %s\n' \
+    "$2" "$(date '+%F %T %z')" "$$" "$WHY" "$STAMP" "$(inputs_line "${INPUTS[@]}")"
+  mkdir -p "$1"; rm -f "$1/.ok" "$1/.ok.inputs"
+  T0=$(now)
+}
+
+# put_stamp DIR: record STAMP (and the inputs' digests) after a build.
+put_stamp() {
+  inputs_digest "${INPUTS[@]}" >"$1/.ok.inputs.tmp.$$"
+  mv -f "$1/.ok.inputs.tmp.$$" "$1/.ok.inputs"
+  printf '%s\n' "$STAMP" >"$1/.ok.tmp.$$"
+  mv -f "$1/.ok.tmp.$$" "$1/.ok"
+}
+
+# go_inputs: the Go toolchain and settings every Go build depends on.
+go_inputs() {
+  local v; v=$(go version)
+  printf '%s GOAMD64=%s CGO_ENABLED=%s GOFLAGS=%s' "${v#go version }" "$(go env GOAMD64)" "$CGO_ENABLED" "$GOFLAGS"
+}
 
 need() {
   local missing=() c
@@ -43,11 +166,11 @@ need() {
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     local pkgs=()
     for c in "${missing[@]}"; do
-      case $c in mvn) pkgs+=(maven) ;; npm) pkgs+=(npm) ;; *) pkgs+=("$c") ;; esac
+      case $c in mvn) pkgs+=(maven) ;; npm) pkgs+=(npm) ;; node) pkgs+=(nodejs) ;; flock) pkgs+=(util-linux) ;; *) pkgs+=("$c") ;; esac
     done
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"
   else
-    log "install them first"; exit 1
+    log "install them first"; echo "missing tools: ${missing[*]}" >&2; exit 1
   fi
 }
 
@@ -60,7 +183,7 @@ go_mod_file() {
   err=$(jq -r '.Error // empty' <<<"$out" 2>/dev/null || echo "$out")
   gomod=$(jq -r '.GoMod // empty' <<<"$out" 2>/dev/null || true)
   if [[ -n $err || -z $gomod ]]; then
-    printf '%s' "${err:-$out}" | head -c 400 >&2
+    printf '%s\n' "$(printf '%s' "${err:-go mod download $2: ${out:-failed}}" | head -c 400)" >&2
     return 1
   fi
   printf '%s\n' "$gomod"
@@ -92,49 +215,72 @@ apply_go_replaces() {
 # --- kube -----------------------------------------------------------------------
 
 kube_dir() { echo "$CACHE/kubernetes/$KUBE_VERSION"; }
-do_kube() {
-  local d; d=$(kube_dir)
-  if [[ -f $d/.ok && -x $d/bin/kube-apiserver && -x $d/bin/kube-controller-manager ]]; then
-    report "kube $KUBE_VERSION" cached; return
-  fi
-  local t0; t0=$(now)
-  local src=$d/src
-  new_go_module "$src" vdrill.local/testbed/kube
-  local gomod
-  gomod=$(go_mod_file "$src" "k8s.io/kubernetes@$KUBE_VERSION")
-  # staging modules: k8s.io/X => ./staging/src/k8s.io/X  ->  k8s.io/X@v0.<minor>.<patch>
-  local staging="v0.${KUBE_VERSION#v1.}" m
-  for m in $(go mod edit -json "$gomod" | jq -r '.Replace[] | select(.New.Path | startswith("./staging/")) | .Old.Path'); do
-    (cd "$src" && go mod edit -replace="$m=$m@$staging")
-  done
+kube_ldflags() {
   local minor=${KUBE_VERSION#v1.}; minor=${minor%%.*}
-  (cd "$src" && go mod edit -require="k8s.io/kubernetes@$KUBE_VERSION" &&
-    go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION")
   local ld="$GO_LDFLAGS_BASE -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION"
   ld+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor"
   ld+=" -X k8s.io/component-base/version.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION"
-  rm -rf "$d/bin.tmp"; mkdir -p "$d/bin.tmp"
-  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin.tmp/" \
+  printf '%s' "$ld"
+}
+# build_kube DIR LDFLAGS
+build_kube() {
+  local d=$1 ld=$2 src=$1/src gomod m b
+  step downloading modules
+  new_go_module "$src" vdrill.local/testbed/kube
+  gomod=$(go_mod_file "$src" "k8s.io/kubernetes@$KUBE_VERSION")
+  # staging modules: k8s.io/X => ./staging/src/k8s.io/X  ->  k8s.io/X@v0.<minor>.<patch>
+  local staging="v0.${KUBE_VERSION#v1.}"
+  for m in $(go mod edit -json "$gomod" | jq -r '.Replace[] | select(.New.Path | startswith("./staging/")) | .Old.Path'); do
+    (cd "$src" && go mod edit -replace="$m=$m@$staging")
+  done
+  (cd "$src" && go mod edit -require="k8s.io/kubernetes@$KUBE_VERSION" &&
+    go get "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION" "k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION")
+  step compiling kube-apiserver and kube-controller-manager
+  local tmp=$d/bin.tmp.$$
+  rm -rf "$tmp"; mkdir -p "$tmp" "$d/bin"
+  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$tmp/" \
     k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager)
-  rm -rf "$d/bin"; mv "$d/bin.tmp" "$d/bin"; touch "$d/.ok"
-  report "kube $KUBE_VERSION" "built in $(($(now) - t0))s"
+  for b in kube-apiserver kube-controller-manager; do mv -f "$tmp/$b" "$d/bin/$b"; done
+  rmdir "$tmp"
+}
+do_kube() {
+  local d ld goin; d=$(kube_dir); ld=$(kube_ldflags); goin=$(go_inputs)
+  INPUTS=("version=$KUBE_VERSION" "go=$goin" "ldflags=$ld"
+    "recipe=$(declare -f build_kube new_go_module go_mod_file)")
+  if check_stamp "$d" bin/kube-apiserver bin/kube-controller-manager; then
+    report "kube $KUBE_VERSION" cached; mark_cached; return
+  fi
+  begin_build "$d" "kube $KUBE_VERSION"
+  build_kube "$d" "$ld"
+  put_stamp "$d"
+  report "kube $KUBE_VERSION" "built in $(($(now) - T0))s"
+  mark_done "built kube-apiserver and kube-controller-manager $KUBE_VERSION"
 }
 
 # --- etcd -----------------------------------------------------------------------
 
 etcd_dir() { echo "$CACHE/etcd/$ETCD_VERSION"; }
-do_etcd() {
-  local d; d=$(etcd_dir)
-  if [[ -f $d/.ok && -x $d/bin/etcd ]]; then report "etcd $ETCD_VERSION" cached; return; fi
-  local t0; t0=$(now)
-  local src=$d/src
+# build_etcd DIR LDFLAGS
+build_etcd() {
+  local d=$1 ld=$2 src=$1/src
+  step downloading modules
   new_go_module "$src" vdrill.local/testbed/etcd
   # go.etcd.io/etcd/server/v3 has a main package at its root calling etcdmain.Main(os.Args).
   (cd "$src" && go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION")
+  step "compiling etcd $ETCD_VERSION"
   mkdir -p "$d/bin"
-  (cd "$src" && go build -trimpath -ldflags="$GO_LDFLAGS_BASE" -o "$d/bin/etcd.tmp" go.etcd.io/etcd/server/v3)
-  mv "$d/bin/etcd.tmp" "$d/bin/etcd"; touch "$d/.ok"
-  report "etcd $ETCD_VERSION" "built in $(($(now) - t0))s"
+  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin/etcd.tmp.$$" go.etcd.io/etcd/server/v3)
+  mv -f "$d/bin/etcd.tmp.$$" "$d/bin/etcd"
+}
+do_etcd() {
+  local d ld=$GO_LDFLAGS_BASE goin; d=$(etcd_dir); goin=$(go_inputs)
+  INPUTS=("version=$ETCD_VERSION" "go=$goin" "ldflags=$ld" "recipe=$(declare -f build_etcd new_go_module)")
+  if check_stamp "$d" bin/etcd; then report "etcd $ETCD_VERSION" cached; mark_cached; return; fi
+  begin_build "$d" "etcd $ETCD_VERSION"
+  build_etcd "$d" "$ld"
+  put_stamp "$d"
+  report "etcd $ETCD_VERSION" "built in $(($(now) - T0))s"
+  mark_done "built etcd $ETCD_VERSION"
 }
 
 # --- velero + plugins -------------------------------------------------------------
@@ -154,87 +300,153 @@ plugin_dir() { echo "$CACHE/velero-plugins/$1/$2"; }
 # it: on the bed it must bind loopback, on a free port, so two drills can run at once.
 VELERO_LD_EXTRA="-X sigs.k8s.io/controller-runtime/pkg/metrics/server.DefaultBindAddress=127.0.0.1:0"
 
+# velero_ldflags VERSION: the link flags of that Velero, but for buildinfo.GitSHA,
+# which build_velero adds from the module's origin (fixed by the version).
+velero_ldflags() {
+  local ld="$GO_LDFLAGS_BASE $VELERO_LD_EXTRA -X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=$1"
+  ld+=" -X github.com/vmware-tanzu/velero/pkg/buildinfo.GitTreeState=clean"
+  printf '%s' "$ld"
+}
+
+# build_velero VERSION DIR LDFLAGS
 build_velero() {
-  local v=$1 d; d=$(velero_dir "$v")
-  # The stamp records the link settings: changing them rebuilds.
-  if [[ -f $d/.ok && -x $d/bin/velero && $(cat "$d/.ok") == "$VELERO_LD_EXTRA" ]]; then report "velero $v" cached; return; fi
-  local t0; t0=$(now)
-  local src=$d/src gomod
+  local v=$1 d=$2 ld=$3 src=$2/src gomod hash
+  step downloading modules
   new_go_module "$src" vdrill.local/testbed/velero
   gomod=$(go_mod_file "$src" "github.com/vmware-tanzu/velero@$v")
   copy_replaces "$src" "$gomod"   # kopia fork etc.
   apply_go_replaces "$src"
   (cd "$src" && go mod edit -require="github.com/vmware-tanzu/velero@$v" &&
     go get "github.com/vmware-tanzu/velero/cmd/velero@$v")
-  local ld="$GO_LDFLAGS_BASE $VELERO_LD_EXTRA -X github.com/vmware-tanzu/velero/pkg/buildinfo.Version=$v"
-  ld+=" -X github.com/vmware-tanzu/velero/pkg/buildinfo.GitTreeState=clean"
-  local hash
   hash=$(cd "$src" && go mod download -json "github.com/vmware-tanzu/velero@$v" | jq -r '.Origin.Hash // empty')
-  [[ -n $hash ]] && ld+=" -X github.com/vmware-tanzu/velero/pkg/buildinfo.GitSHA=$hash"
+  if [[ -n $hash ]]; then ld+=" -X github.com/vmware-tanzu/velero/pkg/buildinfo.GitSHA=$hash"; fi
+  step "compiling velero $v"
   mkdir -p "$d/bin"
-  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin/velero.tmp" github.com/vmware-tanzu/velero/cmd/velero)
-  mv "$d/bin/velero.tmp" "$d/bin/velero"; printf '%s' "$VELERO_LD_EXTRA" >"$d/.ok"
-  report "velero $v" "built in $(($(now) - t0))s"
+  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin/velero.tmp.$$" github.com/vmware-tanzu/velero/cmd/velero)
+  mv -f "$d/bin/velero.tmp.$$" "$d/bin/velero"
+}
+
+# remember_unavailable DIR TEXT: a registry refused it (kept 24 h in DIR/.unavailable).
+remember_unavailable() {
+  mkdir -p "$1"
+  printf '%s\n' "$2" >"$1/.unavailable.tmp.$$"
+  mv -f "$1/.unavailable.tmp.$$" "$1/.unavailable"
+}
+# still_unavailable DIR: 0 if a refusal was recorded in the last 24 h (prints when and what).
+still_unavailable() {
+  [[ -f $1/.unavailable ]] || return 1
+  (($(now) - $(stat -c %Y "$1/.unavailable") < 86400)) || return 1
+  printf '(checked %s, rm %s to retry): %s' "$(date -r "$1/.unavailable" '+%F %T')" "$1/.unavailable" "$(head -c 200 "$1/.unavailable")"
 }
 
 # plugin_fetchable NAME VERSION: 0 if cached or the Go proxy serves it (reports UNAVAILABLE otherwise).
 plugin_fetchable() {
-  local name=$1 pv=$2 mod d err; mod=$(plugin_module "$name"); d=$(plugin_dir "$name" "$pv")
+  local name=$1 pv=$2 mod d err why; mod=$(plugin_module "$name"); d=$(plugin_dir "$name" "$pv")
   [[ -f $d/.ok ]] && return 0
-  if [[ -f $d/.unavailable ]] && (($(now) - $(stat -c %Y "$d/.unavailable") < 86400)); then
-    report "plugin $name $pv" "UNAVAILABLE (checked $(date -r "$d/.unavailable" +%F' '%T), rm $d/.unavailable to retry): $(head -c 200 "$d/.unavailable")"
+  if why=$(still_unavailable "$d"); then
+    report "plugin $name $pv" "UNAVAILABLE $why"
+    mark_unavailable "plugin $name $pv $why"
     return 1
   fi
-  mkdir -p "$d/probe"
-  [[ -f $d/probe/go.mod ]] || printf 'module probe\n' >"$d/probe/go.mod"
-  if ! go_mod_file "$d/probe" "$mod@$pv" >/dev/null 2>"$d/err"; then
-    err=$(tr '\n\t' '  ' <"$d/err"); printf '%s\n' "$err" >"$d/.unavailable"
+  step "checking ${mod##*/} $pv on the Go module proxy"
+  local probe=$d/probe.tmp.$$
+  mkdir -p "$probe"; printf 'module probe\n' >"$probe/go.mod"
+  if ! go_mod_file "$probe" "$mod@$pv" >/dev/null 2>"$probe/err"; then
+    err=$(tr '\n\t' '  ' <"$probe/err"); rm -rf "$probe"
+    remember_unavailable "$d" "$err"
     report "plugin $name $pv" "UNAVAILABLE: $err"
+    mark_unavailable "plugin $name $pv: $err"
     return 1
   fi
-  rm -rf "$d/.unavailable" "$d/err" "$d/probe"
+  rm -rf "$d/.unavailable" "$probe"
 }
 
-# build_plugin NAME VERSION (call only after plugin_fetchable succeeded)
+# build_plugin NAME VERSION DIR BIN LDFLAGS
 build_plugin() {
-  local name=$1 pv=$2 mod d; mod=$(plugin_module "$name"); d=$(plugin_dir "$name" "$pv")
-  local bin=$d/bin/velero-plugin-for-${mod##*/velero-plugin-for-}
-  if [[ -f $d/.ok && -x $bin ]]; then report "plugin $name $pv" cached; return 0; fi
-  local t0; t0=$(now)
-  local src=$d/src gomod
+  local name=$1 pv=$2 d=$3 bin=$4 ld=$5 mod src=$3/src gomod; mod=$(plugin_module "$name")
+  step "downloading modules for ${mod##*/} $pv"
   new_go_module "$src" "vdrill.local/testbed/plugin-$name"
   gomod=$(go_mod_file "$src" "$mod@$pv")
   copy_replaces "$src" "$gomod"
   apply_go_replaces "$src"
   local pkg=$mod/${mod##*/}   # main package lives in a same-named subdirectory
   (cd "$src" && go mod edit -require="$mod@$pv" && go get "$pkg@$pv")
+  step "compiling ${mod##*/} $pv"
   mkdir -p "$d/bin"
-  (cd "$src" && go build -trimpath -ldflags="$GO_LDFLAGS_BASE" -o "$bin.tmp" "$pkg")
-  mv "$bin.tmp" "$bin"; touch "$d/.ok"
-  report "plugin $name $pv" "built in $(($(now) - t0))s"
+  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$bin.tmp.$$" "$pkg")
+  mv -f "$bin.tmp.$$" "$bin"
 }
 
-do_velero() {
-  local entry v spec name pv
-  for entry in $VELERO_VERSIONS; do
-    v=${entry%%:*}
-    build_velero "$v"
-    local pdir; pdir=$(velero_dir "$v")/plugins
-    mkdir -p "$pdir"
-    IFS=: read -ra specs <<<"${entry#*:}"
-    for spec in "${specs[@]}"; do
-      [[ $spec == "$entry" || -z $spec ]] && continue
-      name=${spec%%=*} pv=${spec#*=}
-      if plugin_fetchable "$name" "$pv"; then
-        build_plugin "$name" "$pv"
-        local src; src=$(ls "$(plugin_dir "$name" "$pv")"/bin/velero-plugin-for-*)
-        # hard link (plain copy across file systems): velero wants regular executables
-        ln -f "$src" "$pdir/" 2>/dev/null || cp -f "$src" "$pdir/"
-        # Versions live beside the plugin dir: Velero warns about every non-executable in it.
-        mkdir -p "$pdir.versions"; echo "$pv" >"$pdir.versions/$name"
-      fi
-    done
+# ensure_plugin NAME VERSION (call only after plugin_fetchable succeeded); adds to BUILT.
+ensure_plugin() {
+  local name=$1 pv=$2 mod d bin ld=$GO_LDFLAGS_BASE; mod=$(plugin_module "$name"); d=$(plugin_dir "$name" "$pv")
+  bin=$d/bin/${mod##*/}
+  local goin; goin=$(go_inputs)
+  INPUTS=("plugin=$name $pv" "module=$mod" "go=$goin" "ldflags=$ld" "replaces=${GO_REPLACES:-}"
+    "recipe=$(declare -f build_plugin plugin_module new_go_module go_mod_file copy_replaces apply_go_replaces)")
+  if check_stamp "$d" "bin/${mod##*/}"; then report "plugin $name $pv" cached; return 0; fi
+  begin_build "$d" "plugin $name $pv"
+  build_plugin "$name" "$pv" "$d" "$bin" "$ld"
+  put_stamp "$d"
+  report "plugin $name $pv" "built in $(($(now) - T0))s"
+  BUILT+=("${mod##*/} $pv")
+}
+
+# velero_entry VERSION: its line of VELERO_VERSIONS ("<velero>:<plugin>=<version>...").
+velero_entry() {
+  local e
+  for e in $VELERO_VERSIONS; do [[ ${e%%:*} == "$1" ]] && { echo "$e"; return 0; }; done
+  return 1
+}
+
+# velero_plugins ENTRY: its "<plugin>=<version>" specs, one a line.
+velero_plugins() {
+  local spec specs
+  IFS=: read -ra specs <<<"${1#*:}"
+  for spec in "${specs[@]}"; do
+    [[ $spec == "$1" || -z $spec ]] || printf '%s\n' "$spec"
   done
+}
+
+# velero_one VERSION: that Velero and its plugins (component velero-<version>).
+velero_one() {
+  local v=$1 entry d ld spec name pv
+  BUILT=()
+  entry=$(velero_entry "$v"); d=$(velero_dir "$v"); ld=$(velero_ldflags "$v")
+  local goin; goin=$(go_inputs)
+  INPUTS=("version=$v" "go=$goin" "ldflags=$ld" "replaces=${GO_REPLACES:-}"
+    "recipe=$(declare -f build_velero velero_ldflags new_go_module go_mod_file copy_replaces apply_go_replaces)")
+  if check_stamp "$d" bin/velero; then
+    report "velero $v" cached
+  else
+    begin_build "$d" "velero $v"
+    build_velero "$v" "$d" "$ld"
+    put_stamp "$d"
+    report "velero $v" "built in $(($(now) - T0))s"
+    BUILT+=("velero $v")
+  fi
+  local pdir=$d/plugins
+  mkdir -p "$pdir" "$pdir.versions"
+  for spec in $(velero_plugins "$entry"); do
+    name=${spec%%=*} pv=${spec#*=}
+    if plugin_fetchable "$name" "$pv"; then
+      ensure_plugin "$name" "$pv"
+      local src; src=$(plugin_dir "$name" "$pv")/bin/$(plugin_module "$name" | sed 's,.*/,,')
+      # hard link (plain copy across file systems): velero wants regular executables
+      if [[ ! $src -ef $pdir/${src##*/} ]]; then
+        local tmp=$pdir/.${src##*/}.tmp.$$
+        ln -f "$src" "$tmp" 2>/dev/null || cp -f "$src" "$tmp"
+        mv -f "$tmp" "$pdir/${src##*/}"
+      fi
+      # Versions live beside the plugin dir: Velero warns about every non-executable in it.
+      echo "$pv" >"$pdir.versions/$name.tmp.$$"; mv -f "$pdir.versions/$name.tmp.$$" "$pdir.versions/$name"
+    fi
+  done
+  if ((${#BUILT[@]})); then
+    local list; list=$(printf '%s, ' "${BUILT[@]}"); mark_done "built ${list%, }"
+  else
+    mark_cached
+  fi
 }
 
 # --- localstack -----------------------------------------------------------------
@@ -252,61 +464,96 @@ find_python313() {
 }
 localstack_version() { sed -n 's/^localstack-core==//p' "$HERE/$LOCALSTACK_LOCK"; }
 localstack_dir() { echo "$CACHE/localstack/$(localstack_version)"; }
-do_localstack() {
-  local lv d lock; lv=$(localstack_version); d=$(localstack_dir); lock=$HERE/$LOCALSTACK_LOCK
-  if [[ -f $d/.ok && $(cat "$d/.ok") == "$(sha "$lock")" && -x $d/venv/bin/python ]]; then
-    report "localstack $lv" cached; return
-  fi
-  local t0 py; t0=$(now)
-  py=$(find_python313) || { report "localstack $lv" "FAILED: no python $LOCALSTACK_PYTHON_MINOR (set VDRILL_PYTHON313)"; return 1; }
+# build_localstack DIR LOCK PYTHON: the venv is built in place (its scripts hold
+# absolute paths, it cannot be renamed); the stamp is written only after it.
+build_localstack() {
+  local d=$1 lock=$2 py=$3
+  step creating the Python venv
   rm -rf "$d"; mkdir -p "$d"
   "$py" -m venv "$d/venv"
-  "$d/venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  "$d/venv/bin/python" -m pip install -q --disable-pip-version-check -r "$lock"
-  cp "$lock" "$d/requirements.lock"
-  sha "$lock" >"$d/.ok"
-  report "localstack $lv" "installed in $(($(now) - t0))s"
+  "$d/venv/bin/python" -m pip install --progress-bar off --disable-pip-version-check --upgrade pip
+  step pip install
+  "$d/venv/bin/python" -m pip install --progress-bar off --disable-pip-version-check -r "$lock"
+  cp "$lock" "$d/requirements.lock.tmp.$$"; mv -f "$d/requirements.lock.tmp.$$" "$d/requirements.lock"
+}
+do_localstack() {
+  local lv d lock py; lv=$(localstack_version); d=$(localstack_dir); lock=$HERE/$LOCALSTACK_LOCK
+  py=$(find_python313) || { echo "no python $LOCALSTACK_PYTHON_MINOR (set VDRILL_PYTHON313)" >&2; return 1; }
+  local pyv locked; locked=$(<"$lock")
+  pyv=$("$py" --version 2>&1) || { echo "$py does not run: $pyv" >&2; return 1; }
+  INPUTS=("version=$lv" "lock=$locked" "python=$pyv" "recipe=$(declare -f build_localstack)")
+  if check_stamp "$d" venv/bin/python; then report "localstack $lv" cached; mark_cached; return; fi
+  begin_build "$d" "localstack $lv"
+  build_localstack "$d" "$lock" "$py"
+  put_stamp "$d"
+  report "localstack $lv" "installed in $(($(now) - T0))s"
+  mark_done "installed LocalStack $lv"
 }
 
 # --- azurite --------------------------------------------------------------------
 
 azurite_dir() { echo "$CACHE/azurite/$AZURITE_VERSION"; }
+# build_azurite DIR: npm ci in a folder of its own, renamed into place.
+build_azurite() {
+  local d=$1 tmp; tmp=$(dirname "$1")/.${1##*/}.tmp.$$
+  step npm ci
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  cp "$HERE/azurite/package.json" "$HERE/azurite/package-lock.json" "$tmp/"
+  (cd "$tmp" && npm ci --no-audit --no-fund --loglevel=error)
+  rm -rf "$d"; mv "$tmp" "$d"
+}
 do_azurite() {
-  local d key; d=$(azurite_dir)
-  key=$(cat "$HERE/azurite/package.json" "$HERE/azurite/package-lock.json" | sha256sum | cut -d' ' -f1)
-  if [[ -f $d/.ok && $(cat "$d/.ok") == "$key" && -x $d/node_modules/.bin/azurite-blob ]]; then
-    report "azurite $AZURITE_VERSION" cached; return
-  fi
-  local t0; t0=$(now)
-  rm -rf "$d"; mkdir -p "$d"
-  cp "$HERE/azurite/package.json" "$HERE/azurite/package-lock.json" "$d/"
-  (cd "$d" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  echo "$key" >"$d/.ok"
-  report "azurite $AZURITE_VERSION" "installed in $(($(now) - t0))s"
+  local d pj pl nv; d=$(azurite_dir)
+  pj=$(<"$HERE/azurite/package.json"); pl=$(<"$HERE/azurite/package-lock.json"); nv=$(node --version)
+  INPUTS=("version=$AZURITE_VERSION" "package.json=$pj" "package-lock.json=$pl" "node=$nv"
+    "recipe=$(declare -f build_azurite)")
+  if check_stamp "$d" node_modules/.bin/azurite-blob; then report "azurite $AZURITE_VERSION" cached; mark_cached; return; fi
+  begin_build "$d" "azurite $AZURITE_VERSION"
+  build_azurite "$d"
+  put_stamp "$d"
+  report "azurite $AZURITE_VERSION" "installed in $(($(now) - T0))s"
+  mark_done "installed Azurite $AZURITE_VERSION"
 }
 
 # --- lowkey-vault ---------------------------------------------------------------
 
 lowkey_dir() { echo "$CACHE/lowkey-vault/$LOWKEY_VAULT_VERSION"; }
-do_lowkey_vault() {
-  local d; d=$(lowkey_dir)
-  local jar=$d/lowkey-vault-app.jar
-  if [[ -f $d/.ok && -f $jar ]]; then report "lowkey-vault $LOWKEY_VAULT_VERSION" cached; return 0; fi
-  if [[ -f $d/.unavailable ]] && (($(now) - $(stat -c %Y "$d/.unavailable") < 86400)); then
-    report "lowkey-vault $LOWKEY_VAULT_VERSION" "UNAVAILABLE (checked $(date -r "$d/.unavailable" +%F' '%T): $(head -c 200 "$d/.unavailable"))"
+# fetch_lowkey_vault DIR: the app's jar from Maven Central (1 if it is not there;
+# Maven's output in DIR/mvn.log.tmp.<pid>).
+fetch_lowkey_vault() {
+  local d=$1 tmp=$1/download.tmp.$$ st=0
+  local gav=com.github.nagyesta.lowkey-vault:lowkey-vault-app:$LOWKEY_VAULT_VERSION:jar
+  step "downloading lowkey-vault-app $LOWKEY_VAULT_VERSION from Maven Central"
+  rm -rf "$tmp"
+  mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="$gav" -Dmdep.stripVersion=true \
+    -DoutputDirectory="$tmp" >"$d/mvn.log.tmp.$$" 2>&1 || st=$?
+  cat "$d/mvn.log.tmp.$$" >&2
+  if ((st == 0)) && [[ -f $tmp/lowkey-vault-app.jar ]]; then
+    mv -f "$tmp/lowkey-vault-app.jar" "$d/lowkey-vault-app.jar"; rm -rf "$tmp" "$d/mvn.log.tmp.$$"
     return 0
   fi
-  local t0; t0=$(now)
-  mkdir -p "$d"
-  local gav=com.github.nagyesta.lowkey-vault:lowkey-vault-app:$LOWKEY_VAULT_VERSION:jar
-  if mvn -q -B -Dstyle.color=never dependency:copy -Dartifact="$gav" -Dmdep.stripVersion=true \
-       -DoutputDirectory="$d" >"$d/mvn.log" 2>&1 && [[ -f $d/lowkey-vault-app.jar ]]; then
-    rm -f "$d/.unavailable" "$d/mvn.log"; touch "$d/.ok"
-    report "lowkey-vault $LOWKEY_VAULT_VERSION" "downloaded in $(($(now) - t0))s"
+  rm -rf "$tmp"
+  return 1
+}
+do_lowkey_vault() {
+  local d why label="lowkey-vault $LOWKEY_VAULT_VERSION"; d=$(lowkey_dir)
+  INPUTS=("version=$LOWKEY_VAULT_VERSION" "recipe=$(declare -f fetch_lowkey_vault)")
+  if check_stamp "$d" lowkey-vault-app.jar; then report "$label" cached; mark_cached; return 0; fi
+  if why=$(still_unavailable "$d"); then report "$label" "UNAVAILABLE $why"; mark_unavailable "$why"; return 0; fi
+  begin_build "$d" "$label"
+  if fetch_lowkey_vault "$d"; then
+    rm -f "$d/.unavailable"; put_stamp "$d"
+    report "$label" "downloaded in $(($(now) - T0))s"
+    mark_done "downloaded lowkey-vault $LOWKEY_VAULT_VERSION"
   else
-    local err; err=$(sed 's/\x1b\[[0-9;]*m//g' "$d/mvn.log" | grep -m1 -E 'Could not (find|resolve)|ERROR' | head -c 300)
-    printf '%s\n' "${err:-see $d/mvn.log}" >"$d/.unavailable"
-    report "lowkey-vault $LOWKEY_VAULT_VERSION" "UNAVAILABLE: ${err:-see $d/mvn.log}"
+    local err plain; plain=$(sed 's/\x1b\[[0-9;]*m//g' "$d/mvn.log.tmp.$$")
+    err=$(grep -m1 -oE 'Unable to find artifact\. [^ ]+ was not found in [^ ]+|Could not (find|resolve) .*' <<<"$plain" || true)
+    [[ -n $err ]] || err=$(grep -m1 'ERROR' <<<"$plain" || true)
+    err=${err:0:300}
+    rm -f "$d/mvn.log.tmp.$$"
+    remember_unavailable "$d" "${err:-Maven failed (see $LOG)}"
+    report "$label" "UNAVAILABLE: ${err:-Maven failed}"
+    mark_unavailable "${err:-Maven failed (see $LOG)}"
   fi
   return 0
 }
@@ -352,38 +599,207 @@ write_manifest() {
     j=$(jq --arg v "$LOWKEY_VAULT_VERSION" --arg jar "$lk/lowkey-vault-app.jar" --arg java "$JAVA25_HOME/bin/java" \
       '.lowkey_vault = {version: $v, jar: $jar, java: $java}' <<<"$j")
   fi
-  printf '%s\n' "$j" >"$CACHE/testbed.json.tmp"
-  mv "$CACHE/testbed.json.tmp" "$CACHE/testbed.json"
+  printf '%s\n' "$j" >"$CACHE/testbed.json.tmp.$$"
+  mv -f "$CACHE/testbed.json.tmp.$$" "$CACHE/testbed.json"
+}
+
+# --- one builder at a time ----------------------------------------------------------
+
+# The whole run holds an exclusive flock on $CACHE/.setup.lock (fd 9, inherited by
+# the build commands, so a build still running after its setup.sh died keeps it too).
+# The holder describes itself in $CACHE/.setup.owner for whoever waits.
+LOCK_FILE=$CACHE/.setup.lock
+OWNER_FILE=$CACHE/.setup.owner
+
+# holder_of_lock: "another setup.sh (pid N, started HH:MM:SS, building: ...)".
+holder_of_lock() {
+  local k v pid='' started='' host='' components='' alive=''
+  # The holder writes the file right after it gets the lock: give it a moment.
+  for _ in {1..10}; do
+    pid='' started='' host='' components=''
+    if [[ -f $OWNER_FILE ]]; then
+      while IFS='=' read -r k v; do
+        case $k in pid) pid=$v ;; started) started=$v ;; host) host=$v ;; components) components=$v ;; esac
+      done <"$OWNER_FILE"
+    fi
+    alive=''
+    if [[ -n $pid && $host != "$HOSTNAME" ]] || { [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; }; then alive=1; break; fi
+    sleep 0.1
+  done
+  if [[ -z $pid ]]; then
+    printf 'another setup.sh (it has not said who it is: no %s)' "$OWNER_FILE"; return
+  fi
+  printf 'another setup.sh (pid %s' "$pid"
+  [[ $host == "$HOSTNAME" ]] || printf ' on %s' "$host"
+  [[ -n $started ]] && printf ', started %s' "$(date -d "@$started" +%H:%M:%S)"
+  printf ', building: %s' "${components:-everything}"
+  [[ -n $alive ]] || printf '; it has exited, processes it started still hold the lock'
+  printf ')'
+}
+
+# take_lock COMPONENTS ARGS...: wait for the cache's lock, then say who holds it now.
+take_lock() {
+  local components=$1; shift
+  exec 9>>"$LOCK_FILE"
+  if ! flock -n 9; then
+    local holder t0; holder=$(holder_of_lock); t0=$(now)
+    log "waiting for $holder to finish"
+    event setup wait "for $holder"
+    flock 9
+    log "got the lock after $(($(now) - t0))s"
+  fi
+  printf 'pid=%s\nstarted=%s\nhost=%s\ncomponents=%s\ncommand=%s\n' \
+    "$$" "$T_START" "$HOSTNAME" "$components" "$0${*:+ $*}" >"$OWNER_FILE.tmp.$$"
+  mv -f "$OWNER_FILE.tmp.$$" "$OWNER_FILE"
+  LOCKED=1
+}
+
+# sweep_temps [PID]: remove temp outputs (*.tmp.<pid>) of runs that died (or of
+# this one, at exit). Only with the lock held: then no other run is writing any.
+sweep_temps() {
+  find "$CACHE" -maxdepth 5 \( -name venv -o -name node_modules -o -name src \) -prune \
+    -o -name "*.tmp.${1:-[0-9]*}" -prune -exec rm -rf {} + 2>/dev/null || true
+}
+
+# --- components -------------------------------------------------------------------
+
+PINNED_VELERO=()
+for entry in $VELERO_VERSIONS; do PINNED_VELERO+=("${entry%%:*}"); done
+
+# velero_matching VERSION: sets MATCHED to the pinned Velero that VERSION (1.18,
+# v1.18: the newest pinned v1.18.x; 1.18.3, v1.18.3: that one) means; exits 2 if none.
+velero_matching() {
+  local want=$1 w=${1#v} v have best=''
+  [[ $w =~ ^[0-9]+\.[0-9]+(\.[0-9]+)?$ ]] ||
+    usage_error "velero@$want: expected velero@<major>.<minor>[.<patch>], e.g. velero@1.18 or velero@v1.18.3"
+  for v in "${PINNED_VELERO[@]}"; do
+    have=${v#v}
+    if [[ $have == "$w" || $have == "$w".* ]]; then
+      if [[ -z $best || $(printf '%s\n' "${best#v}" "$have" | sort -V | tail -n 1) == "$have" ]]; then best=$v; fi
+    fi
+  done
+  [[ -n $best ]] || usage_error "Velero $want is not pinned in ci/testbed/versions.env (pinned: ${PINNED_VELERO[*]})"
+  MATCHED=$best
+}
+
+cold_seconds() {
+  case $1 in velero-*) echo "${COLD_SECONDS[velero]}" ;; *) echo "${COLD_SECONDS[$1]}" ;; esac
+}
+
+what_of() {
+  case $1 in
+    kube) echo "kube-apiserver and kube-controller-manager $KUBE_VERSION" ;;
+    etcd) echo "etcd $ETCD_VERSION" ;;
+    velero-*)
+      local v=${1#velero-} list
+      list=$(velero_plugins "$(velero_entry "$v")" | sed 's/=/ /' | paste -sd, | sed 's/,/, /g')
+      echo "velero $v${list:+ with plugins $list}" ;;
+    localstack) echo "LocalStack $(localstack_version) (Python venv)" ;;
+    azurite) echo "Azurite $AZURITE_VERSION (npm)" ;;
+    lowkey-vault) echo "lowkey-vault $LOWKEY_VAULT_VERSION (Maven Central)" ;;
+  esac
+}
+
+need_for() {
+  case $1 in
+    kube | etcd | velero-*) need go ;;
+    azurite) need node npm ;;
+    lowkey-vault) need mvn ;;
+  esac
+}
+
+# VDRILL_SETUP_DELAY=<component>:<seconds>[,...] (for tests): sleep that long in
+# the component (velero: every velero-<version>), cached or not.
+delay_of() {
+  local e es
+  IFS=, read -ra es <<<"${VDRILL_SETUP_DELAY:-}"
+  for e in "${es[@]}"; do
+    if [[ ${e%%:*} == "$1" || (${e%%:*} == velero && $1 == velero-*) ]]; then echo "${e##*:}"; return 0; fi
+  done
+  return 0
+}
+test_delay() {
+  local s; s=$(delay_of "$1")
+  [[ -n $s ]] || return 0
+  step "test delay (VDRILL_SETUP_DELAY)"
+  sleep "$s"
+}
+
+# failure_summary LOG STATUS: one line for the `failed` event.
+failure_summary() {
+  local where what
+  where=$(sed -n 's/^== step: //p' "$1" | tail -n 1)
+  what=$(grep -v -e '^== ' -e '^[[:space:]]*$' "$1" | tail -n 1 | tr '\t\r' '  ' | cut -c1-200 || true)
+  printf 'exit %s%s: %s' "$2" "${where:+ while $where}" "${what:-no output}"
+}
+
+# run_component ID: provision one component in a subshell of its own, its output
+# to $LOGS/ID.log (opened by begin_build: a cached component keeps its last log).
+# Sets RC=1 if it fails. Never call it from a condition: the subshell relies on errexit.
+run_component() {
+  local c=$1 fn st msg
+  COMP=$c LOG=$LOGS/$c.log LOG_TMP=$LOGS/$c.attempt.tmp.$$ LOG_OPEN=''
+  case $c in velero-*) fn=(velero_one "${c#velero-}") ;; *) fn=("do_${c//-/_}") ;; esac
+  event "$c" start "$(cold_seconds "$c")" "$(what_of "$c")"
+  set +e
+  (set -e; test_delay "$c"; need_for "$c"; COMP_T0=$(now); "${fn[@]}") >"$LOG_TMP" 2>&1
+  st=$?
+  set -e
+  if [[ -e $LOG_TMP ]]; then   # it did not get to building
+    if ((st != 0)); then
+      { printf '== %s: failed before any build started, at %s, setup.sh pid %s\n' "$c" "$(date '+%F %T %z')" "$$"
+        cat "$LOG_TMP"; } >"$LOG.tmp.$$"
+      mv -f "$LOG.tmp.$$" "$LOG"
+    fi
+    rm -f "$LOG_TMP"
+  fi
+  ((st != 0)) || return 0
+  RC=1
+  msg=$(failure_summary "$LOG" "$st")
+  event "$c" failed "$LOG" "$msg"
+  report "$c" "FAILED: $msg (log: $LOG)"
+  log "last lines of $LOG:"
+  tail -n 20 "$LOG" | sed 's/^/    /' >&4
 }
 
 # --- main -----------------------------------------------------------------------
 
+ARGS=("$@")
 components=("$@")
 ((${#components[@]})) || read -ra components <<<"$ALL_COMPONENTS"
-for c in "${components[@]}"; do
-  [[ " $ALL_COMPONENTS " == *" $c "* ]] || { echo "unknown component '$c' (known: $ALL_COMPONENTS)" >&2; exit 2; }
-done
-
-need jq curl
-log "cache: $CACHE"
-rc=0
+JOBS=()
+add_job() {
+  local j
+  for j in "${JOBS[@]}"; do [[ $j != "$1" ]] || return 0; done
+  JOBS+=("$1")
+}
 for c in "${components[@]}"; do
   case $c in
-    kube|etcd|velero) need go ;;
-    azurite) need npm ;;
-    lowkey-vault) need mvn ;;
+    kube | etcd | localstack | azurite | lowkey-vault) add_job "$c" ;;
+    velero) for v in "${PINNED_VELERO[@]}"; do add_job "velero-$v"; done ;;
+    velero@*) velero_matching "${c#velero@}"; add_job "velero-$MATCHED" ;;
+    *) usage_error "unknown component '$c' (known: $ALL_COMPONENTS velero@<version>)" ;;
   esac
-  # own subshell with errexit in force (a function called from `||` would run without it)
-  set +e
-  (set -e; "do_${c//-/_}")
-  st=$?
-  set -e
-  if ((st != 0)); then report "$c" "FAILED (exit $st, see output above)"; rc=1; fi
 done
+IFS=, read -ra delays <<<"${VDRILL_SETUP_DELAY:-}"
+for d in "${delays[@]}"; do
+  [[ $d =~ ^[a-z0-9.-]+:[0-9]+([.][0-9]+)?$ ]] || usage_error "VDRILL_SETUP_DELAY: '$d' is not <component>:<seconds>"
+done
+
+need jq curl flock
+log "cache: $CACHE"
+take_lock "${JOBS[*]}" "${ARGS[@]}"
+sweep_temps
+mkdir -p "$LOGS"
+RC=0
+for c in "${JOBS[@]}"; do run_component "$c"; done
 write_manifest
 
-echo "== vdrill test bed ($CACHE) =="
-sed 's/^/  /' "$SUMMARY_FILE"
-echo "  manifest: $CACHE/testbed.json"
-echo "  total: $(($(now) - T_START))s"
-exit $rc
+{
+  echo "== vdrill test bed ($CACHE) =="
+  sed 's/^/  /' "$SUMMARY_FILE"
+  echo "  manifest: $CACHE/testbed.json"
+  echo "  logs: $LOGS"
+  echo "  total: $(($(now) - T_START))s"
+} >&4
+exit $RC
