@@ -107,13 +107,16 @@ pub fn error_text(e: &anyhow::Error) -> String {
     e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
 }
 
+/// Where live log lines go as well (verbose mode).
+pub type Echo = Arc<dyn Fn(&str) + Send + Sync>;
+
 /// The captured log of one step (or setup/teardown phase).
 #[derive(Clone)]
 pub struct StepLog {
     lines: Arc<Mutex<Vec<String>>>,
     redactor: Arc<Redactor>,
     /// Where live lines go as well (verbose mode); None to keep quiet.
-    echo: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+    echo: Option<Echo>,
 }
 
 impl std::fmt::Debug for StepLog {
@@ -127,7 +130,7 @@ impl StepLog {
         StepLog { lines: Arc::default(), redactor, echo: None }
     }
 
-    pub fn with_echo(mut self, echo: Arc<dyn Fn(&str) + Send + Sync>) -> StepLog {
+    pub fn with_echo(mut self, echo: Echo) -> StepLog {
         self.echo = Some(echo);
         self
     }

@@ -324,3 +324,83 @@ fn locations_keep_their_names_whichever_is_first_or_default() {
     let install = std::fs::read_to_string(run_artifacts("locations").join("locations/steps/setup-02-setup.log")).unwrap();
     assert!(install.contains(r#"backup storage locations ["primary", "archive"] Available"#), "{install}");
 }
+
+/// `vdrill run` with its provisioning phase (the bed is cached: ci/setup.sh built it).
+fn provisioned_run(beds: &Path, name: &str, scenario: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, serde_json::Value, Duration) {
+    let artifacts = artifacts_dir(name);
+    let mut cmd = command(beds, &["run", scenario.to_str().unwrap(), "--run-id", name, "--artifacts", artifacts.to_str().unwrap()]);
+    cmd.env_remove("VDRILL_NO_PROVISION");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let started = Instant::now();
+    let out = cmd.output().unwrap();
+    let report = std::fs::read(artifacts.join("run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code(), text, report, started.elapsed())
+}
+
+#[test]
+fn provisioning_is_a_phase_of_its_own_outside_every_step_and_cell_budget() {
+    let tmp = tempfile::tempdir().unwrap();
+    let beds = tmp.path().join("beds");
+    // The cell may take 20 s; provisioning is made to take 25 s (a slow first build).
+    let file = scenario(tmp.path(), "slow-setup", &format!("{ONE_LOCATION}timeout: 20s\nsteps:\n  - deploy: shop\n  - backup: b1\n  - assert-encryption: {{backup: b1, key: k}}\n"));
+    let (code, text, report, took) = provisioned_run(&beds, "slow-setup", &file, &[("VDRILL_SETUP_DELAY", "etcd:25")]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(took >= Duration::from_secs(25), "{took:?}");
+    assert!(text.contains("[provision] etcd: test delay (VDRILL_SETUP_DELAY)"), "{text}");
+    assert!(report["cells"][0]["duration"].as_f64().unwrap() < 20.0, "the cell's own time excludes provisioning: {}", report["cells"][0]["duration"]);
+    // Provisioning comes before the cell starts.
+    let provisioned = text.find("[provision] done in").expect("the phase ends");
+    let cell_start = text.find("[slow-setup] start").expect("the cell starts");
+    assert!(provisioned < cell_start, "{text}");
+}
+
+#[test]
+fn a_component_that_fails_to_build_makes_every_cell_that_needs_it_an_environment_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let beds = tmp.path().join("beds");
+    let cache = tmp.path().join("cache");
+    // An empty cache and a Go toolchain that fails: kube, etcd and Velero cannot be
+    // built; LocalStack's Python is missing too.
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let go = bin.join("go");
+    std::fs::write(&go, "#!/bin/sh\necho 'go: simulated toolchain failure' >&2\nexit 1\n").unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&go).unwrap().permissions(), 0o755);
+    std::fs::set_permissions(&go, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let matrix = ONE_LOCATION.replace("version: \"1.18\"", "version: ${matrix.velero}");
+    let file = scenario(tmp.path(), "unbuildable", &format!("matrix: {{velero: [\"1.17\", \"1.18\"]}}\n{matrix}steps:\n  - deploy: shop\n"));
+    let env = [("VDRILL_CACHE", cache.to_str().unwrap()), ("PATH", path.as_str()), ("VDRILL_PYTHON313", "/bin/false")];
+    let (code, text, report, took) = provisioned_run(&beds, "unbuildable", &file, &env);
+    assert!(took < Duration::from_secs(120), "{took:?}");
+    assert_eq!(code, Some(vdrill::exit::ENVIRONMENT), "{text}");
+    let log = cache.join("logs/kube.log");
+    assert!(log.exists());
+    assert!(std::fs::read_to_string(&log).unwrap().contains("simulated toolchain failure"));
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 2);
+    for cell in cells {
+        assert_eq!(cell["status"], "error", "{cell}");
+        let first = &cell["steps"][0];
+        assert_eq!(first["title"], "provision the local test bed");
+        assert_eq!(first["failure_type"], "environment");
+        let m = first["message"].as_str().unwrap();
+        assert!(m.contains("provisioning kube failed: ") && m.contains(&format!("(log: {})", log.display())), "{m}");
+        assert!(cell["steps"].as_array().unwrap()[1..].iter().all(|s| s["status"] == "skipped"));
+    }
+    assert!(text.contains("[provision] kube: FAILED: "), "{text}");
+}
+
+#[test]
+fn a_velero_version_that_is_not_pinned_is_an_environment_error_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let beds = tmp.path().join("beds");
+    let file = scenario(tmp.path(), "unpinned", &format!("{}steps:\n  - deploy: shop\n", ONE_LOCATION.replace("\"1.18\"", "\"1.99\"")));
+    let (code, text, report, _) = provisioned_run(&beds, "unpinned", &file, &[]);
+    assert_eq!(code, Some(vdrill::exit::ENVIRONMENT), "{text}");
+    let m = report["cells"][0]["steps"][0]["message"].as_str().unwrap();
+    assert!(m.contains("Velero 1.99 is not pinned in ci/testbed/versions.env"), "{m}");
+}

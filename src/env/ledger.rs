@@ -164,7 +164,7 @@ pub fn list(dir: &Path) -> Vec<Record> {
             }
         })
         .collect();
-    out.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+    out.sort_by_key(|r| r.created_at);
     out
 }
 

@@ -73,23 +73,23 @@ impl EnvironmentFactory for Providers {
         #[cfg(feature = "providers")]
         let manifest = super::local::manifest::Manifest::load();
         for (cell, needs) in per_cell {
+            // What the script said about this cell's components; else what the bed lacks
+            // (with why the script failed, if it did). A cell whose components are all
+            // there runs, even if the script failed for another cell's.
             let mut why: Vec<String> = needs.iter().filter_map(|n| outcome.problem(n)).collect();
-            #[cfg(feature = "providers")]
-            if why.is_empty() {
+            if why.is_empty() && !needs.is_empty() {
+                #[cfg(feature = "providers")]
                 match &manifest {
                     Ok(m) => why.extend(needs.iter().filter_map(|n| m.lacks(n))),
-                    Err(e) if !needs.is_empty() => why.push(format!("{e:#}")),
-                    Err(_) => {}
+                    Err(e) => why.push(format!("{e:#}")),
                 }
-            }
-            #[cfg(not(feature = "providers"))]
-            if !needs.is_empty() {
+                #[cfg(not(feature = "providers"))]
                 why.push("this vdrill was built without the `providers` feature".into());
-            }
-            if why.is_empty() && !needs.is_empty()
-                && let Some(f) = &outcome.failure
-            {
-                why.push(format!("provisioning: {f}"));
+                if !why.is_empty()
+                    && let Some(f) = &outcome.failure
+                {
+                    why.insert(0, format!("provisioning failed: {f}"));
+                }
             }
             if !why.is_empty() {
                 report.unavailable.insert(cell.to_string(), why.join("; "));

@@ -43,9 +43,13 @@ pub struct Event {
 }
 
 impl Event {
-    /// True when the component has finished, one way or another.
+    /// True when the component has finished, one way or another. (A plugin the
+    /// registry refuses is reported inside its Velero component, which goes on.)
     pub fn is_final(&self) -> bool {
-        matches!(self.state, State::Cached | State::Done { .. } | State::Failed { .. } | State::Unavailable(_))
+        match &self.state {
+            State::Unavailable(why) => !why.starts_with("plugin "),
+            s => matches!(s, State::Cached | State::Done { .. } | State::Failed { .. }),
+        }
     }
 }
 

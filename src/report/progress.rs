@@ -27,9 +27,9 @@ fn mark(s: Status) -> &'static str {
     }
 }
 
-/// ` (a first build usually takes ~7m)`
+/// ` (first build usually ~7m)`
 fn usually(expected: Option<Duration>) -> String {
-    expected.map(|d| format!(" (a first build usually takes ~{})", human_rounded(d))).unwrap_or_default()
+    expected.map(|d| format!(" (first build usually ~{})", human_rounded(d))).unwrap_or_default()
 }
 
 fn human_rounded(d: Duration) -> String {
@@ -44,6 +44,10 @@ pub fn provision_line(e: &provision::Event, expected: Option<Duration>) -> Strin
         State::Cached => format!("{}: cached", e.component),
         State::Done { seconds, text } => format!("{}: built in {} {text}", e.component, human(Duration::from_secs_f64(seconds.max(0.0)))).trim_end().to_string(),
         State::Failed { log, message } => format!("{}: FAILED: {message} (log: {})", e.component, log.display()),
+        // A refused plugin: its name here, the registry's answer in the provisioning log.
+        State::Unavailable(why) if why.starts_with("plugin ") => {
+            format!("{}: {} is not available (see the provisioning log)", e.component, why.split([' ', '(', ':']).take(3).collect::<Vec<_>>().join(" "))
+        }
         State::Unavailable(why) => format!("{}: not available: {why}", e.component),
         State::Wait(who) => format!("waiting: {who}"),
     }
@@ -61,8 +65,8 @@ fn stage_prefix(stage: Stage) -> &'static str {
 /// Plain lines for logs and CI.
 pub struct Lines {
     out: Mutex<Box<dyn Write + Send>>,
-    /// First-build estimates by component, from their `start` events.
-    expected: Mutex<HashMap<String, Duration>>,
+    /// A component's `start`, printed only once it turns out to need work.
+    pending: Mutex<HashMap<String, provision::Event>>,
 }
 
 impl Lines {
@@ -72,7 +76,7 @@ impl Lines {
 
     /// Lines into any writer (tests read what a console would show).
     pub fn to(out: Box<dyn Write + Send>) -> Lines {
-        Lines { out: Mutex::new(out), expected: Mutex::default() }
+        Lines { out: Mutex::new(out), pending: Mutex::default() }
     }
 
     fn raw(&self, text: &str) {
@@ -90,14 +94,25 @@ impl Reporter for Lines {
         match event {
             Event::RunStarted { cells } => self.say(&format!("running {cells} cell(s)")),
             Event::ProvisionStarted => self.say("[provision] the local test bed: building what is missing (once; later runs reuse the cache)"),
+            // The first-build estimate is on the start line only; a bar shows it throughout.
             Event::Provision(e) => {
-                let mut expected = self.expected.lock().unwrap_or_else(|p| p.into_inner());
-                if let State::Start { expected: Some(d), .. } = &e.state {
-                    expected.insert(e.component.clone(), *d);
+                let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+                match &e.state {
+                    State::Start { .. } => {
+                        pending.insert(e.component.clone(), (*e).clone());
+                        return;
+                    }
+                    State::Cached => {
+                        pending.remove(&e.component);
+                    }
+                    _ => {
+                        if let Some(start) = pending.remove(&e.component) {
+                            self.say(&format!("[provision] {}", provision_line(&start, None)));
+                        }
+                    }
                 }
-                let line = provision_line(e, expected.get(&e.component).copied());
-                drop(expected);
-                self.say(&format!("[provision] {line}"));
+                drop(pending);
+                self.say(&format!("[provision] {}", provision_line(e, None)));
             }
             Event::ProvisionFinished { duration } => self.say(&format!("[provision] done in {}", human(*duration))),
             Event::CellStarted { cell, steps } => self.say(&format!("[{}] start ({steps} steps)", cell.id)),

@@ -556,8 +556,7 @@ fn typed(path: &Path, root: &Node) -> Typed {
     let kind: Option<String> = ok(section(path, root, "kind", &mut diags), &mut sections_ok);
     let metadata: Option<Metadata> = ok(section(path, root, "metadata", &mut diags), &mut sections_ok);
     // The matrix was read (and its errors reported) by `read_matrix`.
-    let matrix: Option<BTreeMap<String, Vec<String>>> =
-        Some(read_matrix(path, root, &mut Vec::new()).into_iter().collect());
+    let matrix: BTreeMap<String, Vec<String>> = read_matrix(path, root, &mut Vec::new()).into_iter().collect();
     let environment: Option<Environment> = ok(section(path, root, "environment", &mut diags), &mut sections_ok);
     let keys: Option<BTreeMap<String, KeySpec>> = ok(section(path, root, "keys", &mut diags), &mut sections_ok);
     let velero: Option<VeleroSpec> = ok(section(path, root, "velero", &mut diags), &mut sections_ok);
@@ -587,7 +586,7 @@ fn typed(path: &Path, root: &Node) -> Typed {
             api_version: api_version.unwrap_or_default(),
             kind: kind.unwrap_or_default(),
             metadata,
-            matrix: matrix.unwrap_or_default(),
+            matrix,
             environment,
             keys: keys.unwrap_or_default(),
             velero,

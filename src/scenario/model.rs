@@ -501,6 +501,7 @@ macro_rules! short_form {
     ($ty:ident, $field:ident, $what:literal) => {
         impl ShortForm for $ty {
             const SHORT: &'static str = $what;
+            #[allow(clippy::needless_update)] // some step bodies have no field besides the short one
             fn from_short(value: String) -> Self {
                 $ty { $field: value, ..Default::default() }
             }

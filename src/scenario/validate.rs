@@ -160,6 +160,12 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
             ),
         );
     }
+    if env.cluster == ClusterKind::Local && env.storage == StorageKind::Aws {
+        c.err(
+            "environment.storage",
+            "the local test bed (`cluster: local`) runs with its own emulator, `storage: localstack`; real `aws` storage needs `cluster: kind` or `cluster: existing`",
+        );
+    }
     if env.region.is_some() && env.storage.is_azure() {
         c.err_key("environment.region", "`region` applies to AWS storage (`localstack`, `aws`) only");
     }

@@ -32,8 +32,7 @@ pub fn resolve(value: &str, keys: &std::collections::BTreeMap<String, KeyInfo>) 
     let out = refs::substitute(
         value,
         &|parts| {
-            let v = (parts[0] == "keys").then(|| keys.get(&parts[1]).and_then(|k| k.attribute(&parts[2]))).flatten();
-            v
+            (parts[0] == "keys").then(|| keys.get(&parts[1]).and_then(|k| k.attribute(&parts[2]))).flatten()
         },
         true,
     );
