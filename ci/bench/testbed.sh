@@ -7,8 +7,10 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 rounds=${1:-3}
 cargo build -q
 bin=target/debug/vdrill
-state=${VDRILL_CACHE:-$HOME/.cache/vdrill}/bed/state.json
-$bin testbed down >/dev/null 2>&1 || true
+# A ledger of its own, so `down` touches only the bench's bed; provisioning is not timed.
+VDRILL_BEDS_DIR=$(mktemp -d)
+export VDRILL_BEDS_DIR VDRILL_NO_PROVISION=1
+trap '$bin testbed down >/dev/null 2>&1; rm -rf "$VDRILL_BEDS_DIR"' EXIT
 printf '%-6s %10s %14s  %s\n' round "up (s)" "peak RSS (MiB)" "per process (MiB)"
 for i in $(seq 1 "$rounds"); do
   t0=$(date +%s.%N)
@@ -17,7 +19,7 @@ for i in $(seq 1 "$rounds"); do
   # Let the processes settle into steady state before reading their peaks.
   sleep 5
   total=0; detail=""
-  for row in $(jq -r '.processes[] | "\(.[0])=\(.[1])"' "$state"); do
+  for row in $(jq -r '.processes[] | "\(.name)=\(.pid)"' "$VDRILL_BEDS_DIR"/*.json); do
     name=${row%=*}; pid=${row#*=}
     # The peak of the process group: the process and what it started.
     kb=0
