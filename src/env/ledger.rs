@@ -26,6 +26,9 @@ use serde::{Deserialize, Serialize};
 /// The environment variable that marks every process started for a record.
 pub const MARKER: &str = "VDRILL_BED";
 
+/// The endpoint naming a kind cluster the record's environment created.
+pub const KIND_CLUSTER: &str = "kind cluster";
+
 /// Where records live: `$VDRILL_BEDS_DIR`, else `<cache>/beds`.
 pub fn dir() -> PathBuf {
     match std::env::var_os("VDRILL_BEDS_DIR").filter(|v| !v.is_empty()) {
@@ -222,6 +225,14 @@ pub fn tear_down(dir: &Path, record: &Record, grace: Duration) -> Swept {
     let until = Instant::now() + Duration::from_secs(5);
     while Instant::now() < until && !record.live_processes().is_empty() {
         std::thread::sleep(Duration::from_millis(50));
+    }
+    // A kind cluster lives in Docker, beyond any process of ours: delete it by name.
+    if let Some(name) = record.endpoints.get(KIND_CLUSTER) {
+        match std::process::Command::new("kind").args(["delete", "cluster", "--name", name]).output() {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => problems.push(format!("kind delete cluster --name {name}: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Err(e) => problems.push(format!("kind delete cluster --name {name}: {e}")),
+        }
     }
     let left = record.live_processes();
     if !left.is_empty() {

@@ -339,20 +339,25 @@ impl Supervisor {
         Ok(Managed { name: spec.name.clone(), pid, log: raw, exit: exit_rx, stopping, shared: self.shared.clone(), stopped: false })
     }
 
+    /// Start a command to run to its end: stdout piped, stderr as given, marked,
+    /// grouped and recorded; the guard kills its group when dropped.
+    fn start_command(&self, name: &str, mut cmd: std::process::Command, stderr: Stdio) -> Result<(tokio::process::Child, u32, GroupGuard)> {
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
+        self.prepare(&mut cmd);
+        let program = cmd.get_program().to_string_lossy().into_owned();
+        let child = tokio::process::Command::from(cmd).spawn().with_context(|| format!("starting {name} ({program})"))?;
+        let pid = child.id().context("child has no pid")?;
+        self.record_child(name, pid);
+        Ok((child, pid, GroupGuard(pid)))
+    }
+
     /// Run a command to its end and collect its output. Its process group is
     /// killed if this future is dropped (timeout, cancel) and after it exits
     /// (whatever it left running in the background, which would otherwise hold
     /// its output open).
     pub async fn output(&self, name: &str, cmd: std::process::Command) -> Result<std::process::Output> {
         use tokio::io::AsyncReadExt;
-        let mut cmd = cmd;
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        self.prepare(&mut cmd);
-        let program = cmd.get_program().to_string_lossy().into_owned();
-        let mut child = tokio::process::Command::from(cmd).spawn().with_context(|| format!("starting {name} ({program})"))?;
-        let pid = child.id().context("child has no pid")?;
-        self.record_child(name, pid);
-        let guard = GroupGuard(pid);
+        let (mut child, pid, guard) = self.start_command(name, cmd, Stdio::piped())?;
         let (mut out, mut err) = (child.stdout.take().context("no stdout")?, child.stderr.take().context("no stderr")?);
         let read_out = tokio::spawn(async move {
             let mut b = Vec::new();
@@ -374,18 +379,11 @@ impl Supervisor {
     /// Run a command to its end, handing each line of its stdout to `line` as it
     /// comes and appending its stderr to `log`. Killed like [`Supervisor::output`].
     pub async fn stream(&self, name: &str, cmd: std::process::Command, log: &Path, mut line: impl FnMut(&str)) -> Result<ExitStatus> {
-        let mut cmd = cmd;
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
         }
         let err = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::from(err));
-        self.prepare(&mut cmd);
-        let program = cmd.get_program().to_string_lossy().into_owned();
-        let mut child = tokio::process::Command::from(cmd).spawn().with_context(|| format!("starting {name} ({program})"))?;
-        let pid = child.id().context("child has no pid")?;
-        self.record_child(name, pid);
-        let guard = GroupGuard(pid);
+        let (mut child, pid, guard) = self.start_command(name, cmd, Stdio::from(err))?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
         let mut open = true;

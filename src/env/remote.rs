@@ -87,7 +87,7 @@ pub async fn start(cell: &Cell, cluster: ClusterKind, storage: StorageKind, regi
             let mut cmd = std::process::Command::new("kind");
             cmd.args(["create", "cluster", "--name", &name, "--wait", "300s", "--kubeconfig"]).arg(&kubeconfig);
             // Recorded before it exists, so a sweep after a crash deletes it too.
-            supervisor.set_endpoint("kind cluster", name.clone());
+            supervisor.set_endpoint(super::ledger::KIND_CLUSTER, name.clone());
             let out = supervisor.output("kind", cmd).await.context("running `kind` (is it installed, with Docker running?)")?;
             if !out.status.success() {
                 bail!("kind create cluster failed: {}", String::from_utf8_lossy(&out.stderr).trim());
