@@ -68,6 +68,14 @@ async fn the_bed_runs_velero_against_localstack_and_leaves_nothing_behind() {
     let api_port = port_of(&started.server);
     let s3_port = port_of(started.s3_endpoint.as_deref().unwrap());
 
+    // Keys, bucket and Velero (and the workload's CRD first); install returns once the
+    // location is Available.
+    let mut state = DrillState { work_dir: dirs.work.clone(), ..Default::default() };
+    let mut ctx = StepCtx { env: &env, state: &mut state, cell: &cell, log: &log };
+    vdrill::steps::setup::prepare(&mut ctx).await.unwrap_or_else(|e| panic!("Velero did not come up: {e:#}\n{}", log.text()));
+    let key_arn = state.keys["backup-key"].arn.clone();
+    assert!(key_arn.starts_with("arn:aws:kms:us-east-1:"), "{key_arn}");
+
     // Kubernetes through kube-rs: a namespace and the fixture's objects, read back.
     let manifests = vdrill::fixture::load(&repo().join("fixtures/workloads/shop.yaml")).unwrap();
     let applied = env.cluster.apply("shop", &manifests, &log).await.unwrap();
@@ -77,13 +85,6 @@ async fn the_bed_runs_velero_against_localstack_and_leaves_nothing_behind() {
     assert!(live.iter().all(Option::is_some), "every applied object is served");
     let secret = refs.iter().zip(&live).find(|(r, _)| r.kind == "Secret").unwrap().1.as_ref().unwrap();
     assert_eq!(secret["data"]["canary"], "dmRyaWxsLWNhbmFyeS01YjFmMGM3ZQ==", "stringData became data");
-
-    // Keys, bucket and Velero; install returns once the location is Available.
-    let mut state = DrillState { work_dir: dirs.work.clone(), ..Default::default() };
-    let mut ctx = StepCtx { env: &env, state: &mut state, cell: &cell, log: &log };
-    vdrill::steps::setup::prepare(&mut ctx).await.unwrap_or_else(|e| panic!("Velero did not come up: {e:#}\n{}", log.text()));
-    let key_arn = state.keys["backup-key"].arn.clone();
-    assert!(key_arn.starts_with("arn:aws:kms:us-east-1:"), "{key_arn}");
 
     let kubeconfig = started.kubeconfig.clone();
     let client = vdrill::env::kube::client_for(&kubeconfig, None).await.unwrap();

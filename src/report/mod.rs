@@ -2,6 +2,7 @@
 //! per-step logs in the artifacts folder, and live progress on the terminal.
 
 pub mod artifacts;
+pub mod event;
 pub mod junit;
 pub mod progress;
 

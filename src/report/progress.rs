@@ -10,7 +10,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::{Stage, Status, human};
 use crate::env::provision::{self, State};
-use crate::runner::{Event, Reporter};
+use super::event::{Event, Reporter};
 
 /// Bars when stderr is a terminal and `CI` is unset; lines otherwise.
 pub fn auto() -> Box<dyn Reporter> {
