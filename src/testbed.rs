@@ -124,7 +124,7 @@ pub async fn main(cmd: TestbedCommand) -> i32 {
     match cmd {
         TestbedCommand::Prepare { .. } => unreachable!("handled by the command line, which loads the scenarios"),
         TestbedCommand::Status => {
-            sweep_orphans();
+            // Lists leftovers too (`LEFT OVER`); `down` or the next run removes them.
             let records = ledger::list(&dir);
             if records.is_empty() {
                 println!("no environment is up (start the bed with `vdrill testbed up`)");

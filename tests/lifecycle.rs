@@ -233,6 +233,9 @@ fn after_kill_9_testbed_down_removes_every_leftover_process_port_and_folder() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(ledger::list(&beds).iter().any(|r| r.id == record.id && r.orphaned()), "the record says its vdrill is gone");
     assert!(record.dirs.iter().any(|d| d.exists()), "the work folder is still there before the sweep");
+    let status = command(&beds, &["testbed", "status"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&status.stdout);
+    assert!(listed.contains(&format!("{}  [drill] orphaned: LEFT OVER (its vdrill, pid", record.id)), "{listed}");
     let out = command(&beds, &["testbed", "down"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
