@@ -133,6 +133,7 @@ fn assert_gone(id: &str, ports: &[u16], dirs: &[PathBuf]) {
     }
     for d in dirs {
         assert!(!d.exists(), "{} is left", d.display());
+        assert!(!d.parent().unwrap().exists(), "the run's folder {} is left", d.parent().unwrap().display());
     }
 }
 

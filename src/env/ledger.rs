@@ -245,6 +245,10 @@ pub fn tear_down(dir: &Path, record: &Record, grace: Duration) -> Swept {
                 Ok(()) => removed_dirs += 1,
                 Err(e) => problems.push(format!("removing {}: {e}", d.display())),
             }
+            // The run's folder that held it goes too once nothing else is in it.
+            if let Some(parent) = d.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
     }
     if problems.is_empty() {
