@@ -240,3 +240,21 @@ async fn assert_encryption_names_every_object_with_the_wrong_key() {
     assert!(bad.message.contains("backups/b1/b1.tar.gz: arn:aws:kms:us-east-1:000000000000:key/00000001-key-k1"), "{}", bad.message);
     assert!(bad.message.contains("backups/b1/velero-backup.json: arn:"), "{}", bad.message);
 }
+
+#[tokio::test]
+async fn a_failure_found_before_the_environment_broke_stays_the_verdict() {
+    // The drill fails at step 2; then, in `finally`, a process dies.
+    let yaml = MIDRUN
+        .replace("  - deploy: shop\n", "  - deploy: shop\n  - disable-key: {key: backup-key, expect: {error: NeverSeen}}\n")
+        .replace("finally:\n  - enable-key: backup-key", "finally:\n  - backup: last-words");
+    let h = Harness::new();
+    let factory = Arc::new(MemoryFactory::new(Behaviour { die_during_backup: Some("velero".into()), ..Default::default() }));
+    let report = h.runner(factory, false, CancellationToken::new()).run(&cells(&yaml)).await;
+    let cell = &report.cells[0];
+    let fin = cell.steps.iter().find(|s| s.stage == vdrill::report::Stage::Finally).unwrap();
+    assert_eq!(fin.status, vdrill::report::Status::Error, "{}", fin.message);
+    assert_eq!(cell.status, vdrill::report::Status::Failed);
+    assert!(cell.verdict.as_deref().unwrap().starts_with("disable-key backup-key: fails with /NeverSeen/: the step succeeded, but it was expected to fail"), "{:?}", cell.verdict);
+    assert_eq!(report.exit_code(), vdrill::exit::DRILL_FAILED);
+    assert_eq!(h.run_json()["cells"][0]["status"], "failed");
+}

@@ -474,17 +474,19 @@ impl Runner {
 
         report.duration = cell_started.elapsed();
         report.overhead = cpu_time().saturating_sub(cpu_started);
-        let first_failure = report.steps.iter().find(|s| s.status == Status::Failed);
-        (report.status, report.verdict) = if let Some(why) = broke {
-            (Status::Error, Some(format!("{why}; the drill says nothing about Velero")))
-        } else if let Some(s) = first_failure {
-            (Status::Failed, Some(format!("{}: {}", s.title, s.message.lines().next().unwrap_or_default())))
-        } else if report.steps.iter().any(|s| s.status == Status::Error) {
-            (Status::Error, Some("the environment broke during cleanup; the drill says nothing about Velero".into()))
-        } else if self.cancel.is_cancelled() {
-            (Status::Failed, Some("interrupted".into()))
-        } else {
-            (Status::Passed, None)
+        // A failure the drill found before anything broke stands; a break after it
+        // (in `finally`, say) does not hide it.
+        (report.status, report.verdict) = match cell_status(&report.steps) {
+            Status::Failed => {
+                let s = report.steps.iter().find(|s| s.status == Status::Failed).expect("a failed step");
+                (Status::Failed, Some(format!("{}: {}", s.title, s.message.lines().next().unwrap_or_default())))
+            }
+            Status::Error => {
+                let why = broke.unwrap_or_else(|| "the environment broke during cleanup".into());
+                (Status::Error, Some(format!("{why}; the drill says nothing about Velero")))
+            }
+            _ if self.cancel.is_cancelled() => (Status::Failed, Some("interrupted".into())),
+            status => (status, None),
         };
         report
     }
@@ -552,16 +554,22 @@ impl Runner {
         // Keep run.json and JUnit current, so even a hard exit leaves what was done.
         let mut snapshot = run.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let mut partial = cell.clone();
-        partial.status = if partial.steps.iter().any(|s| s.status == Status::Failed) {
-            Status::Failed
-        } else if partial.steps.iter().any(|s| s.status == Status::Error) {
-            Status::Error
-        } else {
-            Status::Passed
-        };
+        partial.status = cell_status(&partial.steps);
         snapshot.cells.push(partial);
         snapshot.interrupted = self.cancel.is_cancelled();
         self.artifacts.write_report(&snapshot);
+    }
+}
+
+/// A cell's status from its steps: a failure the drill found, else an environment
+/// error, else passed.
+fn cell_status(steps: &[StepReport]) -> Status {
+    if steps.iter().any(|s| s.status == Status::Failed) {
+        Status::Failed
+    } else if steps.iter().any(|s| s.status == Status::Error) {
+        Status::Error
+    } else {
+        Status::Passed
     }
 }
 
