@@ -129,7 +129,8 @@ fn assert_gone(id: &str, ports: &[u16], dirs: &[PathBuf]) {
     }
     assert!(ledger::marked(id).is_empty(), "processes left: {:?}", ledger::marked(id));
     for p in ports {
-        assert!(!port_open(*p), "port {p} is still open");
+        let who = || String::from_utf8_lossy(&Command::new("ss").args(["-Hltnp", &format!("sport = :{p}")]).output().unwrap().stdout).into_owned();
+        assert!(!port_open(*p), "port {p} is still open: {}", who());
     }
     for d in dirs {
         assert!(!d.exists(), "{} is left", d.display());

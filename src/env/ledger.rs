@@ -57,7 +57,7 @@ impl ProcId {
 
     /// Still the same process, and not a zombie.
     pub fn alive(&self) -> bool {
-        matches!(stat(self.pid as i32), Some(s) if s.start == self.start && s.state != 'Z')
+        matches!(stat(self.pid as i32), Some(s) if s.start == self.start && !exited(self.pid as i32, &s))
     }
 }
 
@@ -307,6 +307,13 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     Some(Stat { state: f.first()?.chars().next()?, ppid: f.get(1)?.parse().ok()?, pgrp: f.get(2)?.parse().ok()?, start: f.get(19)?.parse().ok()? })
 }
 
+/// Whether a process has finished exiting. A multi-threaded process (Go, Java) whose
+/// main thread is a zombie may still have threads tearing down, holding its sockets
+/// open: it has exited only once it is a zombie with a single thread left.
+fn exited(pid: i32, s: &Stat) -> bool {
+    s.state == 'Z' && std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count() <= 1).unwrap_or(true)
+}
+
 /// Live processes whose environment carries `VDRILL_BED=<id>`.
 pub fn marked(id: &str) -> Vec<ProcId> {
     let needle = format!("{MARKER}={id}");
@@ -319,7 +326,7 @@ pub fn marked(id: &str) -> Vec<ProcId> {
             let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
             let found = environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes());
             let s = stat(pid as i32)?;
-            (found && s.state != 'Z').then_some(ProcId { pid, start: s.start })
+            (found && !exited(pid as i32, &s)).then_some(ProcId { pid, start: s.start })
         })
         .collect()
 }
