@@ -38,12 +38,18 @@ fn every_shipped_scenario_validates_and_plans() {
         assert!(!text.contains("touches resources it did not create"), "{text}");
     }
     let names: Vec<String> = files.iter().map(|f| f.file_stem().unwrap().to_string_lossy().into_owned()).collect();
-    for required in ["aws-kms-basic", "aws-kms-disable-midrun", "aws-kms-rotate", "aws-kms-pending-deletion", "aws-sse-c"] {
+    for required in [
+        "aws-kms-basic",
+        "aws-kms-disable-midrun",
+        "aws-kms-rotate",
+        "aws-kms-pending-deletion",
+        "aws-sse-c",
+        "azure-keyvault-basic",
+        "azure-keyvault-rotate",
+        "azure-keyvault-soft-delete",
+    ] {
         assert!(names.iter().any(|n| n == required), "{required} is shipped");
     }
-    // Only drills that can run here: the Azure drill waits in the bad corpus until then.
-    assert!(!names.iter().any(|n| n == "azure-keyvault-basic"), "azure-keyvault-basic cannot run here yet");
-    assert!(repo().join("tests/scenarios/bad/32-azurite-not-available-yet.yaml").exists());
     let out = vdrill(&["validate", "scenarios"]);
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -167,7 +173,7 @@ fn shipped_files_text() -> Vec<String> {
 fn cells_are_selected_by_tag_matrix_value_and_shard() {
     let files = vdrill::cli::load_all(&[repo().join("scenarios")]).unwrap();
     let all = vdrill::cli::select_cells(&files, &[], &[], None);
-    assert_eq!(all.len(), 10);
+    assert_eq!(all.len(), 16);
     let sorted: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
     let mut expect = sorted.clone();
     expect.sort();
@@ -175,14 +181,14 @@ fn cells_are_selected_by_tag_matrix_value_and_shard() {
     let sse_c = vdrill::cli::select_cells(&files, &["sse-c".into()], &[], None);
     assert_eq!(sse_c.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["aws-sse-c[velero=1.17]", "aws-sse-c[velero=1.18]"]);
     let v117 = vdrill::cli::select_cells(&files, &[], &[("velero".into(), "1.17".into())], None);
-    assert_eq!(v117.len(), 5);
+    assert_eq!(v117.len(), 8);
     assert!(v117.iter().all(|c| c.id.ends_with("[velero=1.17]")));
     // Shards partition the cells: disjoint, and together all of them.
     let shards: Vec<Vec<String>> = (1..=3).map(|i| vdrill::cli::select_cells(&files, &[], &[], Some((i, 3))).into_iter().map(|c| c.id).collect()).collect();
     let mut union: Vec<String> = shards.concat();
     union.sort();
     assert_eq!(union, expect.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-    assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [4, 3, 3]);
+    assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [6, 5, 5]);
 }
 
 /// A drill on real AWS that uses a key and a bucket it did not create, in an existing cluster.

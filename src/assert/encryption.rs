@@ -3,7 +3,7 @@
 use base64::Engine as _;
 
 use super::{fail, offenders, pass, skip};
-use crate::env::ObjectEncryption;
+use crate::env::{AccountEncryption, ObjectEncryption};
 use crate::report::AssertionReport;
 
 /// What the objects must show.
@@ -122,6 +122,112 @@ pub fn judge(objects: &[Observed], expected: &Expected) -> Vec<AssertionReport> 
     out
 }
 
+/// The Key Vault key an Azure storage account must encrypt with.
+#[derive(Debug, Clone)]
+pub struct KeyVaultKey {
+    /// `https://<vault>.vault.azure.net` (no trailing slash).
+    pub vault_uri: String,
+    pub key_name: String,
+    /// The key's version when the backup was taken.
+    pub version: Option<String>,
+    pub label: String,
+}
+
+impl KeyVaultKey {
+    /// From a version-less key id, `https://<vault>/keys/<name>`.
+    pub fn from_key_id(id: &str, version: Option<String>, label: String) -> Option<KeyVaultKey> {
+        let (vault, rest) = id.split_once("/keys/")?;
+        let key_name = rest.split('/').next()?.to_string();
+        Some(KeyVaultKey { vault_uri: vault.trim_end_matches('/').to_string(), key_name, version, label })
+    }
+}
+
+/// The name of the account-binding assertion for `label`.
+pub fn account_key_assertion(label: &str) -> String {
+    format!("the storage account encrypts with key {label} (customer-managed)")
+}
+
+/// Judge the blobs of one backup on Azure storage, where the customer-managed key is
+/// a property of the storage account: every blob must be encrypted by the service
+/// under the account's key (no encryption scope or customer-provided key of its
+/// own), and the account's key must be the expected Key Vault key.
+pub fn judge_azure(objects: &[Observed], expected: &KeyVaultKey, account: &Result<AccountEncryption, String>) -> Vec<AssertionReport> {
+    let mut out = Vec::new();
+    if objects.is_empty() {
+        out.push(fail("backup wrote objects", "no blobs found under the backup's prefix"));
+        return out;
+    }
+    out.push(pass("backup wrote objects", format!("{} blobs", objects.len())));
+    let unreadable: Vec<String> = objects.iter().filter_map(|o| o.head.as_ref().err().map(|e| format!("{}: {e}", o.key))).collect();
+    if !unreadable.is_empty() {
+        out.push(fail("Get Blob Properties succeeds", offenders(&unreadable)));
+    }
+    let heads: Vec<(&Observed, &ObjectEncryption)> = objects.iter().filter_map(|o| o.head.as_ref().ok().map(|h| (o, h))).collect();
+
+    let plain: Vec<String> = heads
+        .iter()
+        .filter(|(_, h)| h.server_encrypted != Some(true))
+        .map(|(o, h)| format!("{}: x-ms-server-encrypted {}", o.key, h.server_encrypted.map(|b| b.to_string()).unwrap_or_else(|| "absent".into())))
+        .collect();
+    let name = "every blob is encrypted by the service (x-ms-server-encrypted)";
+    if plain.is_empty() {
+        out.push(pass(name, format!("{} blobs", heads.len())));
+    } else {
+        out.push(fail(name, offenders(&plain)));
+    }
+
+    // A blob written with an encryption scope or a customer-provided key is not under
+    // the account's key, whatever the account says.
+    let own_key: Vec<String> = heads
+        .iter()
+        .filter_map(|(o, h)| {
+            if let Some(sha) = &h.encryption_key_sha256 {
+                return Some(format!("{}: customer-provided key {sha}", o.key));
+            }
+            match h.encryption_scope.as_deref() {
+                Some(scope) if scope != "$account-encryption-key" => Some(format!("{}: encryption scope {scope}", o.key)),
+                _ => None,
+            }
+        })
+        .collect();
+    let name = "no blob overrides the account's key (encryption scope or customer-provided key)";
+    if own_key.is_empty() {
+        out.push(pass(name, format!("{} blobs use the account's key", heads.len())));
+    } else {
+        out.push(fail(name, offenders(&own_key)));
+    }
+
+    out.push(account_binding(expected, account));
+    out
+}
+
+/// Whether the account's encryption settings name the expected key.
+pub fn account_binding(expected: &KeyVaultKey, account: &Result<AccountEncryption, String>) -> AssertionReport {
+    let name = account_key_assertion(&expected.label);
+    match account {
+        Err(e) => fail(name, format!("cannot read the storage account's encryption settings: {e}")),
+        Ok(AccountEncryption::Unknowable(why)) => skip(name, why.clone()),
+        Ok(AccountEncryption::PlatformManaged) => {
+            fail(name, format!("the account encrypts with Microsoft-managed keys (key source Microsoft.Storage), not {}", expected.label))
+        }
+        Ok(AccountEncryption::KeyVault { vault_uri, key_name, key_version }) => {
+            let same_vault = vault_uri.trim_end_matches('/').eq_ignore_ascii_case(&expected.vault_uri);
+            let same_name = key_name.eq_ignore_ascii_case(&expected.key_name);
+            let found = format!("{}/keys/{key_name}{}", vault_uri.trim_end_matches('/'), key_version.as_ref().map(|v| format!("/{v}")).unwrap_or_default());
+            if !same_vault || !same_name {
+                return fail(name, format!("the account encrypts with {found}, expected {}/keys/{}", expected.vault_uri, expected.key_name));
+            }
+            match (key_version, &expected.version) {
+                (Some(v), Some(want)) if v != want => {
+                    fail(name, format!("the account is pinned to version {v} of the key; the backup was taken at version {want}"))
+                }
+                (None, _) => pass(name, format!("{found} (follows the key's current version)")),
+                _ => pass(name, found),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,6 +252,58 @@ mod tests {
         assert!(failed[0].message.contains("b/c.gz: no server-side encryption header"));
         assert!(failed[1].message.contains("b/b.tar.gz: arn:k2"));
         assert!(!failed[1].message.contains("b/a.json"));
+    }
+
+    fn blob(key: &str, encrypted: Option<bool>, scope: Option<&str>) -> Observed {
+        Observed {
+            key: key.into(),
+            head: Ok(ObjectEncryption { server_encrypted: encrypted, encryption_scope: scope.map(str::to_string), ..Default::default() }),
+            resolved_arn: None,
+        }
+    }
+
+    fn vault_key() -> KeyVaultKey {
+        KeyVaultKey::from_key_id("https://v1.vault.azure.net/keys/backups", Some("aaa".into()), "k".into()).unwrap()
+    }
+
+    #[test]
+    fn a_key_id_splits_into_vault_and_name() {
+        let k = KeyVaultKey::from_key_id("https://localhost:4443/keys/velero-backups", None, "k".into()).unwrap();
+        assert_eq!((k.vault_uri.as_str(), k.key_name.as_str()), ("https://localhost:4443", "velero-backups"));
+        assert!(KeyVaultKey::from_key_id("arn:aws:kms:x", None, "k".into()).is_none());
+    }
+
+    #[test]
+    fn azure_names_unencrypted_blobs_and_scoped_ones() {
+        let account = Ok(AccountEncryption::KeyVault { vault_uri: "https://v1.vault.azure.net/".into(), key_name: "backups".into(), key_version: None });
+        let found = judge_azure(
+            &[blob("b/a.json", Some(true), None), blob("b/b.tar.gz", Some(false), None), blob("b/c.gz", Some(true), Some("scope1"))],
+            &vault_key(),
+            &account,
+        );
+        let failed: Vec<_> = found.iter().filter(|a| a.status == crate::report::Status::Failed).collect();
+        assert_eq!(failed.len(), 2, "{found:?}");
+        assert!(failed[0].message.contains("b/b.tar.gz: x-ms-server-encrypted false") && !failed[0].message.contains("b/a.json"));
+        assert!(failed[1].message.contains("b/c.gz: encryption scope scope1"));
+        assert_eq!(found.last().unwrap().status, crate::report::Status::Passed, "{found:?}");
+    }
+
+    #[test]
+    fn azure_account_binding_passes_fails_or_skips_with_the_reason() {
+        let k = vault_key();
+        let status = |a: Result<AccountEncryption, String>| account_binding(&k, &a);
+        let other = status(Ok(AccountEncryption::KeyVault { vault_uri: "https://v1.vault.azure.net".into(), key_name: "other".into(), key_version: None }));
+        assert_eq!(other.status, crate::report::Status::Failed);
+        assert!(other.message.contains("/keys/other"), "{}", other.message);
+        let pinned = status(Ok(AccountEncryption::KeyVault { vault_uri: "https://V1.vault.azure.net".into(), key_name: "backups".into(), key_version: Some("bbb".into()) }));
+        assert_eq!(pinned.status, crate::report::Status::Failed);
+        assert!(pinned.message.contains("version bbb"), "{}", pinned.message);
+        let same = status(Ok(AccountEncryption::KeyVault { vault_uri: "https://v1.vault.azure.net".into(), key_name: "backups".into(), key_version: Some("aaa".into()) }));
+        assert_eq!(same.status, crate::report::Status::Passed);
+        assert_eq!(status(Ok(AccountEncryption::PlatformManaged)).status, crate::report::Status::Failed);
+        let emulator = status(Ok(AccountEncryption::Unknowable("the emulator ignores it".into())));
+        assert_eq!((emulator.status, emulator.message.as_str()), (crate::report::Status::Skipped, "the emulator ignores it"));
+        assert_eq!(status(Err("403".into())).status, crate::report::Status::Failed);
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl ObjectStore for S3Store {
             kms_key_id: h.ssekms_key_id().map(str::to_string),
             sse_customer_algorithm: h.sse_customer_algorithm().map(str::to_string),
             sse_customer_key_md5: h.sse_customer_key_md5().map(str::to_string),
-            encryption_scope: None,
+            ..Default::default()
         })
     }
 

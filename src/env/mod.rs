@@ -157,6 +157,10 @@ pub struct ObjectEncryption {
     pub sse_customer_key_md5: Option<String>,
     /// Azure: the encryption scope / whether the server encrypted it.
     pub encryption_scope: Option<String>,
+    /// Azure: `x-ms-server-encrypted`.
+    pub server_encrypted: Option<bool>,
+    /// Azure: `x-ms-encryption-key-sha256` (a customer-provided key).
+    pub encryption_key_sha256: Option<String>,
 }
 
 #[async_trait]
@@ -182,6 +186,24 @@ pub trait ObjectStore: Send + Sync {
     }
     /// Empty and remove a bucket the run created.
     async fn delete_bucket(&self, bucket: &str, log: &StepLog) -> Result<()>;
+    /// How the storage account encrypts at rest, where that is a property of the
+    /// account (Azure: a customer-managed key in Key Vault) rather than of each
+    /// object. `None` where objects carry their own key (S3).
+    async fn account_encryption(&self) -> Result<Option<AccountEncryption>> {
+        Ok(None)
+    }
+}
+
+/// A storage account's encryption at rest, as the account reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum AccountEncryption {
+    /// The store cannot say (an emulator that ignores the setting): why.
+    Unknowable(String),
+    /// Keys the platform manages (`Microsoft.Storage`).
+    PlatformManaged,
+    /// A customer-managed key in Key Vault (`Microsoft.Keyvault`). No version:
+    /// the account follows the key's current version.
+    KeyVault { vault_uri: String, key_name: String, key_version: Option<String> },
 }
 
 /// A Kubernetes object reference.

@@ -140,15 +140,11 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
         }
     }
     match env.storage {
-        StorageKind::Azurite => c.err(
-            "environment.storage",
-            "`storage: azurite` is not available yet: Velero's Azure plugin and the Key Vault emulator (lowkey-vault) are not built on the local test bed; use `storage: localstack`",
-        ),
         StorageKind::Azure => c.err(
             "environment.storage",
             "`storage: azure` (real Azure Blob Storage + Key Vault) is not available: vdrill has no Azure provider yet; use `storage: aws`",
         ),
-        StorageKind::Localstack | StorageKind::Aws => {}
+        StorageKind::Localstack | StorageKind::Aws | StorageKind::Azurite => {}
     }
     if env.cluster != ClusterKind::Local && env.storage.is_local() {
         c.err(
@@ -508,6 +504,12 @@ fn check_step(
             {
                 c.err(field("key"), "customer keys cannot be rotated by the key manager; declare a second `customer-key` key and a second location instead");
             }
+            if r.mode == RotateMode::NewKey && s.keys.get(&r.key).is_some_and(|k| k.provider == KeyProvider::AzureKeyvault) {
+                c.err(
+                    field("mode"),
+                    "Key Vault has no aliases to repoint: rotating an `azure-keyvault` key makes a new version of the same key; leave `mode` out (`on-demand`)",
+                );
+            }
             if r.mode == RotateMode::NewKey && existing(&r.key) {
                 c.err(
                     field("key"),
@@ -539,6 +541,12 @@ fn check_step(
                     && !(7..=30).contains(&days)
                 {
                     c.err(field("days"), format!("AWS KMS accepts a waiting period of 7 to 30 days, not {days}"));
+                }
+                if k.days.is_some() && provider == KeyProvider::AzureKeyvault {
+                    c.err(
+                        field("days"),
+                        "on Key Vault, `schedule-key-deletion` is a soft delete and the retention period is a property of the vault: leave `days` out",
+                    );
                 }
             }
         }

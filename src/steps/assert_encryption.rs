@@ -3,7 +3,7 @@
 
 use anyhow::{Context, Result};
 
-use crate::assert::encryption::{Expected, Observed, customer_key_md5, judge};
+use crate::assert::encryption::{Expected, KeyVaultKey, Observed, account_binding, customer_key_md5, judge, judge_azure};
 use crate::assert::{fail, pass, skip};
 use super::state::Undo;
 use crate::env::{KeyInfo, KeyState, Limitation};
@@ -78,7 +78,26 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
                 fail(name, format!("readable without the key: {}", crate::assert::offenders(&readable)))
             });
         }
-        KeyProvider::AwsKms | KeyProvider::AzureKeyvault => {
+        KeyProvider::AzureKeyvault => {
+            let expected = KeyVaultKey::from_key_id(&key.arn, key.version.clone(), label.clone())
+                .with_context(|| format!("`{}` is not a Key Vault key id", key.arn))?;
+            let account = ctx.env.store.account_encryption().await.map_err(|e| crate::log::error_text(&e));
+            let account = match account {
+                Ok(Some(a)) => Ok(a),
+                Ok(None) => anyhow::bail!("this object store has no account-level encryption to check a Key Vault key against"),
+                Err(e) => Err(e),
+            };
+            assertions = judge_azure(&observed, &expected, &account);
+            assertions.push(key_usable(ctx, &key, &label).await);
+            let binding_name = format!("blobs are bound to key {label} (reads fail while it is disabled)");
+            let bound = account_binding(&expected, &account);
+            match bound.status {
+                crate::report::Status::Passed => assertions.push(binding(ctx, &key, &location.bucket, &keys, &label).await),
+                crate::report::Status::Skipped => assertions.push(skip(binding_name, bound.message)),
+                _ => assertions.push(skip(binding_name, "the account is not bound to this key (see above)")),
+            }
+        }
+        KeyProvider::AwsKms => {
             let alias_only = location.config.get("kmsKeyId").is_some_and(|v| v.starts_with("alias/"));
             let unfaithful = alias_only && ctx.env.keys.limitations().contains(&Limitation::AliasKeyIdNotReported);
             let arn_checkable = unfaithful.then(|| {
@@ -109,6 +128,16 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
         assertions,
         outcome: None,
     })
+}
+
+/// The key itself: present and enabled in the vault, at the version the backup saw or a newer one.
+async fn key_usable(ctx: &StepCtx<'_>, key: &KeyInfo, label: &str) -> crate::report::AssertionReport {
+    let name = format!("key {label} is enabled in the key manager");
+    match ctx.env.keys.state(key).await {
+        Ok(KeyState::Enabled) => pass(name, format!("{} (version {})", key.arn, key.version.as_deref().unwrap_or("?"))),
+        Ok(other) => fail(name, format!("{}: {other:?}", key.arn)),
+        Err(e) => fail(name, format!("cannot read the key: {}", crate::log::error_text(&e))),
+    }
 }
 
 /// Bind the objects to a KMS key by disabling it and seeing reads fail, then enabling it again.
