@@ -262,3 +262,19 @@ fn a_failed_build_names_its_log() {
     assert!(r.stderr.contains(&format!("last lines of {}", log.display())), "{}", r.stderr);
     assert_eq!(manifest(cache.path())["velero"], serde_json::json!([]), "nothing half-built in the manifest");
 }
+
+#[test]
+fn without_the_shared_folder_lowkey_vault_is_absent_with_the_reason_and_the_rest_goes_on() {
+    let cache = tempfile::tempdir().unwrap();
+    let mut cmd = command(&script(), cache.path(), &["lowkey-vault", "etcd"]);
+    cmd.env("VDRILL_SHARED", "/nonexistent-shared");
+    let r = run_with(cmd);
+    r.ok("a machine without ../shared still provisions the rest");
+    let events = r.events();
+    let (_, _, why) = events.iter().find(|(c, s, _)| c == "lowkey-vault" && s == "absent").unwrap_or_else(|| panic!("absent: {events:?}"));
+    assert!(why.contains("/nonexistent-shared/sources/lowkey-vault is missing") && why.contains("VDRILL_SHARED"), "{why}");
+    assert!(events.iter().any(|(c, s, _)| c == "etcd" && (s == "done" || s == "cached")), "{events:?}");
+    let m = manifest(cache.path());
+    assert!(m.get("lowkey_vault").is_none(), "no lowkey-vault in the manifest: {m}");
+    assert_etcd_runs(cache.path());
+}

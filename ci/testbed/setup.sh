@@ -98,6 +98,9 @@ step() {
 mark_cached() { event "$COMP" cached; }
 mark_done() { event "$COMP" "done" "$(($(now) - COMP_T0))" "$*"; }
 mark_unavailable() { event "$COMP" unavailable "$*"; }
+# mark_absent: this machine lacks an input no registry serves (../shared, Java 25);
+# vdrill skips the cells that need the component instead of failing them.
+mark_absent() { event "$COMP" absent "$*"; }
 
 # --- stamps -----------------------------------------------------------------------
 #
@@ -389,7 +392,7 @@ plugin_inputs() {
 # with the proxy it came through (DIR/.unavailable.via): another proxy, or the
 # shared copy appearing, makes it stale.
 plugin_fetchable() {
-  local name=$1 pv=$2 mod d err why via hint=''; mod=$(plugin_module "$name"); d=$(plugin_dir "$name" "$pv")
+  local name=$1 pv=$2 mod d err why via hint='' refused=mark_unavailable; mod=$(plugin_module "$name"); d=$(plugin_dir "$name" "$pv")
   if check_stamp "$d" "bin/${mod##*/}"; then rm -f "$d/.unavailable" "$d/.unavailable.via"; return 0; fi
   via="GOPROXY=${P_GOPROXY:-$(go env GOPROXY)}"
   if plugin_pinned "$name"; then
@@ -398,6 +401,7 @@ plugin_fetchable() {
     else
       via+=" without $SHARED/goproxy/$mod"
       hint="the ${name^} plugin needs $SHARED/goproxy (no $mod there; set VDRILL_SHARED, see ci/testbed/NOTES.md) and the Go module proxy refuses it: "
+      refused=mark_absent
     fi
   fi
   if [[ -f $d/.unavailable && $(cat "$d/.unavailable.via" 2>/dev/null) != "$via" ]]; then
@@ -406,7 +410,7 @@ plugin_fetchable() {
   fi
   if why=$(still_unavailable "$d"); then
     report "plugin $name $pv" "UNAVAILABLE $why"
-    mark_unavailable "plugin $name $pv $why"
+    $refused "plugin $name $pv $why"
     return 1
   fi
   step "checking ${mod##*/} $pv on the Go module proxy${P_GOPROXY:+ ($P_GOPROXY)}"
@@ -418,7 +422,7 @@ plugin_fetchable() {
     remember_unavailable "$d" "$err"
     printf '%s\n' "$via" >"$d/.unavailable.via"
     report "plugin $name $pv" "UNAVAILABLE: $err"
-    mark_unavailable "plugin $name $pv: $err"
+    $refused "plugin $name $pv: $err"
     return 1
   fi
   rm -rf "$d/.unavailable" "$d/.unavailable.via" "$probe"
@@ -631,10 +635,11 @@ build_lowkey_vault() {
   rm -rf "$work"
 }
 
-# lowkey_unavailable TEXT: report it and return 0 (no record kept: nothing remote to spare).
+# lowkey_unavailable TEXT: report it (absent: this machine lacks Java 25 or the
+# sources) and return 0 (no record kept: nothing remote to spare).
 lowkey_unavailable() {
   report "lowkey-vault $LOWKEY_VAULT_VERSION" "UNAVAILABLE: $1"
-  mark_unavailable "$1"
+  mark_absent "$1"
 }
 
 do_lowkey_vault() {
