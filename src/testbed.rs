@@ -185,6 +185,7 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
     let mut needs: BTreeSet<Need> = [Need::Kube, Need::Etcd, Need::Localstack].into();
     if azure {
         needs.insert(Need::Azurite);
+        needs.insert(Need::LowkeyVault);
     }
     if std::env::var_os("VDRILL_NO_PROVISION").is_none() {
         run_provision(needs).await.map_err(|e| anyhow::anyhow!(e))?;
@@ -198,19 +199,35 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
     supervisor.add_dir(&base);
     let log = StepLog::new(redactor).with_echo(Arc::new(|l: &str| eprintln!("{l}")));
     let started = crate::env::local::start(crate::scenario::StorageKind::Localstack, "us-east-1", &dirs, &supervisor, &log).await?;
-    let azurite = match azure {
+    let emulators = match azure {
         true => {
             let manifest = crate::env::local::manifest::Manifest::load()?;
-            let az = crate::env::local::azurite::Azurite::start(&manifest, &dirs.work, &supervisor, &log).await?;
-            supervisor.set_endpoint("Azure blob (Azurite, its documented development account)", az.blob_endpoint.clone());
-            Some(az)
+            let (az, kv) = tokio::join!(
+                crate::env::local::azurite::Azurite::start(&manifest, &dirs.work, &supervisor, &log),
+                crate::env::local::lowkey::LowkeyVault::start(&manifest, &dirs.work, &supervisor, &log)
+            );
+            let (az, kv) = (az?, kv?);
+            // The account key, the vault's CA and its token go to files only the user can read.
+            let secrets = base.join("secrets");
+            crate::env::write_private(&secrets.join("azurite-account-key"), az.key.expose())?;
+            crate::env::write_private(&secrets.join("lowkey-vault-ca.pem"), kv.ca_pem.as_bytes())?;
+            crate::env::write_private(&secrets.join("lowkey-vault-token"), kv.token.expose())?;
+            supervisor.set_endpoint(
+                "Azure Blob (Azurite)",
+                format!("{} (account {}, key in {})", az.blob_endpoint, az.account, secrets.join("azurite-account-key").display()),
+            );
+            supervisor.set_endpoint(
+                "Key Vault (lowkey-vault)",
+                format!("{} (CA {}, any bearer token, e.g. {})", kv.url, secrets.join("lowkey-vault-ca.pem").display(), secrets.join("lowkey-vault-token").display()),
+            );
+            Some((az, kv))
         }
         false => None,
     };
     supervisor.set_endpoint("credentials", "LocalStack accepts any, e.g. test/test, region us-east-1".to_string());
     // From here on, dropping the handles leaves the processes running.
     let record = supervisor.hand_over(Kind::Up);
-    drop((started, azurite));
+    drop((started, emulators));
     print_record(&record);
     println!("\nexport KUBECONFIG={}", record.endpoints.get("kubeconfig").cloned().unwrap_or_default());
     println!("stop it with `vdrill testbed down {}`", record.id);

@@ -409,3 +409,39 @@ fn a_velero_version_that_is_not_pinned_is_an_environment_error_naming_it() {
     let m = report["cells"][0]["steps"][0]["message"].as_str().unwrap();
     assert!(m.contains("Velero 1.99 is not pinned in ci/testbed/versions.env"), "{m}");
 }
+
+#[test]
+fn cells_that_need_what_this_machine_lacks_are_skipped_with_the_reason_and_the_run_passes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let beds = tmp.path().join("beds");
+    // A provisioning script as setup.sh answers on a machine without ../shared: the
+    // Azure plugin and lowkey-vault are `absent`, the rest is cached.
+    let setup = tmp.path().join("setup.sh");
+    std::fs::write(
+        &setup,
+        "#!/bin/bash\nfor a in \"$@\"; do case $a in\n\
+         lowkey-vault) echo '::vdrill-event lowkey-vault absent lowkey-vault 7.3.74 needs /x/shared/sources/lowkey-vault (set VDRILL_SHARED)' ;;\n\
+         velero@*) echo '::vdrill-event velero-v1.18.3 absent plugin azure v1.14.0-rc.1: the Azure plugin needs /x/shared/goproxy'; echo '::vdrill-event velero-v1.18.3 cached' ;;\n\
+         *) echo \"::vdrill-event $a cached\" ;;\n\
+         esac; done\n",
+    )
+    .unwrap();
+    let scenario = repo().join("scenarios/azure-keyvault-basic.yaml");
+    let name = "absent-azure";
+    let artifacts = artifacts_dir(name);
+    let junit = artifacts.join("junit.xml");
+    let mut cmd = command(&beds, &["run", scenario.to_str().unwrap(), "--matrix", "velero=1.18", "--run-id", name, "--artifacts", artifacts.to_str().unwrap()]);
+    cmd.env_remove("VDRILL_NO_PROVISION").env("VDRILL_SETUP", &setup).arg("--junit").arg(&junit);
+    let out = cmd.output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "a skipped cell does not fail the run:\n{text}");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(artifacts.join("run.json")).unwrap()).unwrap();
+    let cell = &report["cells"][0];
+    assert_eq!(cell["status"], "skipped", "{cell}");
+    let verdict = cell["verdict"].as_str().unwrap();
+    assert!(verdict.contains("/x/shared/goproxy") && verdict.contains("/x/shared/sources/lowkey-vault"), "both reasons: {verdict}");
+    assert!(cell["steps"].as_array().unwrap().iter().all(|s| s["status"] == "skipped" && s["message"].as_str().unwrap().contains("/x/shared")));
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<skipped") && xml.contains("/x/shared/goproxy"), "JUnit carries the reason: {xml}");
+    assert!(text.contains("[provision] velero-v1.18.3: not built here: plugin azure"), "{text}");
+}

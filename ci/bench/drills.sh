@@ -9,7 +9,7 @@ velero=${1:-1.18}
 cargo build -q
 out=$(mktemp -d)
 printf '%-28s %-8s %9s %9s %10s %8s\n' drill result "total(s)" "RTO(s)" "vdrill(s)" "share"
-for s in aws-kms-basic aws-kms-disable-midrun aws-kms-rotate aws-kms-pending-deletion aws-sse-c; do
+for s in aws-kms-basic aws-kms-disable-midrun aws-kms-rotate aws-kms-pending-deletion aws-sse-c azure-keyvault-basic azure-keyvault-rotate azure-keyvault-soft-delete; do
   CI=1 target/debug/vdrill run "scenarios/$s.yaml" --matrix velero="$velero" --artifacts "$out/$s" >/dev/null 2>&1 || true
   jq -r '.cells[] | 
     [.scenario, .status, .duration, (.rto // 0), .overhead, (100 * .overhead / .duration)] |

@@ -338,6 +338,10 @@ pub trait Velero: Send + Sync {
     async fn upgrade(&self, version: &str, log: &StepLog) -> Result<()>;
     /// The version currently running.
     fn version(&self) -> String;
+    /// Its plugins (`aws`, `azure`) and their versions.
+    fn plugins(&self) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
     /// Stop Velero and remove what install created.
     async fn teardown(&self, log: &StepLog) -> Result<()>;
 }

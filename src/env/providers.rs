@@ -76,7 +76,13 @@ impl EnvironmentFactory for Providers {
             // What the script said about this cell's components; else what the bed lacks
             // (with why the script failed, if it did). A cell whose components are all
             // there runs, even if the script failed for another cell's.
-            let mut why: Vec<String> = needs.iter().filter_map(|n| outcome.problem(n)).collect();
+            let problems: Vec<provision::Problem> = needs.iter().filter_map(|n| outcome.problem(n)).collect();
+            if !problems.is_empty() && problems.iter().all(|p| matches!(p, provision::Problem::Absent(_))) {
+                let why: Vec<&str> = problems.iter().map(|p| p.text()).collect();
+                report.skipped.insert(cell.to_string(), format!("this machine cannot provide it: {}", why.join("; ")));
+                continue;
+            }
+            let mut why: Vec<String> = problems.iter().filter(|p| matches!(p, provision::Problem::Error(_))).map(|p| p.text().to_string()).collect();
             if why.is_empty() && !needs.is_empty() {
                 #[cfg(feature = "providers")]
                 match &manifest {

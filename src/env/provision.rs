@@ -9,7 +9,10 @@
 //!
 //! with `start <expected-seconds> <what>`, `step <text>`, `cached`,
 //! `done <seconds> <text>`, `failed <log-file> <message>`, `unavailable <reason>`
-//! and (component `setup`) `wait <text>`. The script holds a lock in the cache
+//! (a registry refused it), `absent <reason>` (this machine lacks an input that no
+//! registry serves, such as `../shared`: the cells that need it are skipped, not
+//! failed) and (component `setup`) `wait <text>`. A plugin's `unavailable` and
+//! `absent` come inside its Velero component, as `plugin <name> <version> ...`. The script holds a lock in the cache
 //! while it builds, so runs that start together build each component once.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -31,6 +34,8 @@ pub enum State {
     Done { seconds: f64, text: String },
     Failed { log: PathBuf, message: String },
     Unavailable(String),
+    /// This machine lacks an input of the component (not an error of the run).
+    Absent(String),
     /// Waiting for another builder to finish (component `setup`).
     Wait(String),
 }
@@ -47,7 +52,7 @@ impl Event {
     /// registry refuses is reported inside its Velero component, which goes on.)
     pub fn is_final(&self) -> bool {
         match &self.state {
-            State::Unavailable(why) => !why.starts_with("plugin "),
+            State::Unavailable(why) | State::Absent(why) => !why.starts_with("plugin "),
             s => matches!(s, State::Cached | State::Done { .. } | State::Failed { .. }),
         }
     }
@@ -77,6 +82,7 @@ pub fn parse(line: &str) -> Option<Event> {
             State::Failed { log: PathBuf::from(log), message: message.to_string() }
         }
         "unavailable" => State::Unavailable(detail),
+        "absent" => State::Absent(detail),
         "wait" => State::Wait(detail),
         _ => return None,
     };
@@ -89,7 +95,10 @@ pub type Progress = dyn Fn(&Event) + Send + Sync;
 /// Why cells cannot run, by cell id.
 #[derive(Debug, Default, Clone)]
 pub struct Report {
+    /// Cells whose environment could not be provisioned (an environment error).
     pub unavailable: BTreeMap<String, String>,
+    /// Cells that cannot run on this machine (something it lacks): skipped.
+    pub skipped: BTreeMap<String, String>,
 }
 
 /// One thing a cell needs from the bed, as `setup.sh` takes it.
@@ -99,6 +108,8 @@ pub enum Need {
     Etcd,
     /// A Velero version as the scenario writes it (`1.18`, `1.18.3`) with its plugins.
     Velero(String),
+    /// A plugin (`aws`, `azure`) of a Velero version; built with that version.
+    Plugin { velero: String, plugin: String },
     Localstack,
     Azurite,
     LowkeyVault,
@@ -110,7 +121,7 @@ impl Need {
         match self {
             Need::Kube => "kube".into(),
             Need::Etcd => "etcd".into(),
-            Need::Velero(v) => format!("velero@{v}"),
+            Need::Velero(v) | Need::Plugin { velero: v, .. } => format!("velero@{v}"),
             Need::Localstack => "localstack".into(),
             Need::Azurite => "azurite".into(),
             Need::LowkeyVault => "lowkey-vault".into(),
@@ -120,7 +131,7 @@ impl Need {
     /// Whether an event's component is (part of) this need.
     pub fn matches(&self, component: &str) -> bool {
         match self {
-            Need::Velero(v) => {
+            Need::Velero(v) | Need::Plugin { velero: v, .. } => {
                 let want = format!("velero-v{}", v.trim_start_matches('v'));
                 component == want || component.strip_prefix(&want).is_some_and(|rest| rest.starts_with('.'))
             }
@@ -148,11 +159,19 @@ pub fn needs(cell: &Cell) -> BTreeSet<Need> {
         }
         StorageKind::Aws | StorageKind::Azure => {}
     }
-    out.insert(Need::Velero(s.velero.version.clone()));
+    let mut versions = vec![s.velero.version.clone()];
     for step in s.steps.iter().chain(&s.finally) {
         if let Step::UpgradeVelero(u) = step {
-            out.insert(Need::Velero(u.version.clone()));
+            versions.push(u.version.clone());
         }
+    }
+    let mut plugins: BTreeSet<String> = s.velero.plugins.iter().filter(|p| !p.contains('/') && !p.contains(':')).cloned().collect();
+    plugins.extend(s.velero.locations.iter().map(|l| l.provider.as_str().to_string()));
+    for v in versions {
+        for p in &plugins {
+            out.insert(Need::Plugin { velero: v.clone(), plugin: p.clone() });
+        }
+        out.insert(Need::Velero(v));
     }
     out
 }
@@ -168,45 +187,90 @@ pub fn setup_script() -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// Why a need cannot be met.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Provisioning failed or a registry refused it: an environment error.
+    Error(String),
+    /// This machine lacks an input: the cells that need it are skipped.
+    Absent(String),
+}
+
+impl Problem {
+    pub fn text(&self) -> &str {
+        match self {
+            Problem::Error(s) | Problem::Absent(s) => s,
+        }
+    }
+}
+
 /// How each requested component ended.
 #[derive(Debug, Default, Clone)]
 pub struct Outcome {
     /// Final event per component.
     pub finals: BTreeMap<String, State>,
+    /// Plugins reported `unavailable` or `absent` inside a Velero component:
+    /// (component, plugin name) -> that state.
+    pub plugins: BTreeMap<(String, String), State>,
     /// Set when the script itself failed (or could not run), with why.
     pub failure: Option<String>,
 }
 
 impl Outcome {
     /// Why `need` is not available, if it is not.
-    pub fn problem(&self, need: &Need) -> Option<String> {
+    pub fn problem(&self, need: &Need) -> Option<Problem> {
         for (component, state) in &self.finals {
             if !need.matches(component) {
                 continue;
             }
             match state {
                 State::Failed { log, message } => {
-                    return Some(format!("provisioning {component} failed: {message} (log: {})", log.display()));
+                    return Some(Problem::Error(format!("provisioning {component} failed: {message} (log: {})", log.display())));
                 }
-                State::Unavailable(why) => return Some(format!("{component} is not available: {why}")),
+                State::Unavailable(why) => return Some(Problem::Error(format!("{component} is not available: {why}"))),
+                State::Absent(why) => return Some(Problem::Absent(format!("{component} cannot be built here: {why}"))),
                 _ => {}
             }
         }
+        if let Need::Plugin { plugin, .. } = need {
+            for ((component, name), state) in &self.plugins {
+                if name != plugin || !need.matches(component) {
+                    continue;
+                }
+                match state {
+                    State::Absent(why) => return Some(Problem::Absent(format!("{component}: {why}"))),
+                    State::Unavailable(why) => return Some(Problem::Error(format!("{component}: {why}"))),
+                    _ => {}
+                }
+            }
+        }
         None
+    }
+
+    fn record(&mut self, e: &Event) {
+        match &e.state {
+            State::Unavailable(why) | State::Absent(why) if !e.is_final() => {
+                if let Some(name) = why.strip_prefix("plugin ").and_then(|r| r.split_whitespace().next()) {
+                    self.plugins.insert((e.component.clone(), name.to_string()), e.state.clone());
+                }
+            }
+            _ if e.is_final() => {
+                self.finals.insert(e.component.clone(), e.state.clone());
+            }
+            _ => {}
+        }
     }
 }
 
 /// Run the script for `needs`, reporting its events; `log` receives its stderr.
 pub async fn run(script: &Path, needs: &BTreeSet<Need>, supervisor: &Supervisor, log: &Path, progress: &Progress, cancel: &CancellationToken) -> Outcome {
     let mut cmd = std::process::Command::new("bash");
-    cmd.arg(script).args(needs.iter().map(Need::arg));
-    let mut out = Outcome::default();
-    let finals = std::sync::Mutex::new(BTreeMap::new());
+    let args: BTreeSet<String> = needs.iter().map(Need::arg).collect();
+    cmd.arg(script).args(args);
+    let recorded = std::sync::Mutex::new(Outcome::default());
     let streamed = supervisor.stream("setup.sh", cmd, log, |line| {
         if let Some(e) = parse(line) {
-            if e.is_final() {
-                finals.lock().unwrap_or_else(|p| p.into_inner()).insert(e.component.clone(), e.state.clone());
-            }
+            recorded.lock().unwrap_or_else(|p| p.into_inner()).record(&e);
             progress(&e);
         }
     });
@@ -214,7 +278,7 @@ pub async fn run(script: &Path, needs: &BTreeSet<Need>, supervisor: &Supervisor,
         s = streamed => s,
         _ = cancel.cancelled() => Err(anyhow::anyhow!("interrupted")),
     };
-    out.finals = finals.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut out = recorded.into_inner().unwrap_or_else(|p| p.into_inner());
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => {
@@ -258,8 +322,31 @@ mod tests {
         let out = Outcome {
             finals: [("velero-v1.18.3".to_string(), State::Failed { log: "/l".into(), message: "boom".into() })].into(),
             failure: None,
+            plugins: Default::default(),
         };
-        assert_eq!(out.problem(&n).unwrap(), "provisioning velero-v1.18.3 failed: boom (log: /l)");
+        assert_eq!(out.problem(&n).unwrap(), Problem::Error("provisioning velero-v1.18.3 failed: boom (log: /l)".into()));
         assert!(out.problem(&Need::Etcd).is_none());
+    }
+
+    #[test]
+    fn a_plugin_this_machine_cannot_build_is_absent_and_names_why() {
+        let mut out = Outcome::default();
+        for line in [
+            "::vdrill-event velero-v1.18.3 absent plugin azure v1.14.0-rc.1 needs /x/shared/goproxy (set VDRILL_SHARED)",
+            "::vdrill-event velero-v1.18.3 cached",
+            "::vdrill-event lowkey-vault absent needs /x/shared/sources/lowkey-vault",
+        ] {
+            out.record(&parse(line).unwrap());
+        }
+        let azure = Need::Plugin { velero: "1.18".into(), plugin: "azure".into() };
+        let aws = Need::Plugin { velero: "1.18".into(), plugin: "aws".into() };
+        match out.problem(&azure) {
+            Some(Problem::Absent(why)) => assert!(why.contains("plugin azure v1.14.0-rc.1 needs /x/shared/goproxy"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(out.problem(&aws), None);
+        assert_eq!(out.problem(&Need::Velero("1.18".into())), None, "the Velero build itself is fine");
+        assert!(matches!(out.problem(&Need::LowkeyVault), Some(Problem::Absent(_))));
+        assert_eq!(azure.arg(), "velero@1.18");
     }
 }

@@ -66,6 +66,8 @@ pub struct VeleroProvider {
     supervisor: Supervisor,
     running: Mutex<Option<Running>>,
     version: std::sync::Mutex<String>,
+    /// The plugins the running Velero uses, with their versions.
+    plugins: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 fn gvk(kind: &str) -> GroupVersionKind {
@@ -120,6 +122,11 @@ pub fn parse_manifests(text: &str) -> Result<Vec<Json>> {
     Ok(out)
 }
 
+/// The plugins an install uses, with the versions the build has of them.
+fn used_plugins(build: &Build, install: &VeleroInstall) -> std::collections::BTreeMap<String, String> {
+    install.plugins.iter().map(|p| (p.clone(), build.plugins.get(p).cloned().unwrap_or_else(|| "unknown".into()))).collect()
+}
+
 impl VeleroProvider {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -131,7 +138,7 @@ impl VeleroProvider {
         work: PathBuf,
         supervisor: Supervisor,
     ) -> VeleroProvider {
-        VeleroProvider { cluster, kubeconfig, store, builds, mode, work, supervisor, running: Mutex::new(None), version: std::sync::Mutex::default() }
+        VeleroProvider { cluster, kubeconfig, store, builds, mode, work, supervisor, running: Mutex::new(None), version: std::sync::Mutex::default(), plugins: std::sync::Mutex::default() }
     }
 
     fn server_log(&self) -> PathBuf {
@@ -226,6 +233,7 @@ impl VeleroProvider {
                 "--log-level=info".to_string(),
             ])
             .env("AWS_SHARED_CREDENTIALS_FILE", creds.display().to_string())
+            .env("AZURE_CREDENTIALS_FILE", creds.display().to_string())
             .env("HOME", home.display().to_string())
             // Velero writes credential files under $TMPDIR/credentials/<namespace>: one per run.
             .env("TMPDIR", tmp.display().to_string())
@@ -393,6 +401,7 @@ impl Velero for VeleroProvider {
         // Recorded before waiting, so teardown removes what was applied even if Velero never gets ready.
         let cluster_objects = if matches!(self.mode, Mode::InCluster) { cluster_objects } else { Vec::new() };
         *self.version.lock().unwrap_or_else(|e| e.into_inner()) = build.version.clone();
+        *self.plugins.lock().unwrap_or_else(|e| e.into_inner()) = used_plugins(&build, install);
         *self.running.lock().await = Some(Running { build, process: None, install: install.clone(), cluster_objects });
         let ready = self.wait_locations_available(install, process.as_mut(), log).await;
         if let Some(r) = self.running.lock().await.as_mut() {
@@ -436,6 +445,7 @@ impl Velero for VeleroProvider {
             }
         };
         let new_version = build.version.clone();
+        *self.plugins.lock().unwrap_or_else(|e| e.into_inner()) = used_plugins(&build, &install);
         running.build = build;
         running.install = install.clone();
         let process = running.process.as_mut();
@@ -446,6 +456,10 @@ impl Velero for VeleroProvider {
 
     fn version(&self) -> String {
         self.version.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn plugins(&self) -> std::collections::BTreeMap<String, String> {
+        self.plugins.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     async fn teardown(&self, log: &StepLog) -> Result<()> {

@@ -62,6 +62,7 @@ pub fn render(run: &RunReport) -> String {
         for (k, v) in &cell.matrix {
             props.push(("matrix", format!("{k}={v}")));
         }
+        let plugins: Vec<(String, String)> = cell.velero_plugins.iter().map(|(k, v)| (format!("velero.plugin.{k}"), v.clone())).collect();
         if let Some(rto) = cell.rto {
             props.push(("rto.seconds", format!("{:.3}", rto.as_secs_f64())));
         }
@@ -74,6 +75,9 @@ pub fn render(run: &RunReport) -> String {
             props.push(("kept", k.clone()));
         }
         for (k, v) in props {
+            suite.add_property(Property::new(k, v));
+        }
+        for (k, v) in plugins {
             suite.add_property(Property::new(k, v));
         }
         for step in &cell.steps {

@@ -49,6 +49,8 @@ pub fn provision_line(e: &provision::Event, expected: Option<Duration>) -> Strin
             format!("{}: {} is not available (see the provisioning log)", e.component, why.split([' ', '(', ':']).take(3).collect::<Vec<_>>().join(" "))
         }
         State::Unavailable(why) => format!("{}: not available: {why}", e.component),
+        // Something this machine lacks: the cells that need it are skipped, with why.
+        State::Absent(why) => format!("{}: not built here: {why}", e.component),
         State::Wait(who) => format!("waiting: {who}"),
     }
 }

@@ -143,12 +143,16 @@ impl Runner {
             cells: Vec::new(),
         }));
         self.reporter.event(&Event::RunStarted { cells: cells.len() });
-        let unavailable = self.provision(cells).await;
+        let provisioned = self.provision(cells).await;
         for cell in cells {
             let cell_report = if self.cancel.is_cancelled() {
                 self.skipped_cell(cell, "the run was interrupted before this cell started")
-            } else if let Some(why) = unavailable.get(&cell.id) {
+            } else if let Some(why) = provisioned.unavailable.get(&cell.id) {
                 self.unavailable_cell(cell, why)
+            } else if let Some(why) = provisioned.skipped.get(&cell.id) {
+                let mut c = self.skipped_cell(cell, &format!("skipped: {why}"));
+                c.verdict = Some(format!("not run: {why}"));
+                c
             } else {
                 self.run_cell(cell, &report).await
             };
@@ -169,7 +173,7 @@ impl Runner {
     }
 
     /// The provisioning phase: one call for every cell; returns why cells cannot run.
-    async fn provision(&self, cells: &[Cell]) -> std::collections::BTreeMap<String, String> {
+    async fn provision(&self, cells: &[Cell]) -> provision::Report {
         if cells.iter().all(|c| provision::needs(c).is_empty()) {
             return Default::default();
         }
@@ -179,7 +183,7 @@ impl Runner {
         let progress = move |e: &provision::Event| reporter.event(&Event::Provision(e));
         let report = self.factory.provision(cells, &progress, &self.cancel).await;
         self.reporter.event(&Event::ProvisionFinished { duration: started.elapsed() });
-        report.unavailable
+        report
     }
 
     fn skipped_cell(&self, cell: &Cell, why: &str) -> CellReport {
@@ -219,6 +223,7 @@ impl Runner {
             cluster: s.environment.cluster.as_str().to_string(),
             storage: s.environment.storage.as_str().to_string(),
             velero_version: s.velero.version.clone(),
+            velero_plugins: Default::default(),
             status: Status::Passed,
             verdict: None,
             started_at: Utc::now(),
@@ -345,6 +350,7 @@ impl Runner {
                 broke = Some(step.message.clone());
             }
             report.velero_version = environment.velero.version();
+            report.velero_plugins = environment.velero.plugins();
         }
 
         // The drill.

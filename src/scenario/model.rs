@@ -54,6 +54,15 @@ impl Scenario {
     /// `customerKeyEncryptionFile` or `kmsKeyName`, as a reference or as a
     /// key's alias or name substituted at plan time.
     pub fn location_key(&self, location: &LocationSpec) -> Option<String> {
+        // Azure: the key is a property of the storage account, not of the location;
+        // with one Key Vault key in the scenario, that is the one.
+        if location.provider == LocationProvider::Azure {
+            let mut vault_keys = self.keys.iter().filter(|(_, k)| k.provider == KeyProvider::AzureKeyvault);
+            return match (vault_keys.next(), vault_keys.next()) {
+                (Some((name, _)), None) => Some(name.clone()),
+                _ => None,
+            };
+        }
         ["kmsKeyId", "customerKeyEncryptionFile", "kmsKeyName"].iter().find_map(|field| {
             let value = location.config.get(*field)?;
             if let Some(r) = super::refs::find(value).ok()?.first().filter(|r| r.parts[0] == "keys") {

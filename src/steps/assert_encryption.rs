@@ -42,13 +42,20 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
             },
             Err(_) => None,
         };
-        if let Ok(h) = &head {
-            ctx.log.line(format!(
+        match &head {
+            Ok(h) if key.provider == KeyProvider::AzureKeyvault => ctx.log.line(format!(
+                "  {k}: server-encrypted={} scope={} cpk={}",
+                h.server_encrypted.map(|b| b.to_string()).as_deref().unwrap_or("-"),
+                h.encryption_scope.as_deref().unwrap_or("-"),
+                h.encryption_key_sha256.as_deref().unwrap_or("-")
+            )),
+            Ok(h) => ctx.log.line(format!(
                 "  {k}: sse={} kms={} sse-c={}",
                 h.server_side_encryption.as_deref().unwrap_or("-"),
                 h.kms_key_id.as_deref().unwrap_or("-"),
                 h.sse_customer_algorithm.as_deref().unwrap_or("-")
-            ));
+            )),
+            Err(_) => {}
         }
         observed.push(Observed { key: k.clone(), head, resolved_arn });
     }

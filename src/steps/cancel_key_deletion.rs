@@ -1,5 +1,6 @@
 //! cancel-key-deletion: take the key out of its deletion waiting period.
-//! On AWS the key is then disabled; enable it with `enable-key`.
+//! On AWS the key is then disabled; enable it with `enable-key`. On Key Vault this
+//! recovers a soft-deleted key, enabled as it was.
 
 use anyhow::Result;
 

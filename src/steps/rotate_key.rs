@@ -10,7 +10,10 @@ pub async fn run(step: &RotateKeyStep, ctx: &mut StepCtx<'_>) -> Result<StepOutp
     let current = key(ctx, &step.key)?.clone();
     let rotated = ctx.env.keys.rotate(&current, step.mode, ctx.log).await?;
     let summary = match step.mode {
-        RotateMode::OnDemand => format!("rotated {} on demand ({})", step.key, rotated.arn),
+        RotateMode::OnDemand => match (&current.version, &rotated.version) {
+            (Some(before), Some(after)) => format!("rotated {} on demand: version {before} -> {after} ({})", step.key, rotated.arn),
+            _ => format!("rotated {} on demand ({})", step.key, rotated.arn),
+        },
         RotateMode::NewKey => format!("{} now points at a new key {} (was {})", rotated.alias.clone().unwrap_or_default(), rotated.arn, current.arn),
     };
     ctx.log.line(&summary);

@@ -13,5 +13,10 @@ pub async fn run(step: &ScheduleKeyDeletionStep, ctx: &mut StepCtx<'_>) -> Resul
     let k = key(ctx, &step.key)?.clone();
     let days = step.days.unwrap_or(DEFAULT_DAYS);
     ctx.env.keys.schedule_deletion(&k, days, ctx.log).await?;
+    if k.provider == crate::scenario::KeyProvider::AzureKeyvault {
+        // Key Vault: a soft delete; the vault's retention period applies.
+        let state = ctx.env.keys.state(&k).await?;
+        return Ok(done(format!("{} deleted (soft delete, recoverable); key state is now {state:?}", step.key)));
+    }
     Ok(done(format!("{} scheduled for deletion in {days} days", step.key)))
 }

@@ -115,6 +115,14 @@ impl Manifest {
             Need::Azurite if self.azurite.is_none() => missing("Azurite"),
             Need::LowkeyVault if self.lowkey_vault.is_none() => missing("lowkey-vault (the Key Vault emulator)"),
             Need::Velero(v) => self.velero(v).err().map(|e| e.to_string()),
+            Need::Plugin { velero, plugin } => match self.velero(velero) {
+                Err(e) => Some(e.to_string()),
+                Ok(b) if !b.plugins.contains_key(plugin) => Some(format!(
+                    "Velero's {plugin} plugin is not built for Velero {} in the local test bed (see the provisioning log); {SETUP_HINT}",
+                    b.version
+                )),
+                Ok(_) => None,
+            },
             _ => None,
         }
     }

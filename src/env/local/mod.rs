@@ -6,6 +6,7 @@
 pub mod azurite;
 pub mod cluster;
 pub mod localstack;
+pub mod lowkey;
 pub mod manifest;
 pub mod pki;
 
@@ -17,15 +18,19 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 
 use super::aws::{AwsTarget, KmsKeys, S3Store};
+use super::azure::blob::{BlobStore, BlobTarget};
+use super::azure::keyvault::{KeyVault, VaultTarget};
 use super::kube::KubeCluster;
 use super::ledger::Kind;
 use super::process::Supervisor;
 use super::velero::{Build, Builds, Mode, VeleroProvider};
-use super::{CellDirs, ClusterInfo, Environment, Stop};
+use super::{CellDirs, ClusterInfo, Environment, KeyManager, ObjectStore, Stop};
 use crate::log::StepLog;
 use crate::scenario::StorageKind;
+use azurite::Azurite;
 use cluster::ControlPlane;
 use localstack::LocalStack;
+use lowkey::LowkeyVault;
 use manifest::Manifest;
 
 /// Velero builds of the test bed.
@@ -42,6 +47,8 @@ impl Builds for BedBuilds {
 pub struct Bed {
     pub plane: Mutex<Option<ControlPlane>>,
     pub localstack: Mutex<Option<LocalStack>>,
+    pub azurite: Mutex<Option<Azurite>>,
+    pub lowkey: Mutex<Option<LowkeyVault>>,
     pub supervisor: Supervisor,
     pub work: PathBuf,
     /// How to reach it, for `--keep`.
@@ -55,6 +62,16 @@ impl Stop for Bed {
             log.line(format!("localstack: peak RSS {} MiB", ls.process.peak_rss_kib() / 1024));
             ls.stop().await?;
             log.line("LocalStack stopped");
+        }
+        if let Some(mut az) = self.azurite.lock().await.take() {
+            log.line(format!("azurite: peak RSS {} MiB", az.process.peak_rss_kib() / 1024));
+            az.stop().await?;
+            log.line("Azurite stopped");
+        }
+        if let Some(mut kv) = self.lowkey.lock().await.take() {
+            log.line(format!("lowkey-vault: peak RSS {} MiB", kv.process.peak_rss_kib() / 1024));
+            kv.stop().await?;
+            log.line("lowkey-vault stopped");
         }
         if let Some(mut plane) = self.plane.lock().await.take() {
             for p in &plane.processes {
@@ -90,34 +107,64 @@ pub struct Started {
 /// `vdrill testbed up` (which starts no Velero).
 pub async fn start(storage: StorageKind, region: &str, dirs: &CellDirs, supervisor: &Supervisor, log: &StepLog) -> Result<Started> {
     let manifest = Manifest::load()?;
-    if storage != StorageKind::Localstack {
-        anyhow::bail!(
-            "`storage: {}` on the local test bed is not available: velero-plugin-for-microsoft-azure and the Key Vault emulator are not built here yet; see ci/testbed/NOTES.md",
-            storage.as_str()
-        );
+    if !storage.is_local() {
+        anyhow::bail!("`storage: {}` does not run on the local test bed; use `localstack` or `azurite`", storage.as_str());
     }
     let work = dirs.work.clone();
     std::fs::create_dir_all(&work)?;
     std::fs::create_dir_all(dirs.artifacts.join("env"))?;
     supervisor.add_dir(&work);
     log.line(format!("work dir {}, process logs in {}", work.display(), dirs.artifacts.join("env").display()));
+    let redactor = supervisor.redactor().clone();
 
-    let (plane, localstack) = tokio::join!(ControlPlane::start(&manifest, &work, supervisor, log), LocalStack::start(&manifest, &work, supervisor, log));
-    let (plane, localstack) = (plane?, localstack?);
+    // The control plane and the emulators start side by side.
+    let (plane, stores) = tokio::join!(ControlPlane::start(&manifest, &work, supervisor, log), async {
+        match storage {
+            StorageKind::Azurite => {
+                let (az, kv) = tokio::join!(Azurite::start(&manifest, &work, supervisor, log), LowkeyVault::start(&manifest, &work, supervisor, log));
+                Ok::<_, anyhow::Error>(Emulators::Azure(az?, kv?))
+            }
+            _ => Ok(Emulators::Aws(LocalStack::start(&manifest, &work, supervisor, log).await?)),
+        }
+    });
+    let (plane, stores) = (plane?, stores?);
     let info = ClusterInfo { kind: "local".into(), server: plane.server.clone(), kubeconfig: Some(plane.kubeconfig.clone()), version: Some(plane.version.clone()) };
     let cluster = Arc::new(KubeCluster::new(plane.client.clone(), info));
-    let redactor = supervisor.redactor().clone();
-    // LocalStack accepts any credentials; Velero gets a secret made for this bed.
-    let secret_key = redactor.secret(super::hex(&super::random_bytes(20)?));
-    let target = AwsTarget {
-        endpoint: Some(localstack.endpoint.clone()),
-        region: region.to_string(),
-        static_credentials: Some(("test".into(), secret_key)),
-        localstack: true,
-        run_tag: supervisor.id(),
+    let kubeconfig = plane.kubeconfig.clone();
+    let server = plane.server.clone();
+    supervisor.set_endpoint("kubeconfig", kubeconfig.display().to_string());
+    supervisor.set_endpoint("api server", server.clone());
+    supervisor.set_endpoint("logs", work.join("logs").display().to_string());
+
+    let (store, keys, localstack, azurite, lowkey, s3_endpoint, reach): (Arc<dyn ObjectStore>, Arc<dyn KeyManager>, _, _, _, _, String) = match stores {
+        Emulators::Aws(localstack) => {
+            // LocalStack accepts any credentials; Velero gets a secret made for this bed.
+            let secret_key = redactor.secret(super::hex(&super::random_bytes(20)?));
+            let target = AwsTarget {
+                endpoint: Some(localstack.endpoint.clone()),
+                region: region.to_string(),
+                static_credentials: Some(("test".into(), secret_key)),
+                localstack: true,
+                run_tag: supervisor.id(),
+            };
+            let store = Arc::new(S3Store::new(target.clone(), &redactor).await?);
+            let keys = Arc::new(KmsKeys::new(target).await);
+            supervisor.set_endpoint("S3 + KMS (LocalStack)", localstack.endpoint.clone());
+            let reach = format!("S3 + KMS {}", localstack.endpoint);
+            let endpoint = Some(localstack.endpoint.clone());
+            (store, keys, Some(localstack), None, None, endpoint, reach)
+        }
+        Emulators::Azure(az, kv) => {
+            let target = BlobTarget { endpoint: az.blob_endpoint.clone(), account: az.account.clone(), key: az.key.clone(), emulator: true };
+            let store = Arc::new(BlobStore::new(target, &redactor).await?);
+            let vault = VaultTarget { url: kv.url.clone(), ca_pem: Some(kv.ca_pem.clone()), token: Some(kv.token.clone()), emulator: true };
+            let keys = Arc::new(KeyVault::new(vault).await?);
+            supervisor.set_endpoint("Azure Blob (Azurite)", az.blob_endpoint.clone());
+            supervisor.set_endpoint("Key Vault (lowkey-vault)", kv.url.clone());
+            let reach = format!("Azure Blob {}, Key Vault {}", az.blob_endpoint, kv.url);
+            (store, keys, None, Some(az), Some(kv), None, reach)
+        }
     };
-    let store: Arc<S3Store> = Arc::new(S3Store::new(target.clone(), &redactor).await?);
-    let keys = Arc::new(KmsKeys::new(target).await);
     let velero = Arc::new(VeleroProvider::new(
         cluster.clone(),
         plane.kubeconfig.clone(),
@@ -127,16 +174,23 @@ pub async fn start(storage: StorageKind, region: &str, dirs: &CellDirs, supervis
         work.clone(),
         supervisor.clone(),
     ));
-    let kubeconfig = plane.kubeconfig.clone();
-    let server = plane.server.clone();
-    let s3_endpoint = Some(localstack.endpoint.clone());
-    supervisor.set_endpoint("kubeconfig", kubeconfig.display().to_string());
-    supervisor.set_endpoint("api server", server.clone());
-    supervisor.set_endpoint("S3 + KMS (LocalStack)", localstack.endpoint.clone());
-    supervisor.set_endpoint("logs", work.join("logs").display().to_string());
-    let summary = format!("kubeconfig {}, API server {server}, S3 + KMS {}, work dir {}", kubeconfig.display(), localstack.endpoint, work.display());
-    let bed = Arc::new(Bed { plane: Mutex::new(Some(plane)), localstack: Mutex::new(Some(localstack)), supervisor: supervisor.clone(), work: work.clone(), summary });
+    let summary = format!("kubeconfig {}, API server {server}, {reach}, work dir {}", kubeconfig.display(), work.display());
+    let bed = Arc::new(Bed {
+        plane: Mutex::new(Some(plane)),
+        localstack: Mutex::new(localstack),
+        azurite: Mutex::new(azurite),
+        lowkey: Mutex::new(lowkey),
+        supervisor: supervisor.clone(),
+        work: work.clone(),
+        summary,
+    });
     let environment =
         Environment { cluster, store, keys, velero, stop: bed.clone(), watchdog: supervisor.watchdog(), disposable: true };
     Ok(Started { environment, kubeconfig, server, s3_endpoint, bed })
+}
+
+/// The emulators of one bed.
+enum Emulators {
+    Aws(LocalStack),
+    Azure(Azurite, LowkeyVault),
 }
