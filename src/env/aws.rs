@@ -157,6 +157,8 @@ impl ObjectStore for S3Store {
             sse_customer_algorithm: h.sse_customer_algorithm().map(str::to_string),
             sse_customer_key_md5: h.sse_customer_key_md5().map(str::to_string),
             encryption_scope: None,
+            server_encrypted: None,
+            encryption_key_sha256: None,
         })
     }
 

@@ -155,8 +155,13 @@ pub struct ObjectEncryption {
     pub kms_key_id: Option<String>,
     pub sse_customer_algorithm: Option<String>,
     pub sse_customer_key_md5: Option<String>,
-    /// Azure: the encryption scope / whether the server encrypted it.
+    /// Azure: the blob's encryption scope (`x-ms-encryption-scope`).
     pub encryption_scope: Option<String>,
+    /// Azure: whether the service reports the blob encrypted at rest (`x-ms-server-encrypted`).
+    pub server_encrypted: Option<bool>,
+    /// Azure: SHA-256 (base64) of the customer-provided key the blob was written
+    /// with (`x-ms-encryption-key-sha256`).
+    pub encryption_key_sha256: Option<String>,
 }
 
 #[async_trait]
