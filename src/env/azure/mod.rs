@@ -1,0 +1,2 @@
+pub mod blob;
+mod shared_key;
