@@ -202,7 +202,11 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
         true => {
             let manifest = crate::env::local::manifest::Manifest::load()?;
             let az = crate::env::local::azurite::Azurite::start(&manifest, &dirs.work, &supervisor, &log).await?;
-            supervisor.set_endpoint("Azure blob (Azurite, its documented development account)", az.blob_endpoint.clone());
+            // The account key goes to a file only its owner reads, never into the record.
+            let key_file = base.join("azurite-account-key");
+            crate::env::write_private(&key_file, az.key.expose())?;
+            supervisor.set_endpoint("Azure blob (Azurite)", az.blob_endpoint.clone());
+            supervisor.set_endpoint("Azure account", format!("{} (key in {})", az.account, key_file.display()));
             Some(az)
         }
         false => None,
