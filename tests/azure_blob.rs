@@ -115,6 +115,17 @@ async fn blob_store_round_trip_on_azurite_with_its_own_account() {
     let missing = store.head(&c, "backups/b1/none", None).await.expect_err("no such blob");
     assert!(error_text(&missing).contains("BlobNotFound") && error_text(&missing).contains("HTTP 404"), "{missing:#}");
 
+    // A customer-provided key: Azurite (strict) refuses the feature with a 500, which the
+    // client retries, briefly.
+    let cpk = log.redactor().secret(vdrill::env::random_bytes(32).unwrap());
+    let started = std::time::Instant::now();
+    let refused = store.read(&c, "backups/b1/part 1.json", Some(&cpk)).await.expect_err("Azurite has no customer-provided keys");
+    assert!(error_text(&refused).contains("FeatureNotSupported: x-ms-encryption-key header or parameter is not supported in Azurite strict mode"), "{refused:#}");
+    assert!(error_text(&refused).contains("HTTP 500"), "{refused:#}");
+    let refused = store.head(&c, "backups/b1/part 1.json", Some(&cpk)).await.expect_err("Azurite has no customer-provided keys");
+    assert!(error_text(&refused).contains("FeatureNotSupported"), "{refused:#}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(40), "retries are bounded: {:?}", started.elapsed());
+
     // Reading: the whole body, its length; errors carry the service's code and message.
     assert_eq!(store.read(&c, "backups/b1/part 0.json", None).await.unwrap(), big.len() as u64);
     assert_eq!(store.read(&c, "backups/b1/part 3.json", None).await.unwrap(), b"{\"part\":3}".len() as u64);

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow, bail};
 use async_trait::async_trait;
 use azure_core::error::ErrorKind;
-use azure_core::http::{ClientOptions, RequestContent, Url};
+use azure_core::http::{ClientOptions, ExponentialRetryOptions, RequestContent, RetryOptions, Url};
+use azure_core::time::Duration;
 use azure_storage_blob::models::{
     BlobClientDownloadOptions, BlobClientGetPropertiesOptions, BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
     EncryptionAlgorithmType,
@@ -88,8 +89,17 @@ impl BlobStore {
             .map_err(|_| anyhow!("the key of storage account {} is not base64", target.account))?;
         let raw = redactor.secret(raw);
         let policy = SharedKeyPolicy::new(&target.account, &raw);
+        // Fewer, shorter retries than the SDK's default (8 retries within 60 s per call):
+        // a drill expects some calls to fail (a disabled key, an emulator's 500 for an
+        // unsupported feature) and must report them in seconds, not minutes.
+        let retry = RetryOptions::exponential(ExponentialRetryOptions {
+            initial_delay: Duration::milliseconds(200),
+            max_retries: 3,
+            max_total_elapsed: Duration::seconds(15),
+            max_delay: Duration::seconds(5),
+        });
         let options = BlobServiceClientOptions {
-            client_options: ClientOptions { per_try_policies: vec![Arc::new(policy)], ..Default::default() },
+            client_options: ClientOptions { per_try_policies: vec![Arc::new(policy)], retry, ..Default::default() },
             ..Default::default()
         };
         let service = BlobServiceClient::new(url, None, Some(options)).map_err(err).context("creating the Blob service client")?;
