@@ -144,7 +144,10 @@ async fn blob_store_round_trip_on_azurite_with_its_own_account() {
 
     // Deleting the container deletes its blobs.
     store.delete_bucket(&c, &log).await.unwrap();
+    assert!(log.text().contains(&format!("deleted container {c}")));
     assert!(!store.bucket_exists(&c).await.unwrap());
+    store.delete_bucket(&c, &log).await.expect("deleting a container that is gone is not an error");
+    assert!(log.text().contains(&format!("container {c} was already gone")), "{}", log.text());
     let listing = store.list(&c, "").await.expect_err("the container is gone");
     assert!(error_text(&listing).contains("ContainerNotFound"), "{listing:#}");
 

@@ -113,11 +113,6 @@ impl BlobStore {
         self
     }
 
-    /// The account URL.
-    pub fn endpoint(&self) -> &str {
-        &self.target.endpoint
-    }
-
     /// Write a block blob (replacing one of the same name).
     pub async fn put(&self, container: &str, name: &str, bytes: Vec<u8>) -> Result<()> {
         let blob = self.service.blob_client(container, name);
@@ -231,11 +226,10 @@ impl ObjectStore for BlobStore {
     async fn delete_bucket(&self, bucket: &str, log: &StepLog) -> Result<()> {
         // Deleting a container deletes its blobs.
         match self.service.blob_container_client(bucket).delete(None).await {
-            Ok(_) => {}
+            Ok(_) => log.line(format!("deleted container {bucket}")),
             Err(e) if status_of(&e) == Some(404) => log.line(format!("container {bucket} was already gone")),
             Err(e) => return Err(err(e)).with_context(|| format!("DeleteContainer {bucket}")),
         }
-        log.line(format!("deleted container {bucket}"));
         Ok(())
     }
 }
