@@ -185,7 +185,6 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
     let mut needs: BTreeSet<Need> = [Need::Kube, Need::Etcd, Need::Localstack].into();
     if azure {
         needs.insert(Need::Azurite);
-        needs.insert(Need::LowkeyVault);
     }
     if std::env::var_os("VDRILL_NO_PROVISION").is_none() {
         run_provision(needs).await.map_err(|e| anyhow::anyhow!(e))?;
@@ -202,25 +201,13 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
     let emulators = match azure {
         true => {
             let manifest = crate::env::local::manifest::Manifest::load()?;
-            let (az, kv) = tokio::join!(
-                crate::env::local::azurite::Azurite::start(&manifest, &dirs.work, &supervisor, &log),
-                crate::env::local::lowkey::LowkeyVault::start(&manifest, &dirs.work, &supervisor, &log)
-            );
-            let (az, kv) = (az?, kv?);
-            // The account key, the vault's CA and its token go to files only the user can read.
-            let secrets = base.join("secrets");
-            crate::env::write_private(&secrets.join("azurite-account-key"), az.key.expose())?;
-            crate::env::write_private(&secrets.join("lowkey-vault-ca.pem"), kv.ca_pem.as_bytes())?;
-            crate::env::write_private(&secrets.join("lowkey-vault-token"), kv.token.expose())?;
-            supervisor.set_endpoint(
-                "Azure Blob (Azurite)",
-                format!("{} (account {}, key in {})", az.blob_endpoint, az.account, secrets.join("azurite-account-key").display()),
-            );
-            supervisor.set_endpoint(
-                "Key Vault (lowkey-vault)",
-                format!("{} (CA {}, any bearer token, e.g. {})", kv.url, secrets.join("lowkey-vault-ca.pem").display(), secrets.join("lowkey-vault-token").display()),
-            );
-            Some((az, kv))
+            let az = crate::env::local::azurite::Azurite::start(&manifest, &dirs.work, &supervisor, &log).await?;
+            // The account key goes to a file only its owner reads, never into the record.
+            let key_file = base.join("azurite-account-key");
+            crate::env::write_private(&key_file, az.key.expose())?;
+            supervisor.set_endpoint("Azure blob (Azurite)", az.blob_endpoint.clone());
+            supervisor.set_endpoint("Azure account", format!("{} (key in {})", az.account, key_file.display()));
+            Some(az)
         }
         false => None,
     };

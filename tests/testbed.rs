@@ -133,7 +133,11 @@ async fn azurite_runs_on_loopback_with_its_log_and_stops_cleanly() {
     let mut az = vdrill::env::local::azurite::Azurite::start(&manifest, &tmp.path().join("work"), &supervisor, &log)
         .await
         .unwrap_or_else(|e| panic!("Azurite did not come up: {e:#}"));
-    let port = port_of(az.blob_endpoint.trim_end_matches("/devstoreaccount1"));
+    // Its own account: a fresh name, and a key registered as a secret.
+    assert!(az.account.len() <= 24 && az.account.starts_with("vdrill") && az.account.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()), "{}", az.account);
+    assert!(az.blob_endpoint.starts_with("http://127.0.0.1:") && az.blob_endpoint.ends_with(&format!("/{}", az.account)), "{}", az.blob_endpoint);
+    assert_eq!(log.redactor().redact(az.key.expose_str()), vdrill::log::REDACTED);
+    let port = port_of(az.blob_endpoint.trim_end_matches(&format!("/{}", az.account)));
     // It answers (unauthenticated requests are refused, which proves the service is up).
     let resp = reqwest::get(format!("{}?comp=list", az.blob_endpoint)).await.unwrap();
     assert_eq!(resp.status().as_u16(), 403);

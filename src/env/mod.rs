@@ -5,6 +5,8 @@
 #[cfg(feature = "providers")]
 pub mod aws;
 #[cfg(feature = "providers")]
+pub mod azure;
+#[cfg(feature = "providers")]
 pub mod kube;
 pub mod ledger;
 #[cfg(feature = "providers")]
@@ -155,11 +157,12 @@ pub struct ObjectEncryption {
     pub kms_key_id: Option<String>,
     pub sse_customer_algorithm: Option<String>,
     pub sse_customer_key_md5: Option<String>,
-    /// Azure: the encryption scope / whether the server encrypted it.
+    /// Azure: the blob's encryption scope (`x-ms-encryption-scope`).
     pub encryption_scope: Option<String>,
-    /// Azure: `x-ms-server-encrypted`.
+    /// Azure: whether the service reports the blob encrypted at rest (`x-ms-server-encrypted`).
     pub server_encrypted: Option<bool>,
-    /// Azure: `x-ms-encryption-key-sha256` (a customer-provided key).
+    /// Azure: SHA-256 (base64) of the customer-provided key the blob was written
+    /// with (`x-ms-encryption-key-sha256`).
     pub encryption_key_sha256: Option<String>,
 }
 
