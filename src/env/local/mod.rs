@@ -6,6 +6,7 @@
 pub mod azurite;
 pub mod cluster;
 pub mod localstack;
+pub mod lowkey;
 pub mod manifest;
 pub mod pki;
 
