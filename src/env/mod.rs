@@ -5,6 +5,8 @@
 #[cfg(feature = "providers")]
 pub mod aws;
 #[cfg(feature = "providers")]
+pub mod azure;
+#[cfg(feature = "providers")]
 pub mod kube;
 pub mod ledger;
 #[cfg(feature = "providers")]
