@@ -15,7 +15,8 @@
 //!   its own, so the vault listens inside it on the same port number as the relay
 //!   outside: the URL vdrill uses, the Host header, the vault's name and the key
 //!   ids it returns (`https://localhost:<port>/keys/...`) all agree, with no alias
-//!   and no relaxed port matching.
+//!   and no relaxed port matching. The vault itself is registered by vdrill once
+//!   the app is up (its own default vaults cannot purge deleted keys).
 //! - TLS: our own CA and a server certificate it signed (the Azure SDK rejects a
 //!   self-signed end-entity certificate), given to Spring Boot as PEM files
 //!   (`server.ssl.certificate`, `server.ssl.certificate-private-key`) with the
@@ -132,7 +133,8 @@ impl LowkeyVault {
             .arg(format!("--app.token.port={}", token_port(port)))
             .arg(format!("--server.ssl.certificate=file:{}", cert.display()))
             .arg(format!("--server.ssl.certificate-private-key=file:{}", key.display()))
-            // Off: the bundled keystore (with them set, Spring Boot mixes it into the PEM bundle and fails).
+            // Off: the app's bundled keystore. Left set, its password is applied to our PEM
+            // key and Tomcat fails ("Given final block not properly padded", measured).
             .args(["--server.ssl.key-store=", "--server.ssl.key-store-password="])
             // No vaults of its own making: the one vdrill uses is registered once it is up.
             .arg("--LOWKEY_VAULT_NAMES=-")
