@@ -3,4 +3,5 @@
 
 pub mod account;
 pub mod blob;
+pub mod keyvault;
 mod shared_key;

@@ -122,7 +122,7 @@ pub async fn start(storage: StorageKind, region: &str, dirs: &CellDirs, supervis
         match storage {
             StorageKind::Azurite => {
                 let (az, kv) = tokio::join!(Azurite::start(&manifest, &work, supervisor, log), LowkeyVault::start(&manifest, &work, supervisor, log));
-                Ok::<_, anyhow::Error>(Emulators::Azure(az?, kv?))
+                Ok::<_, anyhow::Error>(Emulators::Azure(az?, Box::new(kv?)))
             }
             _ => Ok(Emulators::Aws(LocalStack::start(&manifest, &work, supervisor, log).await?)),
         }
@@ -162,7 +162,7 @@ pub async fn start(storage: StorageKind, region: &str, dirs: &CellDirs, supervis
             supervisor.set_endpoint("Azure Blob (Azurite)", az.blob_endpoint.clone());
             supervisor.set_endpoint("Key Vault (lowkey-vault)", kv.url.clone());
             let reach = format!("Azure Blob {}, Key Vault {}", az.blob_endpoint, kv.url);
-            (store, keys, None, Some(az), Some(kv), None, reach)
+            (store, keys, None, Some(az), Some(*kv), None, reach)
         }
     };
     let velero = Arc::new(VeleroProvider::new(
@@ -192,5 +192,5 @@ pub async fn start(storage: StorageKind, region: &str, dirs: &CellDirs, supervis
 /// The emulators of one bed.
 enum Emulators {
     Aws(LocalStack),
-    Azure(Azurite, LowkeyVault),
+    Azure(Azurite, Box<LowkeyVault>),
 }

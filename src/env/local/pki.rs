@@ -47,6 +47,16 @@ impl Authority {
 
     /// A serving certificate for loopback names; returns (cert PEM, key PEM).
     pub fn server(&self, cn: &str, extra_dns: &[&str]) -> Result<(String, String)> {
+        self.serving(cn, extra_dns, KeyPair::generate()?)
+    }
+
+    /// The same with an RSA 2048 key (PKCS#8 PEM), for servers whose TLS settings
+    /// only offer RSA cipher suites (lowkey-vault: TLS 1.2, ECDHE-RSA only).
+    pub fn server_rsa(&self, cn: &str, extra_dns: &[&str]) -> Result<(String, String)> {
+        self.serving(cn, extra_dns, KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?)
+    }
+
+    fn serving(&self, cn: &str, extra_dns: &[&str], key: KeyPair) -> Result<(String, String)> {
         let mut names = vec!["localhost".to_string()];
         names.extend(extra_dns.iter().map(|s| s.to_string()));
         let mut params = CertificateParams::new(names)?;
@@ -54,7 +64,6 @@ impl Authority {
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
-        let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
