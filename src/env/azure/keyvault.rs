@@ -386,13 +386,13 @@ impl KeyManager for KeyVault {
         Ok(info)
     }
 
-    async fn schedule_deletion(&self, key: &KeyInfo, days: u32, log: &StepLog) -> Result<()> {
+    async fn schedule_deletion(&self, key: &KeyInfo, _days: u32, log: &StepLog) -> Result<()> {
         let (name, _) = self.name_version(key)?;
         let deleted = self.client.delete_key(&name, None).await.map_err(err).with_context(|| format!("deleting key {name}"))?.into_model().map_err(err)?;
         let retention = deleted.attributes.as_ref().and_then(|a| a.recoverable_days).map(|d| format!("{d} days")).unwrap_or_else(|| "the vault's".to_string());
         let purge = deleted.scheduled_purge_date.map(|d| format!(", purge scheduled for {d}")).unwrap_or_default();
         log.line(format!(
-            "{} is soft-deleted (recoverable; retention {retention}{purge}); the {days} days asked for do not apply: Key Vault's retention is a property of the vault",
+            "{} is soft-deleted (recoverable; the vault's retention: {retention}{purge})",
             key.arn
         ));
         self.settle(&format!("key {name} reads as deleted"), || async { Ok(matches!(self.find(&name).await?, Found::Deleted)) }).await
