@@ -51,8 +51,19 @@ mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
 LOGS=$CACHE/logs
 # Files from outside the registries (see the top): VDRILL_SHARED, or the folder
-# `shared` beside the repository root (this script is <repo>/ci/testbed/setup.sh).
-SHARED=${VDRILL_SHARED:-$HERE/../../../shared}
+# `shared` beside the repository root (this script is <repo>/ci/testbed/setup.sh),
+# or, for a clone made elsewhere (CI clones into a folder of its own), the one
+# beside the local repository it was cloned from.
+default_shared() {
+  local here=$HERE/../../../shared origin
+  if [[ ! -d $here ]]; then
+    origin=$(git -C "$HERE" config --get remote.origin.url 2>/dev/null || true)
+    origin=${origin#file://}
+    if [[ $origin == /* && -d $origin/../shared ]]; then here=$origin/../shared; fi
+  fi
+  printf '%s' "$here"
+}
+SHARED=${VDRILL_SHARED:-$(default_shared)}
 SHARED=$(realpath -m -- "$SHARED")
 
 ALL_COMPONENTS="kube etcd velero localstack azurite lowkey-vault"
