@@ -1,8 +1,9 @@
 //! No secret reaches an artifact or the console: an SSE-C drill on the real
 //! local test bed, with LocalStack logging every request's headers (so the
-//! customer key does reach a raw process log), is scanned file by file, JUnit
-//! and run.json included, and so is everything the console showed, for the
-//! Kopia repository password, the customer key (raw, base64, hex), the cloud
+//! customer key does reach a raw process log), and an Azure drill (Azurite with
+//! its own account key, lowkey-vault), are scanned file by file, JUnit and
+//! run.json included, and so is everything the console showed, for the Kopia
+//! repository password, the customer key (raw, base64, hex), the cloud
 //! credentials and the workload's Secret values. The values are taken from what
 //! the real providers handed to Velero, by a factory that wraps them.
 
@@ -75,7 +76,11 @@ impl EnvironmentFactory for Spy {
         let mut env = self.inner.start(cell, dirs, log).await?;
         let creds = env.store.velero_credentials();
         let text = creds.expose_str().to_string();
-        let secret_key = text.lines().find_map(|l| l.strip_prefix("aws_secret_access_key=")).expect("a secret key").to_string();
+        let secret_key = text
+            .lines()
+            .find_map(|l| l.strip_prefix("aws_secret_access_key=").or_else(|| l.strip_prefix("AZURE_STORAGE_ACCOUNT_ACCESS_KEY=")))
+            .expect("a secret key")
+            .to_string();
         self.seen.lock().unwrap().push(("cloud secret key".into(), secret_key.into_bytes()));
         env.velero = Arc::new(SpyVelero { inner: env.velero, seen: self.seen.clone() });
         Ok(env)
@@ -133,7 +138,11 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
     let spy = Arc::new(Spy { inner: vdrill::env::providers::Providers::new(&run_id, false, root.clone(), redactor.clone()), seen: seen.clone() });
     let console = Console::default();
     let reporter = Arc::new(vdrill::report::progress::Lines::to(Box::new(console.clone())));
-    let cells = vdrill::scenario::load(&repo().join("scenarios/aws-sse-c.yaml")).unwrap().cells.into_iter().filter(|c| c.id.contains("1.18")).collect::<Vec<_>>();
+    let cells = ["scenarios/aws-sse-c.yaml", "scenarios/azure-keyvault-basic.yaml"]
+        .iter()
+        .flat_map(|f| vdrill::scenario::load(&repo().join(f)).unwrap().cells)
+        .filter(|c| c.id.contains("1.18"))
+        .collect::<Vec<_>>();
     // SAFETY: as above; the bed is provisioned by ci/setup.sh.
     unsafe { std::env::set_var("VDRILL_NO_PROVISION", "1") };
     let runner = Runner::new(spy, reporter, artifacts.clone(), redactor, RunOptions { run_id, keep: false, verbose: true }, CancellationToken::new());
@@ -147,7 +156,7 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
 
     let mut secrets = seen.lock().unwrap().clone();
     let kinds: Vec<&str> = secrets.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(kinds, ["cloud secret key", "repository password", "customer key"]);
+    assert_eq!(kinds, ["cloud secret key", "repository password", "customer key", "cloud secret key", "repository password"]);
     for v in ["vdrill-canary-5b1f0c7e", "not-a-real-token-0123456789"] {
         secrets.push(("workload Secret value".into(), v.as_bytes().to_vec()));
     }
@@ -155,6 +164,7 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
     files(&root, &mut all);
     assert!(all.iter().any(|p| p.ends_with("junit.xml")) && all.iter().any(|p| p.ends_with("run.json")));
     assert!(all.iter().any(|p| p.ends_with("env/localstack.log")) && all.iter().any(|p| p.ends_with("env/velero.log")));
+    assert!(all.iter().any(|p| p.ends_with("env/azurite.log")) && all.iter().any(|p| p.ends_with("env/lowkey-vault.log")));
     let mut texts: Vec<(String, String)> = all.iter().map(|p| (p.display().to_string(), String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())).collect();
     texts.push(("the console".into(), console));
     for (what, value) in &secrets {

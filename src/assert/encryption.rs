@@ -40,20 +40,33 @@ pub struct Observed {
     pub resolved_arn: Option<String>,
 }
 
+/// The checks every store shares: the backup wrote objects, and each could be
+/// described (`head_call` names the call). Returns the objects that could, or the
+/// assertions to stop with when there are none.
+fn described<'a>(
+    objects: &'a [Observed],
+    noun: &str,
+    head_call: &str,
+    out: &mut Vec<AssertionReport>,
+) -> Option<Vec<(&'a Observed, &'a ObjectEncryption)>> {
+    if objects.is_empty() {
+        out.push(fail("backup wrote objects", format!("no {noun} found under the backup's prefix")));
+        return None;
+    }
+    out.push(pass("backup wrote objects", format!("{} {noun}", objects.len())));
+    let unreadable: Vec<String> = objects.iter().filter_map(|o| o.head.as_ref().err().map(|e| format!("{}: {e}", o.key))).collect();
+    if !unreadable.is_empty() {
+        out.push(fail(format!("{head_call} succeeds"), offenders(&unreadable)));
+    }
+    Some(objects.iter().filter_map(|o| o.head.as_ref().ok().map(|h| (o, h))).collect())
+}
+
 /// Judge the objects of one backup.
 pub fn judge(objects: &[Observed], expected: &Expected) -> Vec<AssertionReport> {
     let mut out = Vec::new();
-    if objects.is_empty() {
-        out.push(fail("backup wrote objects", "no objects found under the backup's prefix"));
+    let Some(heads) = described(objects, "objects", "HeadObject", &mut out) else {
         return out;
-    }
-    out.push(pass("backup wrote objects", format!("{} objects", objects.len())));
-
-    let unreadable: Vec<String> = objects.iter().filter_map(|o| o.head.as_ref().err().map(|e| format!("{}: {e}", o.key))).collect();
-    let heads: Vec<(&Observed, &ObjectEncryption)> = objects.iter().filter_map(|o| o.head.as_ref().ok().map(|h| (o, h))).collect();
-    if !unreadable.is_empty() {
-        out.push(fail("HeadObject succeeds", offenders(&unreadable)));
-    }
+    };
 
     let unencrypted: Vec<String> = heads
         .iter()
@@ -153,16 +166,9 @@ pub fn account_key_assertion(label: &str) -> String {
 /// own), and the account's key must be the expected Key Vault key.
 pub fn judge_azure(objects: &[Observed], expected: &KeyVaultKey, account: &Result<AccountEncryption, String>) -> Vec<AssertionReport> {
     let mut out = Vec::new();
-    if objects.is_empty() {
-        out.push(fail("backup wrote objects", "no blobs found under the backup's prefix"));
+    let Some(heads) = described(objects, "blobs", "Get Blob Properties", &mut out) else {
         return out;
-    }
-    out.push(pass("backup wrote objects", format!("{} blobs", objects.len())));
-    let unreadable: Vec<String> = objects.iter().filter_map(|o| o.head.as_ref().err().map(|e| format!("{}: {e}", o.key))).collect();
-    if !unreadable.is_empty() {
-        out.push(fail("Get Blob Properties succeeds", offenders(&unreadable)));
-    }
-    let heads: Vec<(&Observed, &ObjectEncryption)> = objects.iter().filter_map(|o| o.head.as_ref().ok().map(|h| (o, h))).collect();
+    };
 
     let plain: Vec<String> = heads
         .iter()
