@@ -50,6 +50,7 @@ fn children() -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn velero_and_the_blob_provider_see_the_same_blobs_and_a_lost_container_fails_the_backup() {
+    needs_azure_bed!();
     let cell = cells(BED).remove(0);
     let tmp = tempfile::tempdir().unwrap();
     let dirs = CellDirs { artifacts: tmp.path().join("artifacts"), work: tmp.path().join("work") };

@@ -71,6 +71,7 @@ fn drill(scenario: &str, velero: &str) -> Run {
 /// An Azure drill: it passes, the plugin version is reported, and what Azurite cannot
 /// show (the account's customer-managed key) is skipped with that reason, never passed.
 fn azure_drill(scenario: &str, velero: &str) {
+    needs_azure_bed!();
     let r = drill(scenario, velero);
     let cell = &r.report["cells"][0];
     let plugin = cell["velero_plugins"]["azure"].as_str().unwrap_or_else(|| panic!("the azure plugin version is reported: {cell}"));

@@ -2,6 +2,8 @@
 //! way the bed starts it: in a network namespace of its own, behind a loopback relay,
 //! under a Supervisor. Needs the bed provisioned (lowkey-vault in the manifest) and root.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -69,6 +71,7 @@ fn in_groups(groups: &[i32]) -> Vec<i32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_key_lives_through_disable_rotate_soft_delete_recover_and_purge() {
+    needs_azure_bed!();
     let bed = Bed::new("keyvault-lifecycle");
     let mut vault = bed.start().await;
     let log = &bed.log;
@@ -167,6 +170,7 @@ async fn a_key_lives_through_disable_rotate_soft_delete_recover_and_purge() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lowkey_vault_is_off_the_network_and_leaves_nothing_behind() {
+    needs_azure_bed!();
     let bed = Bed::new("keyvault-isolation");
     let mut vault = bed.start().await;
     let pid = vault.process.pid as i32;

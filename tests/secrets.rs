@@ -143,6 +143,12 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
         .flat_map(|f| vdrill::scenario::load(&repo().join(f)).unwrap().cells)
         .filter(|c| c.id.contains("1.18"))
         .collect::<Vec<_>>();
+    // Without the bed's Azure side (no ../shared here), the AWS drill alone.
+    let azure = common::azure_absent().is_none();
+    if !azure {
+        eprintln!("the Azure drill is left out: {}", common::azure_absent().unwrap_or_default());
+    }
+    let cells: Vec<_> = cells.into_iter().filter(|c| azure || !c.id.starts_with("azure")).collect();
     // SAFETY: as above; the bed is provisioned by ci/setup.sh.
     unsafe { std::env::set_var("VDRILL_NO_PROVISION", "1") };
     let runner = Runner::new(spy, reporter, artifacts.clone(), redactor, RunOptions { run_id, keep: false, verbose: true }, CancellationToken::new());
@@ -156,7 +162,12 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
 
     let mut secrets = seen.lock().unwrap().clone();
     let kinds: Vec<&str> = secrets.iter().map(|(k, _)| k.as_str()).collect();
-    assert_eq!(kinds, ["cloud secret key", "repository password", "customer key", "cloud secret key", "repository password"]);
+    let expected: &[&str] = if azure {
+        &["cloud secret key", "repository password", "customer key", "cloud secret key", "repository password"]
+    } else {
+        &["cloud secret key", "repository password", "customer key"]
+    };
+    assert_eq!(kinds, expected);
     for v in ["vdrill-canary-5b1f0c7e", "not-a-real-token-0123456789"] {
         secrets.push(("workload Secret value".into(), v.as_bytes().to_vec()));
     }
@@ -164,7 +175,7 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
     files(&root, &mut all);
     assert!(all.iter().any(|p| p.ends_with("junit.xml")) && all.iter().any(|p| p.ends_with("run.json")));
     assert!(all.iter().any(|p| p.ends_with("env/localstack.log")) && all.iter().any(|p| p.ends_with("env/velero.log")));
-    assert!(all.iter().any(|p| p.ends_with("env/azurite.log")) && all.iter().any(|p| p.ends_with("env/lowkey-vault.log")));
+    assert!(!azure || (all.iter().any(|p| p.ends_with("env/azurite.log")) && all.iter().any(|p| p.ends_with("env/lowkey-vault.log"))));
     let mut texts: Vec<(String, String)> = all.iter().map(|p| (p.display().to_string(), String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())).collect();
     texts.push(("the console".into(), console));
     for (what, value) in &secrets {
