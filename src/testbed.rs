@@ -28,9 +28,20 @@ pub enum TestbedCommand {
     /// Start kube-apiserver, etcd, kube-controller-manager and LocalStack, leave them
     /// running, and print the kubeconfig and endpoints.
     Up {
-        /// Also start Azurite (Azure Blob Storage emulator).
+        /// Also start Azurite (Azure Blob Storage emulator) and lowkey-vault (Key
+        /// Vault emulator, in a network namespace of its own behind a loopback relay;
+        /// needs root).
         #[arg(long)]
         azure: bool,
+    },
+    /// (Internal) relay 127.0.0.1:PORT into the network namespace of process PID,
+    /// for lowkey-vault under `testbed up --azure`.
+    #[command(hide = true)]
+    Relay {
+        #[arg(long)]
+        pid: u32,
+        #[arg(long)]
+        port: u16,
     },
     /// List the environments vdrill has: running drills, kept ones (`--keep`), the
     /// `testbed up` bed, and leftovers of a vdrill that died.
@@ -162,6 +173,7 @@ pub async fn main(cmd: TestbedCommand) -> i32 {
             }
             code
         }
+        TestbedCommand::Relay { pid, port } => relay(pid, port).await,
         TestbedCommand::Up { azure } => match up(&dir, azure).await {
             Ok(code) => code,
             Err(e) => {
@@ -170,6 +182,23 @@ pub async fn main(cmd: TestbedCommand) -> i32 {
             }
         },
     }
+}
+
+#[cfg(feature = "providers")]
+async fn relay(pid: u32, port: u16) -> i32 {
+    match crate::env::local::lowkey::relay_forever(pid, port).await {
+        Ok(()) => exit::OK,
+        Err(e) => {
+            eprintln!("vdrill testbed relay: {e:#}");
+            exit::ENVIRONMENT
+        }
+    }
+}
+
+#[cfg(not(feature = "providers"))]
+async fn relay(_pid: u32, _port: u16) -> i32 {
+    eprintln!("this vdrill was built without the `providers` feature");
+    exit::INVALID
 }
 
 #[cfg(feature = "providers")]
@@ -185,6 +214,7 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
     let mut needs: BTreeSet<Need> = [Need::Kube, Need::Etcd, Need::Localstack].into();
     if azure {
         needs.insert(Need::Azurite);
+        needs.insert(Need::LowkeyVault);
     }
     if std::env::var_os("VDRILL_NO_PROVISION").is_none() {
         run_provision(needs).await.map_err(|e| anyhow::anyhow!(e))?;
@@ -201,13 +231,31 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
     let emulators = match azure {
         true => {
             let manifest = crate::env::local::manifest::Manifest::load()?;
-            let az = crate::env::local::azurite::Azurite::start(&manifest, &dirs.work, &supervisor, &log).await?;
-            // The account key goes to a file only its owner reads, never into the record.
-            let key_file = base.join("azurite-account-key");
-            crate::env::write_private(&key_file, az.key.expose())?;
+            let (az, kv) = tokio::join!(
+                crate::env::local::azurite::Azurite::start(&manifest, &dirs.work, &supervisor, &log),
+                crate::env::local::lowkey::LowkeyVault::start(&manifest, &dirs.work, &supervisor, &log)
+            );
+            let (az, mut kv) = (az?, kv?);
+            // The vault outlives this command: its relay becomes a process of the bed.
+            let exe = anyhow::Context::context(std::env::current_exe(), "finding the vdrill executable for the relay")?;
+            kv.hand_relay_to(&supervisor, &exe).await?;
+            // Keys, the CA and the token go to files only their owner reads, never into the record.
+            let secrets = base.join("secrets");
+            crate::env::write_private(&secrets.join("azurite-account-key"), az.key.expose())?;
+            crate::env::write_private(&secrets.join("lowkey-vault-ca.pem"), kv.ca_pem.as_bytes())?;
+            crate::env::write_private(&secrets.join("lowkey-vault-token"), kv.token.expose())?;
             supervisor.set_endpoint("Azure blob (Azurite)", az.blob_endpoint.clone());
-            supervisor.set_endpoint("Azure account", format!("{} (key in {})", az.account, key_file.display()));
-            Some(az)
+            supervisor.set_endpoint("Azure account", format!("{} (key in {})", az.account, secrets.join("azurite-account-key").display()));
+            supervisor.set_endpoint(
+                "Key Vault (lowkey-vault)",
+                format!(
+                    "{} (trust {}; any bearer token, e.g. the one in {})",
+                    kv.url,
+                    secrets.join("lowkey-vault-ca.pem").display(),
+                    secrets.join("lowkey-vault-token").display()
+                ),
+            );
+            Some((az, kv))
         }
         false => None,
     };

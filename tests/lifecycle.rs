@@ -445,3 +445,40 @@ fn cells_that_need_what_this_machine_lacks_are_skipped_with_the_reason_and_the_r
     assert!(xml.contains("<skipped") && xml.contains("/x/shared/goproxy"), "JUnit carries the reason: {xml}");
     assert!(text.contains("[provision] velero-v1.18.3: not built here: plugin azure"), "{text}");
 }
+
+#[test]
+fn testbed_up_azure_leaves_a_reachable_key_vault_behind_its_relay_and_down_removes_it() {
+    needs_azure_bed!();
+    let tmp = tempfile::tempdir().unwrap();
+    let beds = tmp.path().join("beds");
+    let out = command(&beds, &["testbed", "up", "--azure"]).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{text}");
+    let record = ledger::list(&beds).into_iter().find(|r| r.kind == Kind::Up).expect("the up bed is recorded");
+    let names: Vec<&str> = record.processes.iter().map(|p| p.name.as_str()).collect();
+    assert!(names.contains(&"lowkey-vault") && names.contains(&"lowkey-vault-relay") && names.contains(&"azurite"), "{names:?}");
+    // vdrill has exited: the vault answers through the relay process, with the CA and token from the files.
+    let vault = record.endpoints["Key Vault (lowkey-vault)"].clone();
+    let url = vault.split_whitespace().next().unwrap().to_string();
+    let file = |name: &str| vault.split([' ', ';', ')']).find(|w| w.ends_with(name)).unwrap().to_string();
+    let token = std::fs::read_to_string(file("lowkey-vault-token")).unwrap();
+    let curl = |auth: bool| {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", &file("lowkey-vault-ca.pem"), &format!("{url}/keys?api-version=7.5")]);
+        if auth {
+            c.args(["-H", &format!("Authorization: Bearer {token}")]);
+        }
+        String::from_utf8_lossy(&c.output().unwrap().stdout).into_owned()
+    };
+    assert_eq!(curl(true), "200", "the vault answers after vdrill exited");
+    assert_eq!(curl(false), "401", "and asks for a token without one");
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let ss = String::from_utf8_lossy(&Command::new("ss").args(["-Hltnp", &format!("sport = :{port}")]).output().unwrap().stdout).into_owned();
+    assert!(ss.lines().count() == 1 && ss.contains("127.0.0.1:") && ss.contains("\"vdrill\""), "only the relay, on loopback: {ss}");
+    assert!(!text.contains(token.trim()), "the token is not printed");
+
+    let down = command(&beds, &["testbed", "down"]).output().unwrap();
+    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert_gone(&record.id, &[port], &[]);
+    assert!(record.dirs.iter().all(|d| !d.exists()), "{:?}", record.dirs);
+}

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Benchmark: how long the local test bed takes to come up with its binaries
 # cached, and its peak memory (sum of each process's peak RSS, VmHWM).
-#   ci/bench/testbed.sh [ROUNDS]        (default 3)
+#   ci/bench/testbed.sh [ROUNDS] [--azure]   (default 3; --azure adds Azurite and lowkey-vault)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 rounds=${1:-3}
+azure=${2:-}
 cargo build -q
 bin=target/debug/vdrill
 # A ledger of its own, so `down` touches only the bench's bed; provisioning is not timed.
@@ -14,7 +15,7 @@ trap '$bin testbed down >/dev/null 2>&1; rm -rf "$VDRILL_BEDS_DIR"' EXIT
 printf '%-6s %10s %14s  %s\n' round "up (s)" "peak RSS (MiB)" "per process (MiB)"
 for i in $(seq 1 "$rounds"); do
   t0=$(date +%s.%N)
-  $bin testbed up >/dev/null 2>&1
+  $bin testbed up $azure >/dev/null 2>&1
   t1=$(date +%s.%N)
   # Let the processes settle into steady state before reading their peaks.
   sleep 5

@@ -55,6 +55,8 @@ pub struct LowkeyVault {
     /// How long it took until the vault answered over HTTPS through the relay.
     pub ready_in: Duration,
     relay: Option<Relay>,
+    /// The relay as a process of its own (`hand_relay_to`).
+    relay_process: Option<Managed>,
     dir: PathBuf,
 }
 
@@ -179,7 +181,38 @@ impl LowkeyVault {
         // Tomcat read the key at start; no copy of it stays on disk.
         std::fs::remove_file(&key).with_context(|| format!("removing {}", key.display()))?;
         log.line(format!("lowkey-vault {} ready at {url} in {:.1}s (own network namespace, relayed from 127.0.0.1:{port})", lk.version, ready_in.as_secs_f64()));
-        Ok(LowkeyVault { url, ca_pem, token, process, port, ready_in, relay: Some(relay), dir })
+        Ok(LowkeyVault { url, ca_pem, token, process, port, ready_in, relay: Some(relay), relay_process: None, dir })
+    }
+
+    /// Move the relay into a process of its own under `supervisor` (`exe testbed
+    /// relay ...`, see [`relay_forever`]), for a vault that outlives this vdrill
+    /// (`vdrill testbed up --azure`). Returns once the vault answers through it.
+    pub async fn hand_relay_to(&mut self, supervisor: &Supervisor, exe: &Path) -> Result<()> {
+        if let Some(relay) = self.relay.take() {
+            relay.stop().await;
+        }
+        let spec = ProcessSpec::new("lowkey-vault-relay", exe).args([
+            "testbed".to_string(),
+            "relay".to_string(),
+            "--pid".to_string(),
+            self.process.pid.to_string(),
+            "--port".to_string(),
+            self.port.to_string(),
+        ]);
+        let mut relay = supervisor.spawn(&spec)?;
+        let client = reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes())?])
+            .timeout(Duration::from_secs(3))
+            .build()?;
+        let probe = format!("{}/keys?api-version=7.5", self.url);
+        let token = self.token.expose_str().to_string();
+        wait_for("lowkey-vault's relay", Duration::from_secs(20), &mut [&mut relay, &mut self.process], || {
+            let req = client.get(&probe).bearer_auth(&token).send();
+            async move { req.await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await?;
+        self.relay_process = Some(relay);
+        Ok(())
     }
 
     /// Peak resident memory of the JVM, in KiB.
@@ -193,12 +226,24 @@ impl LowkeyVault {
         if let Some(relay) = self.relay.take() {
             relay.stop().await;
         }
+        if let Some(mut relay) = self.relay_process.take() {
+            relay.stop(Duration::from_secs(5)).await?;
+        }
         self.process.stop(Duration::from_secs(10)).await?;
         if self.dir.exists() {
             std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
         }
         Ok(())
     }
+}
+
+/// `vdrill testbed relay`: relay 127.0.0.1:`port` into the network namespace of
+/// process `pid` (its 127.0.0.1:`port`) until killed.
+pub async fn relay_forever(pid: u32, port: u16) -> Result<()> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    let mut relay = Relay::start(listener, pid, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
+    let _ = (&mut relay.task).await;
+    Ok(())
 }
 
 /// A connection request for the thread inside the namespace.
