@@ -538,9 +538,36 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-/// A free TCP port on 127.0.0.1 (the kernel picks it; another process could take it
-/// before we bind, so callers retry a failed start once).
+/// A free TCP port on 127.0.0.1, for a server about to be started on it.
+///
+/// Ports come from below the kernel's ephemeral range (`ip_local_port_range`): a port
+/// the kernel hands out for `bind(0)` is one it also hands out as the source port of
+/// outgoing connections, so between picking it and the server binding it, any
+/// process's connection could take it (seen: etcd failing with "address already in
+/// use"). Below the range only servers bind; this process never hands a port out twice.
 pub fn free_port() -> Result<u16> {
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32768);
+    const LOW: u16 = 10000;
+    if ephemeral_low > LOW + 1000 {
+        let span = (ephemeral_low - LOW) as u32;
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        for _ in 0..200 {
+            let r = super::random_bytes(4)?;
+            let port = LOW + (u32::from_le_bytes([r[0], r[1], r[2], r[3]]) % span) as u16;
+            if given.contains(&port) {
+                continue;
+            }
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                given.push(port);
+                return Ok(port);
+            }
+        }
+    }
     let l = std::net::TcpListener::bind(("127.0.0.1", 0))?;
     Ok(l.local_addr()?.port())
 }
