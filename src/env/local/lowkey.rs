@@ -66,6 +66,16 @@ impl std::fmt::Debug for LowkeyVault {
     }
 }
 
+/// An HTTPS client that trusts only the vault's CA, for probing it.
+fn probe_client(ca_pem: &str) -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?]).timeout(Duration::from_secs(3)).build()?)
+}
+
+/// The vault's key list: 401 without a token (with its Bearer challenge), 200 with one.
+fn keys_url(url: &str) -> String {
+    format!("{url}/keys?api-version=7.5")
+}
+
 /// The token connector's port inside the namespace (unreachable from outside; any free number).
 fn token_port(vault_port: u16) -> u16 {
     if vault_port == 8080 { 8081 } else { 8080 }
@@ -153,12 +163,9 @@ impl LowkeyVault {
         let relay = Relay::start(listener, process.pid, inner)?;
 
         let url = format!("https://localhost:{port}");
-        let client = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
-            .timeout(Duration::from_secs(3))
-            .build()?;
+        let client = probe_client(&ca_pem)?;
         // Without Authorization the vault answers 401 with its Bearer challenge.
-        let probe = format!("{url}/keys?api-version=7.5");
+        let probe = keys_url(&url);
         let ready_in = wait_for("lowkey-vault", Duration::from_secs(120), &mut [&mut process], || {
             let req = client.get(&probe).send();
             async move { req.await.is_ok_and(|r| r.status().as_u16() == 401 || r.status().is_success()) }
@@ -200,11 +207,8 @@ impl LowkeyVault {
             self.port.to_string(),
         ]);
         let mut relay = supervisor.spawn(&spec)?;
-        let client = reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(self.ca_pem.as_bytes())?])
-            .timeout(Duration::from_secs(3))
-            .build()?;
-        let probe = format!("{}/keys?api-version=7.5", self.url);
+        let client = probe_client(&self.ca_pem)?;
+        let probe = keys_url(&self.url);
         let token = self.token.expose_str().to_string();
         wait_for("lowkey-vault's relay", Duration::from_secs(20), &mut [&mut relay, &mut self.process], || {
             let req = client.get(&probe).bearer_auth(&token).send();
