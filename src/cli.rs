@@ -106,14 +106,22 @@ pub struct RunArgs {
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or("expected NAME=VALUE, e.g. velero=1.18")?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or("expected NAME=VALUE, e.g. velero=1.18")?;
     Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let (i, n) = s.split_once('/').ok_or("expected I/N, e.g. 1/4")?;
-    let i: usize = i.trim().parse().map_err(|_| format!("`{i}` is not a number"))?;
-    let n: usize = n.trim().parse().map_err(|_| format!("`{n}` is not a number"))?;
+    let i: usize = i
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{i}` is not a number"))?;
+    let n: usize = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{n}` is not a number"))?;
     if n == 0 || i == 0 || i > n {
         return Err(format!("shard {i}/{n}: need 1 <= I <= N"));
     }
@@ -138,16 +146,27 @@ pub fn load_all(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, Vec<Diagnostic>>
     }
     // Scenario names must be unique within a run (they name JUnit suites and artifacts).
     for (i, s) in loaded.iter().enumerate() {
-        if let Some(first) = loaded[..i].iter().find(|o| o.metadata.name == s.metadata.name) {
+        if let Some(first) = loaded[..i]
+            .iter()
+            .find(|o| o.metadata.name == s.metadata.name)
+        {
             diags.push(Diagnostic::new(
                 &s.path,
                 None,
                 Some("metadata.name".into()),
-                format!("scenario name `{}` is also used by {}", s.metadata.name, first.path.display()),
+                format!(
+                    "scenario name `{}` is also used by {}",
+                    s.metadata.name,
+                    first.path.display()
+                ),
             ));
         }
     }
-    if diags.is_empty() { Ok(loaded) } else { Err(diags) }
+    if diags.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(diags)
+    }
 }
 
 fn print_diagnostics(diags: &[Diagnostic]) {
@@ -160,7 +179,12 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 }
 
 /// Select cells by tag and shard, in a stable order.
-pub fn select_cells(files: &[ScenarioFile], tags: &[String], matrix: &[(String, String)], shard: Option<(usize, usize)>) -> Vec<Cell> {
+pub fn select_cells(
+    files: &[ScenarioFile],
+    tags: &[String],
+    matrix: &[(String, String)],
+    shard: Option<(usize, usize)>,
+) -> Vec<Cell> {
     let mut cells: Vec<Cell> = files
         .iter()
         .filter(|f| tags.is_empty() || f.metadata.tags.iter().any(|t| tags.contains(t)))
@@ -169,7 +193,12 @@ pub fn select_cells(files: &[ScenarioFile], tags: &[String], matrix: &[(String, 
         .collect();
     cells.sort_by(|a, b| a.id.cmp(&b.id));
     match shard {
-        Some((i, n)) => cells.into_iter().enumerate().filter(|(k, _)| k % n == i - 1).map(|(_, c)| c).collect(),
+        Some((i, n)) => cells
+            .into_iter()
+            .enumerate()
+            .filter(|(k, _)| k % n == i - 1)
+            .map(|(_, c)| c)
+            .collect(),
         None => cells,
     }
 }
@@ -179,7 +208,12 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Validate { files } => match load_all(&files) {
             Ok(loaded) => {
                 for f in &loaded {
-                    println!("{}: ok ({} cell{})", f.path.display(), f.cells.len(), if f.cells.len() == 1 { "" } else { "s" });
+                    println!(
+                        "{}: ok ({} cell{})",
+                        f.path.display(),
+                        f.cells.len(),
+                        if f.cells.len() == 1 { "" } else { "s" }
+                    );
                 }
                 EXIT_OK
             }
@@ -205,7 +239,9 @@ pub async fn main(cli: Cli) -> i32 {
         Command::List { dir } => match load_all(&[dir]) {
             Ok(loaded) => {
                 for f in &loaded {
-                    let Some(s) = f.cells.first().map(|c| &c.scenario) else { continue };
+                    let Some(s) = f.cells.first().map(|c| &c.scenario) else {
+                        continue;
+                    };
                     println!(
                         "{:<28} {:<8} {:<11} cells={:<2} tags=[{}]  {}",
                         f.metadata.name,
@@ -224,15 +260,23 @@ pub async fn main(cli: Cli) -> i32 {
             }
         },
         Command::Schema => {
-            println!("{}", serde_json::to_string_pretty(&scenario::json_schema()).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&scenario::json_schema()).unwrap_or_default()
+            );
             EXIT_OK
         }
         Command::Run(args) => run(args).await,
         Command::Testbed(TestbedCommand::Prepare { scenarios, all }) => {
-            let paths = if scenarios.is_empty() && !all { vec![PathBuf::from("scenarios")] } else { scenarios };
+            let paths = if scenarios.is_empty() && !all {
+                vec![PathBuf::from("scenarios")]
+            } else {
+                scenarios
+            };
             match load_all(&paths) {
                 Ok(files) => {
-                    let cells: Vec<Cell> = files.iter().flat_map(|f| f.cells.iter().cloned()).collect();
+                    let cells: Vec<Cell> =
+                        files.iter().flat_map(|f| f.cells.iter().cloned()).collect();
                     crate::testbed::prepare(&cells, all).await
                 }
                 Err(diags) => {
@@ -267,7 +311,11 @@ fn print_plan(files: &[ScenarioFile], format: Format, many: bool) {
                     serde_json::json!({"file": f.path, "cells": cells})
                 })
                 .collect();
-            let out = if many { serde_json::Value::Array(plans) } else { plans.into_iter().next().unwrap_or_default() };
+            let out = if many {
+                serde_json::Value::Array(plans)
+            } else {
+                plans.into_iter().next().unwrap_or_default()
+            };
             println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
         }
         Format::Text => {
@@ -275,11 +323,20 @@ fn print_plan(files: &[ScenarioFile], format: Format, many: bool) {
                 if n > 0 {
                     println!();
                 }
-                println!("{} ({}): {} cell(s)", f.metadata.name, f.path.display(), f.cells.len());
+                println!(
+                    "{} ({}): {} cell(s)",
+                    f.metadata.name,
+                    f.path.display(),
+                    f.cells.len()
+                );
                 for c in &f.cells {
                     let s = &c.scenario;
                     println!("\n{}", c.id);
-                    println!("  environment: cluster={} storage={}", s.environment.cluster.as_str(), s.environment.storage.as_str());
+                    println!(
+                        "  environment: cluster={} storage={}",
+                        s.environment.cluster.as_str(),
+                        s.environment.storage.as_str()
+                    );
                     let touches = s.touches_existing();
                     if !touches.is_empty() {
                         println!("  touches resources it did not create:");
@@ -287,16 +344,37 @@ fn print_plan(files: &[ScenarioFile], format: Format, many: bool) {
                             println!("    - {t}");
                         }
                     }
-                    println!("  velero: {} ({} location(s))", s.velero.version, s.velero.locations.len());
+                    println!(
+                        "  velero: {} ({} location(s))",
+                        s.velero.version,
+                        s.velero.locations.len()
+                    );
                     for l in &s.velero.locations {
-                        let cfg: Vec<String> = l.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                        println!("    - {} {} bucket={} {}", l.name, l.provider.as_str(), l.bucket, cfg.join(" "));
+                        let cfg: Vec<String> =
+                            l.config.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        println!(
+                            "    - {} {} bucket={} {}",
+                            l.name,
+                            l.provider.as_str(),
+                            l.bucket,
+                            cfg.join(" ")
+                        );
                     }
                     for (name, k) in &s.keys {
-                        println!("  key {name}: {}{}", k.provider.as_str(), k.alias.as_ref().or(k.name.as_ref()).map(|a| format!(" {a}")).unwrap_or_default());
+                        println!(
+                            "  key {name}: {}{}",
+                            k.provider.as_str(),
+                            k.alias
+                                .as_ref()
+                                .or(k.name.as_ref())
+                                .map(|a| format!(" {a}"))
+                                .unwrap_or_default()
+                        );
                     }
                     for (i, st) in s.steps.iter().enumerate() {
-                        let timeout = st.timeout().unwrap_or_else(|| crate::runner::default_timeout(st));
+                        let timeout = st
+                            .timeout()
+                            .unwrap_or_else(|| crate::runner::default_timeout(st));
                         let expect = st.expect().filter(|e| e.expects_failure()).map(|e| {
                             let mut x = String::from("  expect failure");
                             if let Some(p) = e.phase {
@@ -307,7 +385,13 @@ fn print_plan(files: &[ScenarioFile], format: Format, many: bool) {
                             }
                             x
                         });
-                        println!("  {:>2}. {:<45} timeout {}{}", i + 1, st.title(), humantime::format_duration(timeout), expect.unwrap_or_default());
+                        println!(
+                            "  {:>2}. {:<45} timeout {}{}",
+                            i + 1,
+                            st.title(),
+                            humantime::format_duration(timeout),
+                            expect.unwrap_or_default()
+                        );
                     }
                     for (i, st) in s.finally.iter().enumerate() {
                         println!("  finally {}. {}", i + 1, st.title());
@@ -319,7 +403,11 @@ fn print_plan(files: &[ScenarioFile], format: Format, many: bool) {
 }
 
 async fn run(args: RunArgs) -> i32 {
-    let paths = if args.scenarios.is_empty() { vec![PathBuf::from("scenarios")] } else { args.scenarios.clone() };
+    let paths = if args.scenarios.is_empty() {
+        vec![PathBuf::from("scenarios")]
+    } else {
+        args.scenarios.clone()
+    };
     let files = match load_all(&paths) {
         Ok(f) => f,
         Err(diags) => {
@@ -329,11 +417,17 @@ async fn run(args: RunArgs) -> i32 {
     };
     let cells = select_cells(&files, &args.tags, &args.matrix, args.shard);
     if cells.is_empty() {
-        eprintln!("no scenario cells match (tags {:?}, matrix {:?}, shard {:?})", args.tags, args.matrix, args.shard);
+        eprintln!(
+            "no scenario cells match (tags {:?}, matrix {:?}, shard {:?})",
+            args.tags, args.matrix, args.shard
+        );
         return EXIT_INVALID;
     }
     let run_id = args.run_id.clone().unwrap_or_else(crate::runner::run_id);
-    let root = args.artifacts.clone().unwrap_or_else(|| default_root(&run_id));
+    let root = args
+        .artifacts
+        .clone()
+        .unwrap_or_else(|| default_root(&run_id));
     let redactor = Redactor::new();
     let artifacts = match Artifacts::create(&root, args.junit.clone(), &run_id, redactor.clone()) {
         Ok(a) => a,
@@ -352,11 +446,32 @@ async fn run(args: RunArgs) -> i32 {
     };
     // What a vdrill that died left behind goes first.
     crate::testbed::sweep_orphans();
-    let factory = Arc::new(crate::env::providers::Providers::new(&run_id, args.keep, artifacts.root().to_path_buf(), redactor.clone()));
-    let runner = Runner::new(factory, reporter, artifacts.clone(), redactor, RunOptions { run_id: run_id.clone(), keep: args.keep, verbose: args.verbose }, cancel);
+    let factory = Arc::new(crate::env::providers::Providers::new(
+        &run_id,
+        args.keep,
+        artifacts.root().to_path_buf(),
+        redactor.clone(),
+    ));
+    let runner = Runner::new(
+        factory,
+        reporter,
+        artifacts.clone(),
+        redactor,
+        RunOptions {
+            run_id: run_id.clone(),
+            keep: args.keep,
+            verbose: args.verbose,
+        },
+        cancel,
+    );
     let report = runner.run(&cells).await;
     drop(runner);
-    print_summary(&mut std::io::stdout().lock(), &report, artifacts.root(), &artifacts.junit_path());
+    print_summary(
+        &mut std::io::stdout().lock(),
+        &report,
+        artifacts.root(),
+        &artifacts.junit_path(),
+    );
     for e in artifacts.errors() {
         eprintln!("warning: could not write artifact {e}");
     }
@@ -364,10 +479,19 @@ async fn run(args: RunArgs) -> i32 {
 }
 
 /// The table at the end of a run (every text in it comes from the redacted report).
-pub fn print_summary(out: &mut dyn Write, report: &crate::report::RunReport, root: &Path, junit: &Path) {
+pub fn print_summary(
+    out: &mut dyn Write,
+    report: &crate::report::RunReport,
+    root: &Path,
+    junit: &Path,
+) {
     let (passed, failed, errored, skipped) = report.counts();
     let _ = writeln!(out);
-    let _ = writeln!(out, "{:<44} {:<7} {:>9} {:>9} {:>9}", "cell", "result", "time", "RTO", "vdrill");
+    let _ = writeln!(
+        out,
+        "{:<44} {:<7} {:>9} {:>9} {:>9}",
+        "cell", "result", "time", "RTO", "vdrill"
+    );
     for c in &report.cells {
         let _ = writeln!(
             out,
@@ -378,9 +502,22 @@ pub fn print_summary(out: &mut dyn Write, report: &crate::report::RunReport, roo
             c.rto.map(human).unwrap_or_else(|| "-".into()),
             100.0 * c.overhead.as_secs_f64() / c.duration.as_secs_f64().max(1e-9)
         );
-        for s in c.steps.iter().filter(|s| matches!(s.status, Status::Failed | Status::Error)) {
-            let tag = if s.status == Status::Error { "ERROR" } else { "FAIL" };
-            let _ = writeln!(out, "    {tag} {}: {}", s.title, s.message.lines().next().unwrap_or_default());
+        for s in c
+            .steps
+            .iter()
+            .filter(|s| matches!(s.status, Status::Failed | Status::Error))
+        {
+            let tag = if s.status == Status::Error {
+                "ERROR"
+            } else {
+                "FAIL"
+            };
+            let _ = writeln!(
+                out,
+                "    {tag} {}: {}",
+                s.title,
+                s.message.lines().next().unwrap_or_default()
+            );
         }
         if c.status == Status::Error
             && let Some(v) = &c.verdict
@@ -396,7 +533,11 @@ pub fn print_summary(out: &mut dyn Write, report: &crate::report::RunReport, roo
         out,
         "{passed} passed, {failed} failed, {errored} environment error(s), {skipped} skipped in {}{}",
         human(report.duration),
-        if report.interrupted { " (interrupted)" } else { "" }
+        if report.interrupted {
+            " (interrupted)"
+        } else {
+            ""
+        }
     );
     let _ = writeln!(out, "artifacts: {}", root.display());
     let _ = writeln!(out, "junit:     {}", junit.display());

@@ -42,9 +42,11 @@ pub fn to_json(node: &Node) -> Json {
                 .parse::<i64>()
                 .map(Json::from)
                 .unwrap_or_else(|_| Json::String(text.clone())),
-            ScalarKind::Float => serde_json::Number::from_f64(text.parse::<f64>().unwrap_or(f64::NAN))
-                .map(Json::Number)
-                .unwrap_or_else(|| Json::String(text.clone())),
+            ScalarKind::Float => {
+                serde_json::Number::from_f64(text.parse::<f64>().unwrap_or(f64::NAN))
+                    .map(Json::Number)
+                    .unwrap_or_else(|| Json::String(text.clone()))
+            }
             ScalarKind::Str => Json::String(text.clone()),
         },
         Value::Seq(items) => Json::Array(items.iter().map(to_json).collect()),
@@ -61,23 +63,45 @@ pub fn to_json(node: &Node) -> Json {
 /// [`load`] for run time: all problems as one error.
 pub fn load_all(path: &Path) -> anyhow::Result<Vec<Manifest>> {
     load(path).map_err(|errs| {
-        anyhow::anyhow!(errs.iter().map(|e| format!("{}: {}", e.file.display(), e.message)).collect::<Vec<_>>().join("; "))
+        anyhow::anyhow!(
+            errs.iter()
+                .map(|e| format!("{}: {}", e.file.display(), e.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
     })
 }
 
 /// Read a fixture file and check that every document is a Kubernetes object.
 pub fn load(path: &Path) -> Result<Vec<Manifest>, Vec<FixtureError>> {
-    let err = |pos: Option<Pos>, message: String| FixtureError { file: path.to_path_buf(), pos, message };
-    let text = std::fs::read_to_string(path).map_err(|e| vec![err(None, format!("cannot read fixture: {e}"))])?;
+    let err = |pos: Option<Pos>, message: String| FixtureError {
+        file: path.to_path_buf(),
+        pos,
+        message,
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| vec![err(None, format!("cannot read fixture: {e}"))])?;
     let docs = yaml::parse_multi(&text).map_err(|e| vec![err(e.pos, e.message)])?;
     let mut out = Vec::new();
     let mut errors = Vec::new();
     for doc in docs {
-        if matches!(&doc.value, Value::Scalar { kind: ScalarKind::Null, .. }) {
+        if matches!(
+            &doc.value,
+            Value::Scalar {
+                kind: ScalarKind::Null,
+                ..
+            }
+        ) {
             continue;
         }
         if doc.as_map().is_none() {
-            errors.push(err(Some(doc.pos), format!("expected a Kubernetes object (a mapping), found {}", doc.describe())));
+            errors.push(err(
+                Some(doc.pos),
+                format!(
+                    "expected a Kubernetes object (a mapping), found {}",
+                    doc.describe()
+                ),
+            ));
             continue;
         }
         let mut ok = true;
@@ -98,16 +122,26 @@ pub fn load(path: &Path) -> Result<Vec<Manifest>, Vec<FixtureError>> {
                 }
             }
             _ => {
-                errors.push(err(Some(doc.pos), "manifest has no `metadata.name`".to_string()));
+                errors.push(err(
+                    Some(doc.pos),
+                    "manifest has no `metadata.name`".to_string(),
+                ));
                 ok = false;
             }
         }
         if ok {
-            out.push(Manifest { object: to_json(&doc), pos: doc.pos });
+            out.push(Manifest {
+                object: to_json(&doc),
+                pos: doc.pos,
+            });
         }
     }
     if out.is_empty() && errors.is_empty() {
         errors.push(err(None, "fixture holds no manifests".to_string()));
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }

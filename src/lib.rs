@@ -4,14 +4,14 @@
 //! timeouts, cleanup) -> [`env`] providers (cluster, object store, key manager,
 //! Velero) -> [`assert`] -> [`report`] (JUnit, progress, artifacts).
 
-pub mod log;
+pub mod assert;
+pub mod cli;
+pub mod env;
 pub mod exit;
 pub mod fixture;
-pub mod scenario;
-pub mod assert;
-pub mod env;
+pub mod log;
 pub mod report;
 pub mod runner;
+pub mod scenario;
 pub mod steps;
-pub mod cli;
 pub mod testbed;

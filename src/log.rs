@@ -58,7 +58,9 @@ impl Redactor {
     /// worth the name (LocalStack's `test`) and would blank out ordinary words.
     fn add(&self, secret: &[u8]) {
         use base64::Engine as _;
-        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        use base64::engine::general_purpose::{
+            STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD,
+        };
         if secret.len() < 8 {
             return;
         }
@@ -104,7 +106,10 @@ impl Redactor {
 
 /// The full error chain on one line, causes separated by `: `.
 pub fn error_text(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 /// Where live log lines go as well (verbose mode).
@@ -127,7 +132,11 @@ impl std::fmt::Debug for StepLog {
 
 impl StepLog {
     pub fn new(redactor: Arc<Redactor>) -> StepLog {
-        StepLog { lines: Arc::default(), redactor, echo: None }
+        StepLog {
+            lines: Arc::default(),
+            redactor,
+            echo: None,
+        }
     }
 
     pub fn with_echo(mut self, echo: Echo) -> StepLog {
@@ -152,7 +161,10 @@ impl StepLog {
             if let Some(echo) = &self.echo {
                 echo(&line);
             }
-            self.lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+            self.lines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(line);
         }
     }
 
@@ -180,7 +192,12 @@ mod tests {
         let text = log.text();
         assert!(!text.contains("s3cr3t"), "{text}");
         assert!(!text.contains("czNjcjN0LXBhc3N3b3Jk"), "{text}");
-        assert!(!text.to_lowercase().contains("7333637233742d70617373776f7264"), "{text}");
+        assert!(
+            !text
+                .to_lowercase()
+                .contains("7333637233742d70617373776f7264"),
+            "{text}"
+        );
         assert_eq!(text.matches(REDACTED).count(), 4);
         assert_eq!(secret.expose(), b"s3cr3t-password");
     }
@@ -191,7 +208,10 @@ mod tests {
         let secret = r.secret(vec![0xde, 0xad, 0xbe, 0xef, 0x00, 0x01, 0x02, 0x03]);
         assert_eq!(format!("{secret:?}"), "Secret([redacted])");
         // Binary secrets are found in their encoded forms.
-        assert_eq!(r.redact("k=3q2+7wABAgM= and deadbeef00010203"), "k=[redacted] and [redacted]");
+        assert_eq!(
+            r.redact("k=3q2+7wABAgM= and deadbeef00010203"),
+            "k=[redacted] and [redacted]"
+        );
     }
 
     #[test]

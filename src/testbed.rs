@@ -76,7 +76,11 @@ fn print_record(r: &Record) {
     println!("{}  [{kind}] {}: {state}", r.id, r.title);
     let live = r.live_processes();
     for p in &r.processes {
-        let up = if live.iter().any(|l| l.pid == p.id.pid) { "running" } else { "NOT RUNNING" };
+        let up = if live.iter().any(|l| l.pid == p.id.pid) {
+            "running"
+        } else {
+            "NOT RUNNING"
+        };
         println!("    {:<26} pid {:<8} {up}", p.name, p.id.pid);
     }
     for (k, v) in &r.endpoints {
@@ -103,37 +107,60 @@ pub async fn prepare(cells: &[Cell], all: bool) -> i32 {
 
 /// Run the provisioning script for `needs` (all components when empty).
 async fn run_provision(needs: BTreeSet<Need>) -> Result<(), String> {
-    let script = provision::setup_script().ok_or("no provisioning script (ci/testbed/setup.sh, or $VDRILL_SETUP) was found")?;
+    let script = provision::setup_script()
+        .ok_or("no provisioning script (ci/testbed/setup.sh, or $VDRILL_SETUP) was found")?;
     let reporter: Arc<dyn crate::runner::Reporter> = Arc::from(crate::report::progress::auto());
     let logs = crate::env::cache_dir().join("logs");
     let id = format!("prepare-{}", crate::runner::run_id());
-    let dirs = crate::env::process::LogDirs { raw: logs.clone(), artifacts: logs.clone() };
-    let supervisor = crate::env::process::Supervisor::new(Kind::Run, &id, "testbed prepare", dirs, Redactor::new(), false).map_err(|e| format!("{e:#}"))?;
-    let cancel = crate::runner::signal::install(Arc::new(|m: &str| eprintln!("vdrill: {m}"))).map_err(|e| e.to_string())?;
+    let dirs = crate::env::process::LogDirs {
+        raw: logs.clone(),
+        artifacts: logs.clone(),
+    };
+    let supervisor = crate::env::process::Supervisor::new(
+        Kind::Run,
+        &id,
+        "testbed prepare",
+        dirs,
+        Redactor::new(),
+        false,
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    let cancel = crate::runner::signal::install(Arc::new(|m: &str| eprintln!("vdrill: {m}")))
+        .map_err(|e| e.to_string())?;
     let started = std::time::Instant::now();
     reporter.event(&crate::runner::Event::ProvisionStarted);
     let r = reporter.clone();
     let progress = move |e: &provision::Event| r.event(&crate::runner::Event::Provision(e));
     let log = logs.join(format!("{id}.log"));
     let outcome = provision::run(&script, &needs, &supervisor, &log, &progress, &cancel).await;
-    reporter.event(&crate::runner::Event::ProvisionFinished { duration: started.elapsed() });
+    reporter.event(&crate::runner::Event::ProvisionFinished {
+        duration: started.elapsed(),
+    });
     supervisor.finish();
     let mut problems: Vec<String> = outcome
         .finals
         .iter()
         .filter_map(|(c, s)| match s {
-            provision::State::Failed { log, message } => Some(format!("{c} failed: {message} (log: {})", log.display())),
+            provision::State::Failed { log, message } => {
+                Some(format!("{c} failed: {message} (log: {})", log.display()))
+            }
             _ => None,
         })
         .collect();
     problems.extend(outcome.failure);
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("; ")) }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("; "))
+    }
 }
 
 pub async fn main(cmd: TestbedCommand) -> i32 {
     let dir = ledger::dir();
     match cmd {
-        TestbedCommand::Prepare { .. } => unreachable!("handled by the command line, which loads the scenarios"),
+        TestbedCommand::Prepare { .. } => {
+            unreachable!("handled by the command line, which loads the scenarios")
+        }
         TestbedCommand::Status => {
             // Lists leftovers too (`LEFT OVER`); `down` or the next run removes them.
             let records = ledger::list(&dir);
@@ -154,8 +181,16 @@ pub async fn main(cmd: TestbedCommand) -> i32 {
                 for id in &ids {
                     let found = ledger::sweep(&dir, true, Some(id));
                     if found.is_empty() {
-                        let known: Vec<String> = ledger::list(&dir).into_iter().map(|r| r.id).collect();
-                        eprintln!("vdrill testbed down: no kept or left-over environment `{id}` (known: {})", if known.is_empty() { "none".into() } else { known.join(", ") });
+                        let known: Vec<String> =
+                            ledger::list(&dir).into_iter().map(|r| r.id).collect();
+                        eprintln!(
+                            "vdrill testbed down: no kept or left-over environment `{id}` (known: {})",
+                            if known.is_empty() {
+                                "none".into()
+                            } else {
+                                known.join(", ")
+                            }
+                        );
                         return exit::DRILL_FAILED;
                     }
                     swept.extend(found);
@@ -206,7 +241,10 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
     use crate::env::CellDirs;
     use crate::log::StepLog;
     sweep_orphans();
-    if let Some(r) = ledger::list(dir).into_iter().find(|r| r.kind == Kind::Up && !r.live_processes().is_empty()) {
+    if let Some(r) = ledger::list(dir)
+        .into_iter()
+        .find(|r| r.kind == Kind::Up && !r.live_processes().is_empty())
+    {
         println!("a test bed is already up:");
         print_record(&r);
         return Ok(exit::OK);
@@ -221,23 +259,56 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
     }
     let id = format!("up-{}", crate::runner::run_id());
     let base = crate::env::cache_dir().join("bed").join(&id);
-    let dirs = CellDirs { artifacts: base.clone(), work: base.join("work") };
+    let dirs = CellDirs {
+        artifacts: base.clone(),
+        work: base.join("work"),
+    };
     let redactor = Redactor::new();
-    let logs = crate::env::process::LogDirs { raw: dirs.work.join("logs"), artifacts: dirs.artifacts.join("env") };
-    let supervisor = crate::env::process::Supervisor::new(Kind::Up, &id, "vdrill testbed up", logs, redactor.clone(), true)?;
+    let logs = crate::env::process::LogDirs {
+        raw: dirs.work.join("logs"),
+        artifacts: dirs.artifacts.join("env"),
+    };
+    let supervisor = crate::env::process::Supervisor::new(
+        Kind::Up,
+        &id,
+        "vdrill testbed up",
+        logs,
+        redactor.clone(),
+        true,
+    )?;
     supervisor.add_dir(&base);
     let log = StepLog::new(redactor).with_echo(Arc::new(|l: &str| eprintln!("{l}")));
-    let started = crate::env::local::start(crate::scenario::StorageKind::Localstack, "us-east-1", &dirs, &supervisor, &log).await?;
+    let started = crate::env::local::start(
+        crate::scenario::StorageKind::Localstack,
+        "us-east-1",
+        &dirs,
+        &supervisor,
+        &log,
+    )
+    .await?;
     let emulators = match azure {
         true => {
             let manifest = crate::env::local::manifest::Manifest::load()?;
             let (az, kv) = tokio::join!(
-                crate::env::local::azurite::Azurite::start(&manifest, &dirs.work, &supervisor, &log),
-                crate::env::local::lowkey::LowkeyVault::start(&manifest, &dirs.work, &supervisor, &log)
+                crate::env::local::azurite::Azurite::start(
+                    &manifest,
+                    &dirs.work,
+                    &supervisor,
+                    &log
+                ),
+                crate::env::local::lowkey::LowkeyVault::start(
+                    &manifest,
+                    &dirs.work,
+                    &supervisor,
+                    &log
+                )
             );
             let (az, mut kv) = (az?, kv?);
             // The vault outlives this command: its relay becomes a process of the bed.
-            let exe = anyhow::Context::context(std::env::current_exe(), "finding the vdrill executable for the relay")?;
+            let exe = anyhow::Context::context(
+                std::env::current_exe(),
+                "finding the vdrill executable for the relay",
+            )?;
             kv.hand_relay_to(&supervisor, &exe).await?;
             // Keys, the CA and the token go to files only their owner reads, never into the record.
             let secrets = base.join("secrets");
@@ -245,7 +316,14 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
             crate::env::write_private(&secrets.join("lowkey-vault-ca.pem"), kv.ca_pem.as_bytes())?;
             crate::env::write_private(&secrets.join("lowkey-vault-token"), kv.token.expose())?;
             supervisor.set_endpoint("Azure blob (Azurite)", az.blob_endpoint.clone());
-            supervisor.set_endpoint("Azure account", format!("{} (key in {})", az.account, secrets.join("azurite-account-key").display()));
+            supervisor.set_endpoint(
+                "Azure account",
+                format!(
+                    "{} (key in {})",
+                    az.account,
+                    secrets.join("azurite-account-key").display()
+                ),
+            );
             supervisor.set_endpoint(
                 "Key Vault (lowkey-vault)",
                 format!(
@@ -259,12 +337,22 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
         }
         false => None,
     };
-    supervisor.set_endpoint("credentials", "LocalStack accepts any, e.g. test/test, region us-east-1".to_string());
+    supervisor.set_endpoint(
+        "credentials",
+        "LocalStack accepts any, e.g. test/test, region us-east-1".to_string(),
+    );
     // From here on, dropping the handles leaves the processes running.
     let record = supervisor.hand_over(Kind::Up);
     drop((started, emulators));
     print_record(&record);
-    println!("\nexport KUBECONFIG={}", record.endpoints.get("kubeconfig").cloned().unwrap_or_default());
+    println!(
+        "\nexport KUBECONFIG={}",
+        record
+            .endpoints
+            .get("kubeconfig")
+            .cloned()
+            .unwrap_or_default()
+    );
     println!("stop it with `vdrill testbed down {}`", record.id);
     Ok(exit::OK)
 }

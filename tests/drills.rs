@@ -10,7 +10,9 @@ use std::process::Command;
 use common::repo;
 
 fn artifacts(name: &str) -> PathBuf {
-    let root = std::env::var_os("VDRILL_CI_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| repo().join("target/ci-artifacts"));
+    let root = std::env::var_os("VDRILL_CI_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/ci-artifacts"));
     let dir = root.join("drills").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
@@ -27,7 +29,13 @@ fn run(scenario: &str, velero: &str, name: &str, env: &[(&str, &str)]) -> Run {
     let dir = artifacts(name);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vdrill"));
     cmd.current_dir(repo())
-        .args(["run", scenario, "--matrix", &format!("velero={velero}"), "--artifacts"])
+        .args([
+            "run",
+            scenario,
+            "--matrix",
+            &format!("velero={velero}"),
+            "--artifacts",
+        ])
         .arg(&dir)
         .arg("--junit")
         .arg(dir.join(format!("{name}.junit.xml")))
@@ -37,8 +45,20 @@ fn run(scenario: &str, velero: &str, name: &str, env: &[(&str, &str)]) -> Run {
         cmd.env(k, v);
     }
     let out = cmd.output().expect("run vdrill");
-    let report = std::fs::read(dir.join("run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    Run { code: out.status.code(), report, stdout: format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)), dir }
+    let report = std::fs::read(dir.join("run.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    Run {
+        code: out.status.code(),
+        report,
+        stdout: format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        dir,
+    }
 }
 
 fn failures(r: &Run) -> String {
@@ -56,12 +76,31 @@ fn failures(r: &Run) -> String {
 fn drill(scenario: &str, velero: &str) -> Run {
     let name = format!("{scenario}-{velero}");
     let r = run(&format!("scenarios/{scenario}.yaml"), velero, &name, &[]);
-    assert_eq!(r.code, Some(0), "{name} failed:\n{}\n{}\nartifacts: {}", failures(&r), r.stdout, r.dir.display());
+    assert_eq!(
+        r.code,
+        Some(0),
+        "{name} failed:\n{}\n{}\nartifacts: {}",
+        failures(&r),
+        r.stdout,
+        r.dir.display()
+    );
     let cell = &r.report["cells"][0];
     assert_eq!(cell["status"], "passed");
-    assert!(cell["velero_version"].as_str().unwrap().starts_with(&format!("v{velero}.")), "{}", cell["velero_version"]);
+    assert!(
+        cell["velero_version"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("v{velero}.")),
+        "{}",
+        cell["velero_version"]
+    );
     assert!(r.dir.join(format!("{name}.junit.xml")).exists());
-    let restores = cell["steps"].as_array().unwrap().iter().filter(|s| s["kind"] == "assert-restored").count();
+    let restores = cell["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "assert-restored")
+        .count();
     if restores > 0 {
         assert!(cell["rto"].as_f64().unwrap() > 0.0, "RTO recorded");
     }
@@ -74,10 +113,16 @@ fn azure_drill(scenario: &str, velero: &str) {
     needs_azure_bed!();
     let r = drill(scenario, velero);
     let cell = &r.report["cells"][0];
-    let plugin = cell["velero_plugins"]["azure"].as_str().unwrap_or_else(|| panic!("the azure plugin version is reported: {cell}"));
+    let plugin = cell["velero_plugins"]["azure"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the azure plugin version is reported: {cell}"));
     assert!(plugin.starts_with("v1."), "{plugin}");
-    let junit = std::fs::read_to_string(r.dir.join(format!("{scenario}-{velero}.junit.xml"))).unwrap();
-    assert!(junit.contains(&format!(r#"name="velero.plugin.azure" value="{plugin}""#)), "{junit}");
+    let junit =
+        std::fs::read_to_string(r.dir.join(format!("{scenario}-{velero}.junit.xml"))).unwrap();
+    assert!(
+        junit.contains(&format!(r#"name="velero.plugin.azure" value="{plugin}""#)),
+        "{junit}"
+    );
     let assertions: Vec<&serde_json::Value> = cell["steps"]
         .as_array()
         .unwrap()
@@ -86,26 +131,59 @@ fn azure_drill(scenario: &str, velero: &str) {
         .flat_map(|s| s["assertions"].as_array().unwrap().iter())
         .collect();
     assert!(!assertions.is_empty());
-    let named = |needle: &str| assertions.iter().filter(|a| a["name"].as_str().unwrap().contains(needle)).copied().collect::<Vec<_>>();
-    for a in named("storage account encrypts with key").into_iter().chain(named("blobs are bound to key")) {
+    let named = |needle: &str| {
+        assertions
+            .iter()
+            .filter(|a| a["name"].as_str().unwrap().contains(needle))
+            .copied()
+            .collect::<Vec<_>>()
+    };
+    for a in named("storage account encrypts with key")
+        .into_iter()
+        .chain(named("blobs are bound to key"))
+    {
         assert_eq!(a["status"], "skipped", "{a}");
-        assert!(a["message"].as_str().unwrap().contains("Azurite"), "the reason names the emulator: {a}");
+        assert!(
+            a["message"].as_str().unwrap().contains("Azurite"),
+            "the reason names the emulator: {a}"
+        );
     }
-    assert!(named("storage account encrypts with key").len() == named("backup wrote objects").len(), "{assertions:?}");
-    for a in named("encrypted by the service").into_iter().chain(named("is enabled in the key manager")) {
+    assert!(
+        named("storage account encrypts with key").len() == named("backup wrote objects").len(),
+        "{assertions:?}"
+    );
+    for a in named("encrypted by the service")
+        .into_iter()
+        .chain(named("is enabled in the key manager"))
+    {
         assert_eq!(a["status"], "passed", "{a}");
     }
-    assert!(junit.contains("<skipped message=") && junit.contains("Azurite"), "skipped checks carry their reason in JUnit");
+    assert!(
+        junit.contains("<skipped message=") && junit.contains("Azurite"),
+        "skipped checks carry their reason in JUnit"
+    );
     // The key's version as each backup saw it: a rotation must change it.
     let versions: Vec<String> = named("is enabled in the key manager")
         .iter()
-        .map(|a| a["message"].as_str().unwrap().rsplit("(version ").next().unwrap().trim_end_matches(')').to_string())
+        .map(|a| {
+            a["message"]
+                .as_str()
+                .unwrap()
+                .rsplit("(version ")
+                .next()
+                .unwrap()
+                .trim_end_matches(')')
+                .to_string()
+        })
         .collect();
     if scenario == "azure-keyvault-rotate" {
         assert_eq!(versions.len(), 2);
         assert_ne!(versions[0], versions[1], "the rotation made a new version");
     } else {
-        assert!(versions.windows(2).all(|w| w[0] == w[1]), "no rotation, one version: {versions:?}");
+        assert!(
+            versions.windows(2).all(|w| w[0] == w[1]),
+            "no rotation, one version: {versions:?}"
+        );
     }
 }
 
@@ -152,36 +230,69 @@ drills! {
 fn assert_step(r: &Run, kind: &str) -> serde_json::Value {
     assert_eq!(r.code, Some(1), "the drill must fail:\n{}", r.stdout);
     let steps = r.report["cells"][0]["steps"].as_array().unwrap().clone();
-    steps.into_iter().find(|s| s["kind"] == kind && s["status"] == "failed").unwrap_or_else(|| panic!("no failed {kind} step:\n{}", failures(r)))
+    steps
+        .into_iter()
+        .find(|s| s["kind"] == kind && s["status"] == "failed")
+        .unwrap_or_else(|| panic!("no failed {kind} step:\n{}", failures(r)))
 }
 
 #[test]
 fn without_kms_key_id_in_the_location_assert_encryption_names_every_object() {
-    let r = run("tests/scenarios/broken/no-kms-key-in-bsl.yaml", "1.18", "broken-no-kms-key", &[]);
+    let r = run(
+        "tests/scenarios/broken/no-kms-key-in-bsl.yaml",
+        "1.18",
+        "broken-no-kms-key",
+        &[],
+    );
     let step = assert_step(&r, "assert-encryption");
     let msg = step["message"].as_str().unwrap();
-    for object in ["backups/unencrypted/velero-backup.json", "backups/unencrypted/unencrypted.tar.gz", "backups/unencrypted/unencrypted-logs.gz"] {
+    for object in [
+        "backups/unencrypted/velero-backup.json",
+        "backups/unencrypted/unencrypted.tar.gz",
+        "backups/unencrypted/unencrypted-logs.gz",
+    ] {
         assert!(msg.contains(object), "{object} is named in: {msg}");
     }
-    assert!(msg.contains("every object is SSE-KMS") || msg.contains("no server-side encryption"), "{msg}");
+    assert!(
+        msg.contains("every object is SSE-KMS") || msg.contains("no server-side encryption"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn with_key_validation_off_in_localstack_assert_encryption_fails() {
     // LocalStack then ignores key state: objects claim the key but stay readable
     // with it disabled, so they are not bound to it.
-    let r = run("scenarios/aws-kms-basic.yaml", "1.18", "broken-validation-off", &[("VDRILL_LOCALSTACK_ENV", "S3_SKIP_KMS_KEY_VALIDATION=1")]);
+    let r = run(
+        "scenarios/aws-kms-basic.yaml",
+        "1.18",
+        "broken-validation-off",
+        &[("VDRILL_LOCALSTACK_ENV", "S3_SKIP_KMS_KEY_VALIDATION=1")],
+    );
     let step = assert_step(&r, "assert-encryption");
     let msg = step["message"].as_str().unwrap();
-    assert!(msg.contains("was still readable with the key disabled"), "{msg}");
-    assert!(msg.contains("backups/nightly/velero-backup.json"), "the object is named: {msg}");
+    assert!(
+        msg.contains("was still readable with the key disabled"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("backups/nightly/velero-backup.json"),
+        "the object is named: {msg}"
+    );
 }
 
 #[test]
 fn two_drills_run_at_once_without_clashing() {
     // Same scenario, same bucket and key names, both Velero versions, side by side.
     let spawn = |velero: &'static str| {
-        std::thread::spawn(move || run("scenarios/aws-kms-basic.yaml", velero, &format!("concurrent-{velero}"), &[]))
+        std::thread::spawn(move || {
+            run(
+                "scenarios/aws-kms-basic.yaml",
+                velero,
+                &format!("concurrent-{velero}"),
+                &[],
+            )
+        })
     };
     let (a, b) = (spawn("1.17"), spawn("1.18"));
     for r in [a.join().unwrap(), b.join().unwrap()] {

@@ -23,17 +23,35 @@ fn xmllint(xml: &std::path::Path) -> std::process::Output {
 async fn junit_report_validates_against_the_schema() {
     // One passing cell, one with a failure, skipped steps and a timed-out (errored) step.
     let failing = MIDRUN
-        .replace("metadata: {name: midrun}", "metadata: {name: midrun-failing}")
-        .replace("error: \"KMS.DisabledException\"}}", "error: \"NotThisError\"}}");
+        .replace(
+            "metadata: {name: midrun}",
+            "metadata: {name: midrun-failing}",
+        )
+        .replace(
+            "error: \"KMS.DisabledException\"}}",
+            "error: \"NotThisError\"}}",
+        );
     let h = Harness::new();
     let mut cells = cells(MIDRUN);
     cells.extend(common::cells(&failing));
-    let report = h.runner(Arc::new(MemoryFactory::new(Behaviour::default())), false, CancellationToken::new()).run(&cells).await;
+    let report = h
+        .runner(
+            Arc::new(MemoryFactory::new(Behaviour::default())),
+            false,
+            CancellationToken::new(),
+        )
+        .run(&cells)
+        .await;
     assert!(!report.passed());
 
     let path = h.path().join("junit.xml");
     let out = xmllint(&path);
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), h.junit());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        h.junit()
+    );
     let xml = h.junit();
     assert!(xml.contains("<failure"), "a failure is reported");
     assert!(xml.contains("<skipped"), "skipped steps are reported");

@@ -24,7 +24,9 @@ struct Vdrill {
 }
 
 fn artifacts_dir(name: &str) -> PathBuf {
-    let root = std::env::var_os("VDRILL_CI_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| repo().join("target/ci-artifacts"));
+    let root = std::env::var_os("VDRILL_CI_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/ci-artifacts"));
     let dir = root.join("lifecycle").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     dir
@@ -32,15 +34,30 @@ fn artifacts_dir(name: &str) -> PathBuf {
 
 fn command(beds: &Path, args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vdrill"));
-    cmd.current_dir(repo()).args(args).env("CI", "1").env("VDRILL_BEDS_DIR", beds).env("VDRILL_NO_PROVISION", "1");
+    cmd.current_dir(repo())
+        .args(args)
+        .env("CI", "1")
+        .env("VDRILL_BEDS_DIR", beds)
+        .env("VDRILL_NO_PROVISION", "1");
     cmd
 }
 
 fn start(beds: &Path, name: &str, scenario: &Path, extra: &[&str]) -> Vdrill {
     let artifacts = artifacts_dir(name);
-    let mut args = vec!["run", scenario.to_str().unwrap(), "--run-id", name, "--artifacts", artifacts.to_str().unwrap()];
+    let mut args = vec![
+        "run",
+        scenario.to_str().unwrap(),
+        "--run-id",
+        name,
+        "--artifacts",
+        artifacts.to_str().unwrap(),
+    ];
     args.extend_from_slice(extra);
-    let mut child = command(beds, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("start vdrill");
+    let mut child = command(beds, &args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start vdrill");
     let stderr = Arc::new(Mutex::new(String::new()));
     let (err, sink) = (child.stderr.take().unwrap(), stderr.clone());
     std::thread::spawn(move || {
@@ -50,7 +67,11 @@ fn start(beds: &Path, name: &str, scenario: &Path, extra: &[&str]) -> Vdrill {
             s.push('\n');
         }
     });
-    Vdrill { child, stderr, artifacts }
+    Vdrill {
+        child,
+        stderr,
+        artifacts,
+    }
 }
 
 impl Vdrill {
@@ -62,13 +83,19 @@ impl Vdrill {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("no `{needle}` within {timeout:?}:\n{}", self.stderr.lock().unwrap());
+        panic!(
+            "no `{needle}` within {timeout:?}:\n{}",
+            self.stderr.lock().unwrap()
+        );
     }
 
     fn finish(mut self) -> (Option<i32>, String, serde_json::Value) {
         let status = self.child.wait().unwrap();
         std::thread::sleep(Duration::from_millis(200));
-        let report = std::fs::read(self.artifacts.join("run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let report = std::fs::read(self.artifacts.join("run.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
         (status.code(), self.stderr.lock().unwrap().clone(), report)
     }
 }
@@ -89,7 +116,10 @@ fn scenario(dir: &Path, name: &str, body: &str) -> PathBuf {
 const ONE_LOCATION: &str = "velero:\n  version: \"1.18\"\n  locations:\n    - {name: default, provider: aws, bucket: lifecycle, config: {region: us-east-1, kmsKeyId: \"${keys.k.alias}\"}}\n";
 
 fn the_record(beds: &Path) -> Record {
-    let records: Vec<Record> = ledger::list(beds).into_iter().filter(|r| r.kind != Kind::Run).collect();
+    let records: Vec<Record> = ledger::list(beds)
+        .into_iter()
+        .filter(|r| r.kind != Kind::Run)
+        .collect();
     assert_eq!(records.len(), 1, "{records:#?}");
     records.into_iter().next().unwrap()
 }
@@ -98,7 +128,9 @@ fn the_record(beds: &Path) -> Record {
 fn wait_for_processes(beds: &Path, n: usize) -> Record {
     let until = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Some(r) = ledger::list(beds).into_iter().find(|r| r.kind == Kind::Cell)
+        if let Some(r) = ledger::list(beds)
+            .into_iter()
+            .find(|r| r.kind == Kind::Cell)
             && r.processes.iter().filter(|p| p.id.alive()).count() >= n
         {
             return r;
@@ -114,7 +146,14 @@ fn listening(pids: &[u32]) -> Vec<u16> {
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| pids.iter().any(|p| l.contains(&format!("pid={p},"))))
-        .filter_map(|l| l.split_whitespace().nth(3)?.rsplit(':').next()?.parse().ok())
+        .filter_map(|l| {
+            l.split_whitespace()
+                .nth(3)?
+                .rsplit(':')
+                .next()?
+                .parse()
+                .ok()
+        })
         .collect()
 }
 
@@ -127,14 +166,31 @@ fn assert_gone(id: &str, ports: &[u16], dirs: &[PathBuf]) {
     while !ledger::marked(id).is_empty() && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(ledger::marked(id).is_empty(), "processes left: {:?}", ledger::marked(id));
+    assert!(
+        ledger::marked(id).is_empty(),
+        "processes left: {:?}",
+        ledger::marked(id)
+    );
     for p in ports {
-        let who = || String::from_utf8_lossy(&Command::new("ss").args(["-Hltnp", &format!("sport = :{p}")]).output().unwrap().stdout).into_owned();
+        let who = || {
+            String::from_utf8_lossy(
+                &Command::new("ss")
+                    .args(["-Hltnp", &format!("sport = :{p}")])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .into_owned()
+        };
         assert!(!port_open(*p), "port {p} is still open: {}", who());
     }
     for d in dirs {
         assert!(!d.exists(), "{} is left", d.display());
-        assert!(!d.parent().unwrap().exists(), "the run's folder {} is left", d.parent().unwrap().display());
+        assert!(
+            !d.parent().unwrap().exists(),
+            "the run's folder {} is left",
+            d.parent().unwrap().display()
+        );
     }
 }
 
@@ -152,33 +208,62 @@ fn killed_mid_step(process: &str) {
     let run = start(&beds, &name, &file, &[]);
     run.wait_for_line("wait 90s ...", Duration::from_secs(180));
     let record = the_record(&beds);
-    let victim = record.processes.iter().find(|p| p.name == process).unwrap_or_else(|| panic!("no {process} in {record:#?}"));
+    let victim = record
+        .processes
+        .iter()
+        .find(|p| p.name == process)
+        .unwrap_or_else(|| panic!("no {process} in {record:#?}"));
     let started = Instant::now();
     kill(victim.id.pid, nix::sys::signal::Signal::SIGKILL);
     let (code, stderr, report) = run.finish();
-    assert!(started.elapsed() < Duration::from_secs(60), "the step ended when {process} died, not at its timeout");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "the step ended when {process} died, not at its timeout"
+    );
     assert_eq!(code, Some(vdrill::exit::ENVIRONMENT), "{stderr}");
     let cell = &report["cells"][0];
     assert_eq!(cell["status"], "error", "{stderr}");
-    let wait = cell["steps"].as_array().unwrap().iter().find(|s| s["kind"] == "wait").unwrap();
+    let wait = cell["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "wait")
+        .unwrap();
     assert_eq!(wait["status"], "error");
     assert_eq!(wait["failure_type"], "environment");
     let message = wait["message"].as_str().unwrap();
     assert!(message.starts_with(&format!("the environment broke: {process} exited (signal: 9 (SIGKILL))\nlast lines of its log:\n")), "{message}");
-    assert!(cell["verdict"].as_str().unwrap().contains("the drill says nothing about Velero"));
-    let restore = cell["steps"].as_array().unwrap().iter().find(|s| s["kind"] == "restore").unwrap();
+    assert!(
+        cell["verdict"]
+            .as_str()
+            .unwrap()
+            .contains("the drill says nothing about Velero")
+    );
+    let restore = cell["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "restore")
+        .unwrap();
     assert_eq!(restore["status"], "skipped");
     let junit = std::fs::read_to_string(run_artifacts(&name).join("junit.xml")).unwrap();
     assert!(junit.contains(&format!("<error message=\"the environment broke: {process} exited (signal: 9 (SIGKILL))\" type=\"environment\">")), "{junit}");
     // Teardown ran and left nothing.
-    let teardown = cell["steps"].as_array().unwrap().iter().find(|s| s["kind"] == "teardown").unwrap();
+    let teardown = cell["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["kind"] == "teardown")
+        .unwrap();
     assert_eq!(teardown["status"], "passed", "{teardown}");
     assert_gone(&record.id, &[], &record.dirs);
     assert!(ledger::list(&beds).is_empty());
 }
 
 fn run_artifacts(name: &str) -> PathBuf {
-    let root = std::env::var_os("VDRILL_CI_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| repo().join("target/ci-artifacts"));
+    let root = std::env::var_os("VDRILL_CI_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/ci-artifacts"));
     root.join("lifecycle").join(name)
 }
 
@@ -217,8 +302,14 @@ fn killed_vdrill(beds: &Path, dir: &Path, name: &str, extra: &[&str]) -> (Record
     let record = wait_for_processes(beds, 5);
     let pids: Vec<u32> = ledger::marked(&record.id).iter().map(|p| p.pid).collect();
     let ports = listening(&pids);
-    assert!(ports.len() >= 4, "etcd, kube-apiserver, LocalStack and Velero listen: {ports:?}");
-    assert!(!record.dirs.is_empty() && record.dirs.iter().all(|d| d.exists()), "{record:#?}");
+    assert!(
+        ports.len() >= 4,
+        "etcd, kube-apiserver, LocalStack and Velero listen: {ports:?}"
+    );
+    assert!(
+        !record.dirs.is_empty() && record.dirs.iter().all(|d| d.exists()),
+        "{record:#?}"
+    );
     kill(run.child.id(), nix::sys::signal::Signal::SIGKILL);
     let (code, _, _) = run.finish();
     assert_eq!(code, None, "killed by a signal");
@@ -233,15 +324,36 @@ fn after_kill_9_testbed_down_removes_every_leftover_process_port_and_folder() {
     // The bed's direct children die with vdrill (parent-death signal); its record and
     // folders stay, and whatever else carried the marker.
     std::thread::sleep(Duration::from_millis(500));
-    assert!(ledger::list(&beds).iter().any(|r| r.id == record.id && r.orphaned()), "the record says its vdrill is gone");
-    assert!(record.dirs.iter().any(|d| d.exists()), "the work folder is still there before the sweep");
+    assert!(
+        ledger::list(&beds)
+            .iter()
+            .any(|r| r.id == record.id && r.orphaned()),
+        "the record says its vdrill is gone"
+    );
+    assert!(
+        record.dirs.iter().any(|d| d.exists()),
+        "the work folder is still there before the sweep"
+    );
     let status = command(&beds, &["testbed", "status"]).output().unwrap();
     let listed = String::from_utf8_lossy(&status.stdout);
-    assert!(listed.contains(&format!("{}  [drill] orphaned: LEFT OVER (its vdrill, pid", record.id)), "{listed}");
+    assert!(
+        listed.contains(&format!(
+            "{}  [drill] orphaned: LEFT OVER (its vdrill, pid",
+            record.id
+        )),
+        "{listed}"
+    );
     let out = command(&beds, &["testbed", "down"]).output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(text.contains("removed the environment of `orphaned`"), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("removed the environment of `orphaned`"),
+        "{text}"
+    );
     assert_gone(&record.id, &ports, &record.dirs);
     assert!(ledger::list(&beds).iter().all(|r| r.id != record.id));
 }
@@ -253,13 +365,24 @@ fn after_kill_9_of_a_keep_run_the_next_run_removes_everything() {
     // With --keep nothing dies with vdrill: every process is left running.
     let (record, ports) = killed_vdrill(&beds, tmp.path(), "kill9-next", &["--keep"]);
     std::thread::sleep(Duration::from_millis(500));
-    assert!(ledger::marked(&record.id).len() >= 5, "all bed processes outlived vdrill: {:?}", ledger::marked(&record.id));
+    assert!(
+        ledger::marked(&record.id).len() >= 5,
+        "all bed processes outlived vdrill: {:?}",
+        ledger::marked(&record.id)
+    );
     assert!(ports.iter().all(|p| port_open(*p)));
     // The next run sweeps before it starts its own cells.
-    let file = scenario(tmp.path(), "next", &format!("{ONE_LOCATION}steps:\n  - deploy: shop\n"));
+    let file = scenario(
+        tmp.path(),
+        "next",
+        &format!("{ONE_LOCATION}steps:\n  - deploy: shop\n"),
+    );
     let (code, stderr, _) = start(&beds, "kill9-next-run", &file, &[]).finish();
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(stderr.contains("removed the environment of `orphaned` (its vdrill (pid"), "{stderr}");
+    assert!(
+        stderr.contains("removed the environment of `orphaned` (its vdrill (pid"),
+        "{stderr}"
+    );
     assert_gone(&record.id, &ports, &record.dirs);
     assert!(ledger::list(&beds).is_empty(), "{:#?}", ledger::list(&beds));
 }
@@ -269,13 +392,25 @@ fn keep_hands_a_working_bed_over_until_testbed_down() {
     let tmp = tempfile::tempdir().unwrap();
     let beds = tmp.path().join("beds");
     // A drill that fails: the backup completes, but the scenario expects it to fail.
-    let file = scenario(tmp.path(), "kept", &format!("{ONE_LOCATION}steps:\n  - deploy: shop\n  - backup: {{name: b1, expect: {{phase: Failed}}}}\n"));
+    let file = scenario(
+        tmp.path(),
+        "kept",
+        &format!(
+            "{ONE_LOCATION}steps:\n  - deploy: shop\n  - backup: {{name: b1, expect: {{phase: Failed}}}}\n"
+        ),
+    );
     let (code, stderr, report) = start(&beds, "keep", &file, &["--keep"]).finish();
     assert_eq!(code, Some(vdrill::exit::DRILL_FAILED), "{stderr}");
     let cell = &report["cells"][0];
     let kept = cell["kept"].as_str().unwrap_or_else(|| panic!("{cell}"));
-    assert!(kept.contains("kubeconfig ") && kept.contains("vdrill testbed down keep-kept"), "{kept}");
-    assert!(stderr.contains("kept: kubeconfig"), "the console says where it is: {stderr}");
+    assert!(
+        kept.contains("kubeconfig ") && kept.contains("vdrill testbed down keep-kept"),
+        "{kept}"
+    );
+    assert!(
+        stderr.contains("kept: kubeconfig"),
+        "the console says where it is: {stderr}"
+    );
     let record = the_record(&beds);
     assert_eq!(record.kind, Kind::Kept);
     assert!(record.owner.is_none(), "handed over");
@@ -283,26 +418,64 @@ fn keep_hands_a_working_bed_over_until_testbed_down() {
     let kubeconfig = PathBuf::from(&record.endpoints["kubeconfig"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let client = vdrill::env::kube::client_for(&kubeconfig, None).await.unwrap();
+        let client = vdrill::env::kube::client_for(&kubeconfig, None)
+            .await
+            .unwrap();
         let ns: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
-        assert!(ns.get("shop").await.is_ok(), "the drill's namespace is there");
+        assert!(
+            ns.get("shop").await.is_ok(),
+            "the drill's namespace is there"
+        );
         assert!(ns.get("velero").await.is_ok());
         let s3 = &record.endpoints["S3 + KMS (LocalStack)"];
-        let health = reqwest::get(format!("{s3}/_localstack/health")).await.unwrap().text().await.unwrap();
-        assert!(health.contains("\"kms\": \"running\"") || health.contains("\"kms\":\"running\""), "{health}");
+        let health = reqwest::get(format!("{s3}/_localstack/health"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            health.contains("\"kms\": \"running\"") || health.contains("\"kms\":\"running\""),
+            "{health}"
+        );
     });
-    let live: Vec<String> = record.processes.iter().filter(|p| p.id.alive()).map(|p| p.name.clone()).collect();
-    for name in ["etcd", "kube-apiserver", "kube-controller-manager", "localstack", "velero"] {
+    let live: Vec<String> = record
+        .processes
+        .iter()
+        .filter(|p| p.id.alive())
+        .map(|p| p.name.clone())
+        .collect();
+    for name in [
+        "etcd",
+        "kube-apiserver",
+        "kube-controller-manager",
+        "localstack",
+        "velero",
+    ] {
         assert!(live.iter().any(|n| n == name), "{name} runs: {live:?}");
     }
     let pids: Vec<u32> = ledger::marked(&record.id).iter().map(|p| p.pid).collect();
     let ports = listening(&pids);
     // status lists it; down removes it.
     let status = command(&beds, &["testbed", "status"]).output().unwrap();
-    assert!(String::from_utf8_lossy(&status.stdout).contains("[kept (--keep)] kept: handed over"), "{}", String::from_utf8_lossy(&status.stdout));
-    let out = command(&beds, &["testbed", "down", &record.id]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("removed the kept environment of `kept`"), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        String::from_utf8_lossy(&status.stdout).contains("[kept (--keep)] kept: handed over"),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    let out = command(&beds, &["testbed", "down", &record.id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("removed the kept environment of `kept`"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     assert_gone(&record.id, &ports, &record.dirs);
     assert!(ledger::list(&beds).is_empty());
 }
@@ -321,27 +494,62 @@ fn locations_keep_their_names_whichever_is_first_or_default() {
     let (code, stderr, report) = start(&beds, "locations", &file, &[]).finish();
     assert_eq!(code, Some(0), "{stderr}");
     let steps = report["cells"][0]["steps"].as_array().unwrap();
-    let checked: Vec<&str> = steps.iter().filter(|s| s["kind"] == "assert-encryption").map(|s| s["message"].as_str().unwrap()).collect();
+    let checked: Vec<&str> = steps
+        .iter()
+        .filter(|s| s["kind"] == "assert-encryption")
+        .map(|s| s["message"].as_str().unwrap())
+        .collect();
     assert_eq!(checked.len(), 2);
     for m in checked {
-        assert!(!m.starts_with("0 objects"), "each backup wrote to its own location: {m}");
+        assert!(
+            !m.starts_with("0 objects"),
+            "each backup wrote to its own location: {m}"
+        );
     }
-    let install = std::fs::read_to_string(run_artifacts("locations").join("locations/steps/setup-02-setup.log")).unwrap();
-    assert!(install.contains(r#"backup storage locations ["primary", "archive"] Available"#), "{install}");
+    let install = std::fs::read_to_string(
+        run_artifacts("locations").join("locations/steps/setup-02-setup.log"),
+    )
+    .unwrap();
+    assert!(
+        install.contains(r#"backup storage locations ["primary", "archive"] Available"#),
+        "{install}"
+    );
 }
 
 /// `vdrill run` with its provisioning phase (the bed is cached: ci/setup.sh built it).
-fn provisioned_run(beds: &Path, name: &str, scenario: &Path, env: &[(&str, &str)]) -> (Option<i32>, String, serde_json::Value, Duration) {
+fn provisioned_run(
+    beds: &Path,
+    name: &str,
+    scenario: &Path,
+    env: &[(&str, &str)],
+) -> (Option<i32>, String, serde_json::Value, Duration) {
     let artifacts = artifacts_dir(name);
-    let mut cmd = command(beds, &["run", scenario.to_str().unwrap(), "--run-id", name, "--artifacts", artifacts.to_str().unwrap()]);
+    let mut cmd = command(
+        beds,
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--run-id",
+            name,
+            "--artifacts",
+            artifacts.to_str().unwrap(),
+        ],
+    );
     cmd.env_remove("VDRILL_NO_PROVISION");
     for (k, v) in env {
         cmd.env(k, v);
     }
     let started = Instant::now();
     let out = cmd.output().unwrap();
-    let report = std::fs::read(artifacts.join("run.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let report = std::fs::read(artifacts.join("run.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code(), text, report, started.elapsed())
 }
 
@@ -350,12 +558,30 @@ fn provisioning_is_a_phase_of_its_own_outside_every_step_and_cell_budget() {
     let tmp = tempfile::tempdir().unwrap();
     let beds = tmp.path().join("beds");
     // The cell may take 20 s; provisioning is made to take 25 s (a slow first build).
-    let file = scenario(tmp.path(), "slow-setup", &format!("{ONE_LOCATION}timeout: 20s\nsteps:\n  - deploy: shop\n  - backup: b1\n  - assert-encryption: {{backup: b1, key: k}}\n"));
-    let (code, text, report, took) = provisioned_run(&beds, "slow-setup", &file, &[("VDRILL_SETUP_DELAY", "etcd:25")]);
+    let file = scenario(
+        tmp.path(),
+        "slow-setup",
+        &format!(
+            "{ONE_LOCATION}timeout: 20s\nsteps:\n  - deploy: shop\n  - backup: b1\n  - assert-encryption: {{backup: b1, key: k}}\n"
+        ),
+    );
+    let (code, text, report, took) = provisioned_run(
+        &beds,
+        "slow-setup",
+        &file,
+        &[("VDRILL_SETUP_DELAY", "etcd:25")],
+    );
     assert_eq!(code, Some(0), "{text}");
     assert!(took >= Duration::from_secs(25), "{took:?}");
-    assert!(text.contains("[provision] etcd: test delay (VDRILL_SETUP_DELAY)"), "{text}");
-    assert!(report["cells"][0]["duration"].as_f64().unwrap() < 20.0, "the cell's own time excludes provisioning: {}", report["cells"][0]["duration"]);
+    assert!(
+        text.contains("[provision] etcd: test delay (VDRILL_SETUP_DELAY)"),
+        "{text}"
+    );
+    assert!(
+        report["cells"][0]["duration"].as_f64().unwrap() < 20.0,
+        "the cell's own time excludes provisioning: {}",
+        report["cells"][0]["duration"]
+    );
     // Provisioning comes before the cell starts.
     let provisioned = text.find("[provision] done in").expect("the phase ends");
     let cell_start = text.find("[slow-setup] start").expect("the cell starts");
@@ -372,19 +598,38 @@ fn a_component_that_fails_to_build_makes_every_cell_that_needs_it_an_environment
     let bin = tmp.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
     let go = bin.join("go");
-    std::fs::write(&go, "#!/bin/sh\necho 'go: simulated toolchain failure' >&2\nexit 1\n").unwrap();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&go).unwrap().permissions(), 0o755);
+    std::fs::write(
+        &go,
+        "#!/bin/sh\necho 'go: simulated toolchain failure' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&go).unwrap().permissions(),
+        0o755,
+    );
     std::fs::set_permissions(&go, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
     let matrix = ONE_LOCATION.replace("version: \"1.18\"", "version: ${matrix.velero}");
-    let file = scenario(tmp.path(), "unbuildable", &format!("matrix: {{velero: [\"1.17\", \"1.18\"]}}\n{matrix}steps:\n  - deploy: shop\n"));
-    let env = [("VDRILL_CACHE", cache.to_str().unwrap()), ("PATH", path.as_str()), ("VDRILL_PYTHON313", "/bin/false")];
+    let file = scenario(
+        tmp.path(),
+        "unbuildable",
+        &format!("matrix: {{velero: [\"1.17\", \"1.18\"]}}\n{matrix}steps:\n  - deploy: shop\n"),
+    );
+    let env = [
+        ("VDRILL_CACHE", cache.to_str().unwrap()),
+        ("PATH", path.as_str()),
+        ("VDRILL_PYTHON313", "/bin/false"),
+    ];
     let (code, text, report, took) = provisioned_run(&beds, "unbuildable", &file, &env);
     assert!(took < Duration::from_secs(120), "{took:?}");
     assert_eq!(code, Some(vdrill::exit::ENVIRONMENT), "{text}");
     let log = cache.join("logs/kube.log");
     assert!(log.exists());
-    assert!(std::fs::read_to_string(&log).unwrap().contains("simulated toolchain failure"));
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("simulated toolchain failure")
+    );
     let cells = report["cells"].as_array().unwrap();
     assert_eq!(cells.len(), 2);
     for cell in cells {
@@ -393,8 +638,16 @@ fn a_component_that_fails_to_build_makes_every_cell_that_needs_it_an_environment
         assert_eq!(first["title"], "provision the local test bed");
         assert_eq!(first["failure_type"], "environment");
         let m = first["message"].as_str().unwrap();
-        assert!(m.contains("provisioning kube failed: ") && m.contains(&format!("(log: {})", log.display())), "{m}");
-        assert!(cell["steps"].as_array().unwrap()[1..].iter().all(|s| s["status"] == "skipped"));
+        assert!(
+            m.contains("provisioning kube failed: ")
+                && m.contains(&format!("(log: {})", log.display())),
+            "{m}"
+        );
+        assert!(
+            cell["steps"].as_array().unwrap()[1..]
+                .iter()
+                .all(|s| s["status"] == "skipped")
+        );
     }
     assert!(text.contains("[provision] kube: FAILED: "), "{text}");
 }
@@ -403,11 +656,21 @@ fn a_component_that_fails_to_build_makes_every_cell_that_needs_it_an_environment
 fn a_velero_version_that_is_not_pinned_is_an_environment_error_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     let beds = tmp.path().join("beds");
-    let file = scenario(tmp.path(), "unpinned", &format!("{}steps:\n  - deploy: shop\n", ONE_LOCATION.replace("\"1.18\"", "\"1.99\"")));
+    let file = scenario(
+        tmp.path(),
+        "unpinned",
+        &format!(
+            "{}steps:\n  - deploy: shop\n",
+            ONE_LOCATION.replace("\"1.18\"", "\"1.99\"")
+        ),
+    );
     let (code, text, report, _) = provisioned_run(&beds, "unpinned", &file, &[]);
     assert_eq!(code, Some(vdrill::exit::ENVIRONMENT), "{text}");
     let m = report["cells"][0]["steps"][0]["message"].as_str().unwrap();
-    assert!(m.contains("Velero 1.99 is not pinned in ci/testbed/versions.env"), "{m}");
+    assert!(
+        m.contains("Velero 1.99 is not pinned in ci/testbed/versions.env"),
+        "{m}"
+    );
 }
 
 #[test]
@@ -430,20 +693,60 @@ fn cells_that_need_what_this_machine_lacks_are_skipped_with_the_reason_and_the_r
     let name = "absent-azure";
     let artifacts = artifacts_dir(name);
     let junit = artifacts.join("junit.xml");
-    let mut cmd = command(&beds, &["run", scenario.to_str().unwrap(), "--matrix", "velero=1.18", "--run-id", name, "--artifacts", artifacts.to_str().unwrap()]);
-    cmd.env_remove("VDRILL_NO_PROVISION").env("VDRILL_SETUP", &setup).arg("--junit").arg(&junit);
+    let mut cmd = command(
+        &beds,
+        &[
+            "run",
+            scenario.to_str().unwrap(),
+            "--matrix",
+            "velero=1.18",
+            "--run-id",
+            name,
+            "--artifacts",
+            artifacts.to_str().unwrap(),
+        ],
+    );
+    cmd.env_remove("VDRILL_NO_PROVISION")
+        .env("VDRILL_SETUP", &setup)
+        .arg("--junit")
+        .arg(&junit);
     let out = cmd.output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "a skipped cell does not fail the run:\n{text}");
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(artifacts.join("run.json")).unwrap()).unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "a skipped cell does not fail the run:\n{text}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(artifacts.join("run.json")).unwrap()).unwrap();
     let cell = &report["cells"][0];
     assert_eq!(cell["status"], "skipped", "{cell}");
     let verdict = cell["verdict"].as_str().unwrap();
-    assert!(verdict.contains("/x/shared/goproxy") && verdict.contains("/x/shared/sources/lowkey-vault"), "both reasons: {verdict}");
-    assert!(cell["steps"].as_array().unwrap().iter().all(|s| s["status"] == "skipped" && s["message"].as_str().unwrap().contains("/x/shared")));
+    assert!(
+        verdict.contains("/x/shared/goproxy") && verdict.contains("/x/shared/sources/lowkey-vault"),
+        "both reasons: {verdict}"
+    );
+    assert!(
+        cell["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["status"] == "skipped"
+                && s["message"].as_str().unwrap().contains("/x/shared"))
+    );
     let xml = std::fs::read_to_string(&junit).unwrap();
-    assert!(xml.contains("<skipped") && xml.contains("/x/shared/goproxy"), "JUnit carries the reason: {xml}");
-    assert!(text.contains("[provision] velero-v1.18.3: not built here: plugin azure"), "{text}");
+    assert!(
+        xml.contains("<skipped") && xml.contains("/x/shared/goproxy"),
+        "JUnit carries the reason: {xml}"
+    );
+    assert!(
+        text.contains("[provision] velero-v1.18.3: not built here: plugin azure"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -451,20 +754,49 @@ fn testbed_up_azure_leaves_a_reachable_key_vault_behind_its_relay_and_down_remov
     needs_azure_bed!();
     let tmp = tempfile::tempdir().unwrap();
     let beds = tmp.path().join("beds");
-    let out = command(&beds, &["testbed", "up", "--azure"]).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = command(&beds, &["testbed", "up", "--azure"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "{text}");
-    let record = ledger::list(&beds).into_iter().find(|r| r.kind == Kind::Up).expect("the up bed is recorded");
+    let record = ledger::list(&beds)
+        .into_iter()
+        .find(|r| r.kind == Kind::Up)
+        .expect("the up bed is recorded");
     let names: Vec<&str> = record.processes.iter().map(|p| p.name.as_str()).collect();
-    assert!(names.contains(&"lowkey-vault") && names.contains(&"lowkey-vault-relay") && names.contains(&"azurite"), "{names:?}");
+    assert!(
+        names.contains(&"lowkey-vault")
+            && names.contains(&"lowkey-vault-relay")
+            && names.contains(&"azurite"),
+        "{names:?}"
+    );
     // vdrill has exited: the vault answers through the relay process, with the CA and token from the files.
     let vault = record.endpoints["Key Vault (lowkey-vault)"].clone();
     let url = vault.split_whitespace().next().unwrap().to_string();
-    let file = |name: &str| vault.split([' ', ';', ')']).find(|w| w.ends_with(name)).unwrap().to_string();
+    let file = |name: &str| {
+        vault
+            .split([' ', ';', ')'])
+            .find(|w| w.ends_with(name))
+            .unwrap()
+            .to_string()
+    };
     let token = std::fs::read_to_string(file("lowkey-vault-token")).unwrap();
     let curl = |auth: bool| {
         let mut c = Command::new("curl");
-        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", &file("lowkey-vault-ca.pem"), &format!("{url}/keys?api-version=7.5")]);
+        c.args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            &file("lowkey-vault-ca.pem"),
+            &format!("{url}/keys?api-version=7.5"),
+        ]);
         if auth {
             c.args(["-H", &format!("Authorization: Bearer {token}")]);
         }
@@ -473,12 +805,26 @@ fn testbed_up_azure_leaves_a_reachable_key_vault_behind_its_relay_and_down_remov
     assert_eq!(curl(true), "200", "the vault answers after vdrill exited");
     assert_eq!(curl(false), "401", "and asks for a token without one");
     let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
-    let ss = String::from_utf8_lossy(&Command::new("ss").args(["-Hltnp", &format!("sport = :{port}")]).output().unwrap().stdout).into_owned();
-    assert!(ss.lines().count() == 1 && ss.contains("127.0.0.1:") && ss.contains("\"vdrill\""), "only the relay, on loopback: {ss}");
+    let ss = String::from_utf8_lossy(
+        &Command::new("ss")
+            .args(["-Hltnp", &format!("sport = :{port}")])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        ss.lines().count() == 1 && ss.contains("127.0.0.1:") && ss.contains("\"vdrill\""),
+        "only the relay, on loopback: {ss}"
+    );
     assert!(!text.contains(token.trim()), "the token is not printed");
 
     let down = command(&beds, &["testbed", "down"]).output().unwrap();
-    assert!(down.status.success(), "{}", String::from_utf8_lossy(&down.stderr));
+    assert!(
+        down.status.success(),
+        "{}",
+        String::from_utf8_lossy(&down.stderr)
+    );
     assert_gone(&record.id, &[port], &[]);
     assert!(record.dirs.iter().all(|d| !d.exists()), "{:?}", record.dirs);
 }

@@ -36,7 +36,11 @@ impl Run {
     }
 
     fn ok(&self, what: &str) {
-        assert_eq!(self.code, 0, "{what}: exit {}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "{what}: exit {}\nstdout:\n{}\nstderr:\n{}",
+            self.code, self.stdout, self.stderr
+        );
     }
 }
 
@@ -78,8 +82,18 @@ fn script() -> PathBuf {
 /// A bash expression evaluated with ci/testbed/versions.env sourced.
 fn pinned(expr: &str) -> String {
     let versions = concat!(env!("CARGO_MANIFEST_DIR"), "/ci/testbed/versions.env");
-    let out = Command::new("bash").arg("-c").arg(format!("source \"$1\"; {expr}")).arg("_").arg(versions).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg(format!("source \"$1\"; {expr}"))
+        .arg("_")
+        .arg(versions)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
@@ -88,7 +102,10 @@ fn etcd_version() -> String {
 }
 
 fn pinned_velero() -> Vec<String> {
-    pinned("for e in $VELERO_VERSIONS; do echo \"${e%%:*}\"; done").lines().map(str::to_string).collect()
+    pinned("for e in $VELERO_VERSIONS; do echo \"${e%%:*}\"; done")
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 fn manifest(cache: &Path) -> serde_json::Value {
@@ -104,7 +121,10 @@ fn assert_etcd_runs(cache: &Path) {
     let bin = m["etcd"]["bin"].as_str().unwrap();
     let out = Command::new(bin).arg("--version").output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains(want.trim_start_matches('v')), "{bin} --version: {text}");
+    assert!(
+        out.status.success() && text.contains(want.trim_start_matches('v')),
+        "{bin} --version: {text}"
+    );
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -131,19 +151,48 @@ fn two_provisionings_on_one_empty_cache_build_once() {
     a.ok("first");
     b.ok("second");
 
-    let (builder, waiter, builder_pid) = match (a.has("::vdrill-event etcd done "), b.has("::vdrill-event etcd done ")) {
+    let (builder, waiter, builder_pid) = match (
+        a.has("::vdrill-event etcd done "),
+        b.has("::vdrill-event etcd done "),
+    ) {
         (true, false) => (&a, &b, a_pid),
         (false, true) => (&b, &a, b_pid),
-        other => panic!("exactly one run builds etcd, got {other:?}\nA:\n{}\nB:\n{}", a.stdout, b.stdout),
+        other => panic!(
+            "exactly one run builds etcd, got {other:?}\nA:\n{}\nB:\n{}",
+            a.stdout, b.stdout
+        ),
     };
-    assert!(!builder.has("::vdrill-event setup wait"), "the builder did not wait:\n{}", builder.stdout);
-    assert!(waiter.has("::vdrill-event setup wait "), "the other one waited:\n{}", waiter.stdout);
+    assert!(
+        !builder.has("::vdrill-event setup wait"),
+        "the builder did not wait:\n{}",
+        builder.stdout
+    );
+    assert!(
+        waiter.has("::vdrill-event setup wait "),
+        "the other one waited:\n{}",
+        waiter.stdout
+    );
     let says = format!("waiting for another setup.sh (pid {builder_pid}, started ");
-    assert!(waiter.stderr.contains(&says), "the wait names the builder ({says}):\n{}", waiter.stderr);
-    assert!(waiter.stderr.contains("building: etcd)"), "and what it builds:\n{}", waiter.stderr);
-    assert!(waiter.has("::vdrill-event etcd cached"), "then reused its etcd:\n{}", waiter.stdout);
+    assert!(
+        waiter.stderr.contains(&says),
+        "the wait names the builder ({says}):\n{}",
+        waiter.stderr
+    );
+    assert!(
+        waiter.stderr.contains("building: etcd)"),
+        "and what it builds:\n{}",
+        waiter.stderr
+    );
+    assert!(
+        waiter.has("::vdrill-event etcd cached"),
+        "then reused its etcd:\n{}",
+        waiter.stdout
+    );
     assert_etcd_runs(cache.path());
-    assert!(!cache.path().join(".setup.owner").exists(), "the owner file goes with its run");
+    assert!(
+        !cache.path().join(".setup.owner").exists(),
+        "the owner file goes with its run"
+    );
 }
 
 #[test]
@@ -160,18 +209,34 @@ fn a_changed_input_rebuilds() {
 
     let again = run(&copy, cache.path(), &["etcd"]);
     again.ok("second run");
-    assert!(again.has("::vdrill-event etcd cached"), "same inputs: cached\n{}", again.stdout);
+    assert!(
+        again.has("::vdrill-event etcd cached"),
+        "same inputs: cached\n{}",
+        again.stdout
+    );
     assert!(!again.has("::vdrill-event etcd done"), "{}", again.stdout);
 
     // One input changed: the link flags.
     let text = std::fs::read_to_string(&copy).unwrap();
     let base = "GO_LDFLAGS_BASE=\"-s -w\"";
     assert!(text.contains(base), "setup.sh sets {base}");
-    std::fs::write(&copy, text.replace(base, "GO_LDFLAGS_BASE=\"-s -w -X main.vdrillTest=1\"")).unwrap();
+    std::fs::write(
+        &copy,
+        text.replace(base, "GO_LDFLAGS_BASE=\"-s -w -X main.vdrillTest=1\""),
+    )
+    .unwrap();
     let changed = run(&copy, cache.path(), &["etcd"]);
     changed.ok("changed link flags");
-    assert!(changed.has("::vdrill-event etcd done "), "changed link flags rebuild:\n{}", changed.stdout);
-    assert!(changed.stderr.contains("stamp changed (ldflags)"), "and say why:\n{}", changed.stderr);
+    assert!(
+        changed.has("::vdrill-event etcd done "),
+        "changed link flags rebuild:\n{}",
+        changed.stdout
+    );
+    assert!(
+        changed.stderr.contains("stamp changed (ldflags)"),
+        "and say why:\n{}",
+        changed.stderr
+    );
 
     // The original script's flags differ from the last build's: it rebuilds too.
     let back = run(&script(), cache.path(), &["etcd"]);
@@ -187,7 +252,10 @@ fn events_are_the_only_stdout() {
     let r = run(&script(), cache.path(), &["etcd"]);
     r.ok("etcd");
     for line in r.stdout.lines().filter(|l| !l.trim().is_empty()) {
-        assert!(line.starts_with(EVENT), "stdout carries only events, got: {line:?}");
+        assert!(
+            line.starts_with(EVENT),
+            "stdout carries only events, got: {line:?}"
+        );
     }
     let events = r.events();
     let states: Vec<&str> = events.iter().map(|(_, s, _)| s.as_str()).collect();
@@ -198,18 +266,36 @@ fn events_are_the_only_stdout() {
         assert_eq!(component, "etcd");
         if state == "start" || state == "done" {
             let secs = detail.split(' ').next().unwrap();
-            assert!(secs.parse::<u64>().is_ok(), "{state} starts with seconds: {detail:?}");
+            assert!(
+                secs.parse::<u64>().is_ok(),
+                "{state} starts with seconds: {detail:?}"
+            );
         }
     }
-    assert!(r.stderr.contains("[setup "), "the human log is on stderr:\n{}", r.stderr);
-    assert!(r.stderr.contains("== vdrill test bed"), "so is the summary:\n{}", r.stderr);
-    let log = std::fs::read_to_string(cache.path().join("logs/etcd.log")).expect("etcd's build log");
-    assert!(log.starts_with("== etcd ") && log.contains("stamp "), "the log starts with a header:\n{log}");
+    assert!(
+        r.stderr.contains("[setup "),
+        "the human log is on stderr:\n{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("== vdrill test bed"),
+        "so is the summary:\n{}",
+        r.stderr
+    );
+    let log =
+        std::fs::read_to_string(cache.path().join("logs/etcd.log")).expect("etcd's build log");
+    assert!(
+        log.starts_with("== etcd ") && log.contains("stamp "),
+        "the log starts with a header:\n{log}"
+    );
 
     let bad = run(&script(), cache.path(), &["velero@9.9"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert_eq!(bad.stdout, "");
-    let says = format!("Velero 9.9 is not pinned in ci/testbed/versions.env (pinned: {})", pinned_velero().join(" "));
+    let says = format!(
+        "Velero 9.9 is not pinned in ci/testbed/versions.env (pinned: {})",
+        pinned_velero().join(" ")
+    );
     assert!(bad.stderr.contains(&says), "{says}\ngot:\n{}", bad.stderr);
 }
 
@@ -222,10 +308,19 @@ fn the_delay_hook_sleeps_in_the_named_component() {
     let r = run_with(cmd);
     r.ok("delayed");
     assert!(r.took >= Duration::from_secs(2), "took {:?}", r.took);
-    let states: Vec<String> = r.events().into_iter().map(|(c, s, d)| format!("{c} {s} {d}").trim_end().to_string()).collect();
-    let delay = states.iter().position(|e| e == "etcd step test delay (VDRILL_SETUP_DELAY)");
+    let states: Vec<String> = r
+        .events()
+        .into_iter()
+        .map(|(c, s, d)| format!("{c} {s} {d}").trim_end().to_string())
+        .collect();
+    let delay = states
+        .iter()
+        .position(|e| e == "etcd step test delay (VDRILL_SETUP_DELAY)");
     let cached = states.iter().position(|e| e == "etcd cached");
-    assert!(matches!((delay, cached), (Some(d), Some(c)) if d < c), "{states:#?}");
+    assert!(
+        matches!((delay, cached), (Some(d), Some(c)) if d < c),
+        "{states:#?}"
+    );
 }
 
 /// With a `go` that fails, velero@<minor> fails with exit 1 and names its log.
@@ -244,23 +339,67 @@ fn a_failed_build_names_its_log() {
 
     // velero@<major.minor> of the first pinned version: the newest pinned of that minor.
     let pins = pinned_velero();
-    let minor: String = pins[0].trim_start_matches('v').splitn(3, '.').take(2).collect::<Vec<_>>().join(".");
-    let key = |v: &str| v.trim_start_matches('v').split('.').map(|p| p.parse::<u32>().unwrap()).collect::<Vec<_>>();
-    let want = pins.iter().filter(|v| v.trim_start_matches('v').starts_with(&format!("{minor}."))).max_by_key(|v| key(v)).unwrap();
+    let minor: String = pins[0]
+        .trim_start_matches('v')
+        .splitn(3, '.')
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(".");
+    let key = |v: &str| {
+        v.trim_start_matches('v')
+            .split('.')
+            .map(|p| p.parse::<u32>().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let want = pins
+        .iter()
+        .filter(|v| v.trim_start_matches('v').starts_with(&format!("{minor}.")))
+        .max_by_key(|v| key(v))
+        .unwrap();
 
     let mut cmd = command(&script(), cache.path(), &[&format!("velero@{minor}")]);
-    cmd.env("PATH", format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap()));
+    cmd.env(
+        "PATH",
+        format!(
+            "{}:{}",
+            bin.path().display(),
+            std::env::var("PATH").unwrap()
+        ),
+    );
     let r = run_with(cmd);
     assert_eq!(r.code, 1, "{}\n{}", r.stdout, r.stderr);
     let component = format!("velero-{want}");
     let events = r.events();
-    assert!(events.iter().all(|(c, _, _)| *c == component), "only {component}: {events:?}");
-    let (_, _, detail) = events.iter().find(|(_, s, _)| s == "failed").unwrap_or_else(|| panic!("a failed event: {events:?}"));
+    assert!(
+        events.iter().all(|(c, _, _)| *c == component),
+        "only {component}: {events:?}"
+    );
+    let (_, _, detail) = events
+        .iter()
+        .find(|(_, s, _)| s == "failed")
+        .unwrap_or_else(|| panic!("a failed event: {events:?}"));
     let log = cache.path().join(format!("logs/{component}.log"));
-    assert!(detail.starts_with(&format!("{} exit 1", log.display())), "failed <log> <message>: {detail}");
-    assert!(std::fs::read_to_string(&log).unwrap().contains("go mod download"), "the log has the output");
-    assert!(r.stderr.contains(&format!("last lines of {}", log.display())), "{}", r.stderr);
-    assert_eq!(manifest(cache.path())["velero"], serde_json::json!([]), "nothing half-built in the manifest");
+    assert!(
+        detail.starts_with(&format!("{} exit 1", log.display())),
+        "failed <log> <message>: {detail}"
+    );
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .contains("go mod download"),
+        "the log has the output"
+    );
+    assert!(
+        r.stderr
+            .contains(&format!("last lines of {}", log.display())),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        manifest(cache.path())["velero"],
+        serde_json::json!([]),
+        "nothing half-built in the manifest"
+    );
 }
 
 #[test]
@@ -271,10 +410,25 @@ fn without_the_shared_folder_lowkey_vault_is_absent_with_the_reason_and_the_rest
     let r = run_with(cmd);
     r.ok("a machine without ../shared still provisions the rest");
     let events = r.events();
-    let (_, _, why) = events.iter().find(|(c, s, _)| c == "lowkey-vault" && s == "absent").unwrap_or_else(|| panic!("absent: {events:?}"));
-    assert!(why.contains("/nonexistent-shared/sources/lowkey-vault is missing") && why.contains("VDRILL_SHARED"), "{why}");
-    assert!(events.iter().any(|(c, s, _)| c == "etcd" && (s == "done" || s == "cached")), "{events:?}");
+    let (_, _, why) = events
+        .iter()
+        .find(|(c, s, _)| c == "lowkey-vault" && s == "absent")
+        .unwrap_or_else(|| panic!("absent: {events:?}"));
+    assert!(
+        why.contains("/nonexistent-shared/sources/lowkey-vault is missing")
+            && why.contains("VDRILL_SHARED"),
+        "{why}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(c, s, _)| c == "etcd" && (s == "done" || s == "cached")),
+        "{events:?}"
+    );
     let m = manifest(cache.path());
-    assert!(m.get("lowkey_vault").is_none(), "no lowkey-vault in the manifest: {m}");
+    assert!(
+        m.get("lowkey_vault").is_none(),
+        "no lowkey-vault in the manifest: {m}"
+    );
     assert_etcd_runs(cache.path());
 }

@@ -10,7 +10,11 @@ use std::process::Command;
 use common::repo;
 
 fn vdrill(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vdrill")).args(args).current_dir(repo()).output().expect("run vdrill")
+    Command::new(env!("CARGO_BIN_EXE_vdrill"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .expect("run vdrill")
 }
 
 fn shipped() -> Vec<PathBuf> {
@@ -22,22 +26,41 @@ fn every_shipped_scenario_validates_and_plans() {
     let files = shipped();
     assert!(files.len() >= 5, "five AWS drills are shipped");
     for f in &files {
-        let loaded = vdrill::scenario::load(f).unwrap_or_else(|d| panic!("{}: {d:#?}", f.display()));
+        let loaded =
+            vdrill::scenario::load(f).unwrap_or_else(|d| panic!("{}: {d:#?}", f.display()));
         assert!(!loaded.cells.is_empty());
         for c in &loaded.cells {
             assert!(!c.scenario.steps.is_empty());
-            assert!(!c.scenario.velero.version.contains("${"), "matrix substituted in {}", c.id);
+            assert!(
+                !c.scenario.velero.version.contains("${"),
+                "matrix substituted in {}",
+                c.id
+            );
         }
         let out = vdrill(&["plan", f.to_str().unwrap()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         for c in &loaded.cells {
             assert!(text.contains(&c.id), "plan shows cell {}", c.id);
-            assert!(c.scenario.touches_existing().is_empty(), "{} uses only what it creates", c.id);
+            assert!(
+                c.scenario.touches_existing().is_empty(),
+                "{} uses only what it creates",
+                c.id
+            );
         }
-        assert!(!text.contains("touches resources it did not create"), "{text}");
+        assert!(
+            !text.contains("touches resources it did not create"),
+            "{text}"
+        );
     }
-    let names: Vec<String> = files.iter().map(|f| f.file_stem().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
     for required in [
         "aws-kms-basic",
         "aws-kms-disable-midrun",
@@ -51,16 +74,30 @@ fn every_shipped_scenario_validates_and_plans() {
         assert!(names.iter().any(|n| n == required), "{required} is shipped");
     }
     let out = vdrill(&["validate", "scenarios"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn the_matrix_expands_into_cells_with_substituted_versions() {
     let f = vdrill::scenario::load(&repo().join("scenarios/aws-kms-disable-midrun.yaml")).unwrap();
     let ids: Vec<&str> = f.cells.iter().map(|c| c.id.as_str()).collect();
-    assert_eq!(ids, ["aws-kms-disable-midrun[velero=1.17]", "aws-kms-disable-midrun[velero=1.18]"]);
+    assert_eq!(
+        ids,
+        [
+            "aws-kms-disable-midrun[velero=1.17]",
+            "aws-kms-disable-midrun[velero=1.18]"
+        ]
+    );
     assert_eq!(f.cells[1].scenario.velero.version, "1.18");
-    assert_eq!(f.cells[0].scenario.velero.locations[0].config["kmsKeyId"], "alias/velero-backups");
+    assert_eq!(
+        f.cells[0].scenario.velero.locations[0].config["kmsKeyId"],
+        "alias/velero-backups"
+    );
 }
 
 /// Diagnostics as `<file name>:<line>:<col>: <path>: <message>`.
@@ -69,8 +106,15 @@ fn render(diags: &[vdrill::scenario::Diagnostic]) -> Vec<String> {
         .iter()
         .map(|d| {
             let name = d.file.file_name().unwrap().to_string_lossy();
-            let pos = d.pos.map(|p| format!(":{}:{}", p.line, p.column)).unwrap_or_default();
-            let path = d.path.as_ref().map(|p| format!("{p}: ")).unwrap_or_default();
+            let pos = d
+                .pos
+                .map(|p| format!(":{}:{}", p.line, p.column))
+                .unwrap_or_default();
+            let path = d
+                .path
+                .as_ref()
+                .map(|p| format!("{p}: "))
+                .unwrap_or_default();
             format!("{name}{pos}: {path}{}", d.message)
         })
         .collect()
@@ -94,7 +138,11 @@ fn every_bad_scenario_reports_its_exact_errors() {
     assert!(files.len() >= 20, "the corpus has {} files", files.len());
     for f in files {
         let expected = expectations(&f);
-        assert!(!expected.is_empty(), "{} declares its expected errors", f.display());
+        assert!(
+            !expected.is_empty(),
+            "{} declares its expected errors",
+            f.display()
+        );
         let diags = match vdrill::scenario::load(&f) {
             Ok(_) => panic!("{} should be invalid", f.display()),
             Err(d) => d,
@@ -111,10 +159,20 @@ fn validate_exits_2_and_prints_every_error_with_its_position() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 9, "{stderr}");
-    assert!(lines[0].starts_with("tests/scenarios/bad/28-many-errors-at-once.yaml:11:18: error: metadata.name: "), "{stderr}");
+    assert!(
+        lines[0].starts_with(
+            "tests/scenarios/bad/28-many-errors-at-once.yaml:11:18: error: metadata.name: "
+        ),
+        "{stderr}"
+    );
     assert_eq!(lines[8], "8 error(s) in 1 file(s)");
     // run refuses invalid input the same way, before starting anything.
-    let out = vdrill(&["run", f, "--artifacts", std::env::temp_dir().join("vdrill-never").to_str().unwrap()]);
+    let out = vdrill(&[
+        "run",
+        f,
+        "--artifacts",
+        std::env::temp_dir().join("vdrill-never").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -122,7 +180,10 @@ fn validate_exits_2_and_prints_every_error_with_its_position() {
 fn usage_errors_exit_2() {
     assert_eq!(vdrill(&["run", "--shard", "0/2"]).status.code(), Some(2));
     assert_eq!(vdrill(&["frobnicate"]).status.code(), Some(2));
-    assert_eq!(vdrill(&["validate", "does/not/exist.yaml"]).status.code(), Some(2));
+    assert_eq!(
+        vdrill(&["validate", "does/not/exist.yaml"]).status.code(),
+        Some(2)
+    );
 }
 
 fn check_hostile(name: &str, bytes: &[u8], expect: &str) {
@@ -132,25 +193,55 @@ fn check_hostile(name: &str, bytes: &[u8], expect: &str) {
     let diags = vdrill::scenario::load(&path).expect_err(name);
     let text = render(&diags).join("\n");
     assert!(text.contains(expect), "{name}: {text}");
-    let out = Command::new(env!("CARGO_BIN_EXE_vdrill")).args(["validate", path.to_str().unwrap()]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "{name}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_vdrill"))
+        .args(["validate", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn hostile_input_gives_errors_not_panics() {
-    check_hostile("huge.yaml", &vec![b'#'; 50 * 1024 * 1024], "scenario files are limited to 4194304 bytes");
-    check_hostile("deep.yaml", format!("a: {}{}", "[".repeat(10_000), "]".repeat(10_000)).as_bytes(), "huge.yaml".replace("huge.yaml", "deep.yaml:1:").as_str());
-    check_hostile("latin1.yaml", b"apiVersion: caf\xe9\n", "latin1.yaml:1:16: file is not valid UTF-8 text");
+    check_hostile(
+        "huge.yaml",
+        &vec![b'#'; 50 * 1024 * 1024],
+        "scenario files are limited to 4194304 bytes",
+    );
+    check_hostile(
+        "deep.yaml",
+        format!("a: {}{}", "[".repeat(10_000), "]".repeat(10_000)).as_bytes(),
+        "huge.yaml".replace("huge.yaml", "deep.yaml:1:").as_str(),
+    );
+    check_hostile(
+        "latin1.yaml",
+        b"apiVersion: caf\xe9\n",
+        "latin1.yaml:1:16: file is not valid UTF-8 text",
+    );
     let bomb = "a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
     check_hostile("bomb.yaml", bomb.as_bytes(), "bomb.yaml:");
-    check_hostile("scalar.yaml", b"just a string", "found string \"just a string\"");
+    check_hostile(
+        "scalar.yaml",
+        b"just a string",
+        "found string \"just a string\"",
+    );
     check_hostile("tabs.yaml", b"a:\n\t- b\n", "tabs.yaml:2:");
 }
 
 #[test]
 fn the_shipped_schema_is_current_and_scenarios_reference_it() {
-    let shipped: serde_json::Value = serde_json::from_slice(&std::fs::read(repo().join("scenarios/schema.json")).unwrap()).unwrap();
-    assert_eq!(shipped, vdrill::scenario::json_schema(), "regenerate with `vdrill schema > scenarios/schema.json`");
+    let shipped: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(repo().join("scenarios/schema.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        shipped,
+        vdrill::scenario::json_schema(),
+        "regenerate with `vdrill schema > scenarios/schema.json`"
+    );
     let out = vdrill(&["schema"]);
     assert!(out.status.success());
     let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -158,15 +249,24 @@ fn the_shipped_schema_is_current_and_scenarios_reference_it() {
     // Step kinds are all in the schema.
     let text = shipped.to_string();
     for kind in vdrill::scenario::STEP_KINDS {
-        assert!(text.contains(&format!("\"{kind}\"")), "schema lists step kind {kind}");
+        assert!(
+            text.contains(&format!("\"{kind}\"")),
+            "schema lists step kind {kind}"
+        );
     }
     for f in shipped_files_text() {
-        assert!(f.starts_with("# yaml-language-server: $schema=schema.json"), "scenarios reference the schema");
+        assert!(
+            f.starts_with("# yaml-language-server: $schema=schema.json"),
+            "scenarios reference the schema"
+        );
     }
 }
 
 fn shipped_files_text() -> Vec<String> {
-    shipped().iter().map(|f| std::fs::read_to_string(f).unwrap()).collect()
+    shipped()
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect()
 }
 
 #[test]
@@ -179,15 +279,28 @@ fn cells_are_selected_by_tag_matrix_value_and_shard() {
     expect.sort();
     assert_eq!(sorted, expect, "cells run in a stable order");
     let sse_c = vdrill::cli::select_cells(&files, &["sse-c".into()], &[], None);
-    assert_eq!(sse_c.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), ["aws-sse-c[velero=1.17]", "aws-sse-c[velero=1.18]"]);
+    assert_eq!(
+        sse_c.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        ["aws-sse-c[velero=1.17]", "aws-sse-c[velero=1.18]"]
+    );
     let v117 = vdrill::cli::select_cells(&files, &[], &[("velero".into(), "1.17".into())], None);
     assert_eq!(v117.len(), 8);
     assert!(v117.iter().all(|c| c.id.ends_with("[velero=1.17]")));
     // Shards partition the cells: disjoint, and together all of them.
-    let shards: Vec<Vec<String>> = (1..=3).map(|i| vdrill::cli::select_cells(&files, &[], &[], Some((i, 3))).into_iter().map(|c| c.id).collect()).collect();
+    let shards: Vec<Vec<String>> = (1..=3)
+        .map(|i| {
+            vdrill::cli::select_cells(&files, &[], &[], Some((i, 3)))
+                .into_iter()
+                .map(|c| c.id)
+                .collect()
+        })
+        .collect();
     let mut union: Vec<String> = shards.concat();
     union.sort();
-    assert_eq!(union, expect.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        union,
+        expect.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    );
     assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [6, 5, 5]);
 }
 
@@ -241,9 +354,19 @@ fn the_plan_lists_what_a_drill_does_to_resources_it_did_not_create() {
     );
 
     let out = vdrill(&["plan", path.to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("  touches resources it did not create:\n    - cluster (context `staging`, existing): "), "{text}");
+    assert!(
+        text.contains(
+            "  touches resources it did not create:\n    - cluster (context `staging`, existing): "
+        ),
+        "{text}"
+    );
     for l in &lines {
         assert!(text.contains(&format!("    - {l}\n")), "{text}");
     }
@@ -251,18 +374,42 @@ fn the_plan_lists_what_a_drill_does_to_resources_it_did_not_create() {
     let out = vdrill(&["plan", path.to_str().unwrap(), "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(plan["cells"][0]["touches_existing"], serde_json::json!(lines));
-    assert_eq!(plan["cells"][0]["scenario"]["velero"]["locations"][0]["existing"], true);
-    assert_eq!(plan["cells"][0]["scenario"]["velero"]["locations"][1].get("existing"), None, "false is left out");
+    assert_eq!(
+        plan["cells"][0]["touches_existing"],
+        serde_json::json!(lines)
+    );
+    assert_eq!(
+        plan["cells"][0]["scenario"]["velero"]["locations"][0]["existing"],
+        true
+    );
+    assert_eq!(
+        plan["cells"][0]["scenario"]["velero"]["locations"][1].get("existing"),
+        None,
+        "false is left out"
+    );
 }
 
 #[test]
 fn plan_takes_a_directory() {
     let out = vdrill(&["plan", "scenarios"]);
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    for name in ["aws-kms-basic", "aws-kms-disable-midrun", "aws-kms-rotate", "aws-kms-pending-deletion", "aws-sse-c"] {
-        assert!(text.contains(&format!("{name}[velero=1.18]")), "{name}: {text}");
+    for name in [
+        "aws-kms-basic",
+        "aws-kms-disable-midrun",
+        "aws-kms-rotate",
+        "aws-kms-pending-deletion",
+        "aws-sse-c",
+    ] {
+        assert!(
+            text.contains(&format!("{name}[velero=1.18]")),
+            "{name}: {text}"
+        );
     }
     let out = vdrill(&["plan", "scenarios", "--format", "json"]);
     assert_eq!(out.status.code(), Some(0));
@@ -302,12 +449,18 @@ fn vdrill_promptly(dir: &Path, args: &[&str]) -> (Option<i32>, String) {
     }
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(!stderr.contains("panicked"), "vdrill {args:?} panicked: {stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "vdrill {args:?} panicked: {stderr}"
+    );
     (out.status.code(), stderr)
 }
 
 fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo").arg(path).status().expect("run mkfifo");
+    let status = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
     assert!(status.success(), "mkfifo {}", path.display());
 }
 
@@ -325,7 +478,10 @@ fn an_empty_directory_is_an_error_for_every_command() {
     ] {
         let (code, stderr) = vdrill_promptly(dir.path(), args);
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains("empty: error: no scenario files (*.yaml, *.yml) in empty"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("empty: error: no scenario files (*.yaml, *.yml) in empty"),
+            "{args:?}: {stderr}"
+        );
     }
     assert!(!dir.path().join("artifacts").exists(), "run starts nothing");
     let diags = vdrill::scenario::collect(&[dir.path().join("empty")]).unwrap_err();
@@ -346,11 +502,26 @@ fn paths_that_are_not_scenario_files_are_named_not_opened() {
     std::fs::write(d.join("ok.yaml"), touching_scenario()).unwrap();
 
     let cases = [
-        ("missing.yaml", "missing.yaml: error: no such file or directory"),
-        ("s.yaml", "s.yaml: error: a FIFO (named pipe), not a scenario file"),
-        ("broken.yaml", "broken.yaml: error: broken symbolic link: its target `gone.yaml` does not exist"),
-        ("a.yaml", "a.yaml: error: symbolic link loop: following it leads back to itself (too many levels of symbolic links)"),
-        ("sock.yaml", "sock.yaml: error: a socket, not a scenario file"),
+        (
+            "missing.yaml",
+            "missing.yaml: error: no such file or directory",
+        ),
+        (
+            "s.yaml",
+            "s.yaml: error: a FIFO (named pipe), not a scenario file",
+        ),
+        (
+            "broken.yaml",
+            "broken.yaml: error: broken symbolic link: its target `gone.yaml` does not exist",
+        ),
+        (
+            "a.yaml",
+            "a.yaml: error: symbolic link loop: following it leads back to itself (too many levels of symbolic links)",
+        ),
+        (
+            "sock.yaml",
+            "sock.yaml: error: a socket, not a scenario file",
+        ),
     ];
     for (name, expect) in cases {
         for cmd in ["validate", "plan"] {
@@ -382,10 +553,19 @@ fn paths_that_are_not_scenario_files_are_named_not_opened() {
     let fifo = d.join("s.yaml");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || tx.send(vdrill::scenario::load(&fifo).map(|_| ())));
-    let diags = rx.recv_timeout(std::time::Duration::from_secs(10)).expect("load returns promptly on a FIFO").unwrap_err();
-    assert_eq!(render(&diags), ["s.yaml: cannot read file: it is a FIFO (named pipe), not a regular file"]);
+    let diags = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("load returns promptly on a FIFO")
+        .unwrap_err();
+    assert_eq!(
+        render(&diags),
+        ["s.yaml: cannot read file: it is a FIFO (named pipe), not a regular file"]
+    );
     let diags = vdrill::scenario::load(&d.join("d.yaml")).unwrap_err();
-    assert_eq!(render(&diags), ["d.yaml: cannot read file: it is a directory, not a regular file"]);
+    assert_eq!(
+        render(&diags),
+        ["d.yaml: cannot read file: it is a directory, not a regular file"]
+    );
     let diags = vdrill::scenario::load(&d.join("missing.yaml")).unwrap_err();
     assert_eq!(render(&diags), ["missing.yaml: no such file or directory"]);
     assert!(vdrill::scenario::load(&d.join("ok.yaml")).is_ok());

@@ -17,7 +17,10 @@ use base64::Engine as _;
 use common::*;
 use tokio_util::sync::CancellationToken;
 use vdrill::env::provision::{Progress, Report};
-use vdrill::env::{BackupRequest, CellDirs, Environment, EnvironmentFactory, Outcome, RestoreRequest, Velero, VeleroInstall};
+use vdrill::env::{
+    BackupRequest, CellDirs, Environment, EnvironmentFactory, Outcome, RestoreRequest, Velero,
+    VeleroInstall,
+};
 use vdrill::log::{Redactor, StepLog};
 use vdrill::report::artifacts::Artifacts;
 use vdrill::runner::{RunOptions, Runner};
@@ -41,7 +44,10 @@ impl Velero for SpyVelero {
     async fn install(&self, install: &VeleroInstall, log: &StepLog) -> anyhow::Result<()> {
         {
             let mut seen = self.seen.lock().unwrap();
-            seen.push(("repository password".into(), install.repository_password.expose().to_vec()));
+            seen.push((
+                "repository password".into(),
+                install.repository_password.expose().to_vec(),
+            ));
             for l in &install.locations {
                 if let Some(file) = l.config.get("customerKeyEncryptionFile") {
                     seen.push(("customer key".into(), std::fs::read(file).unwrap()));
@@ -69,20 +75,39 @@ impl Velero for SpyVelero {
 
 #[async_trait]
 impl EnvironmentFactory for Spy {
-    async fn provision(&self, cells: &[Cell], progress: &Progress, cancel: &CancellationToken) -> Report {
+    async fn provision(
+        &self,
+        cells: &[Cell],
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> Report {
         self.inner.provision(cells, progress, cancel).await
     }
-    async fn start(&self, cell: &Cell, dirs: &CellDirs, log: &StepLog) -> anyhow::Result<Environment> {
+    async fn start(
+        &self,
+        cell: &Cell,
+        dirs: &CellDirs,
+        log: &StepLog,
+    ) -> anyhow::Result<Environment> {
         let mut env = self.inner.start(cell, dirs, log).await?;
         let creds = env.store.velero_credentials();
         let text = creds.expose_str().to_string();
         let secret_key = text
             .lines()
-            .find_map(|l| l.strip_prefix("aws_secret_access_key=").or_else(|| l.strip_prefix("AZURE_STORAGE_ACCOUNT_ACCESS_KEY=")))
+            .find_map(|l| {
+                l.strip_prefix("aws_secret_access_key=")
+                    .or_else(|| l.strip_prefix("AZURE_STORAGE_ACCOUNT_ACCESS_KEY="))
+            })
             .expect("a secret key")
             .to_string();
-        self.seen.lock().unwrap().push(("cloud secret key".into(), secret_key.into_bytes()));
-        env.velero = Arc::new(SpyVelero { inner: env.velero, seen: self.seen.clone() });
+        self.seen
+            .lock()
+            .unwrap()
+            .push(("cloud secret key".into(), secret_key.into_bytes()));
+        env.velero = Arc::new(SpyVelero {
+            inner: env.velero,
+            seen: self.seen.clone(),
+        });
         Ok(env)
     }
 }
@@ -103,7 +128,11 @@ fn forms(value: &[u8]) -> Vec<String> {
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
         let p = e.unwrap().path();
-        if p.is_dir() { files(&p, out) } else { out.push(p) }
+        if p.is_dir() {
+            files(&p, out)
+        } else {
+            out.push(p)
+        }
     }
 }
 
@@ -126,7 +155,10 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
     // LocalStack logs each request with its headers, the SSE-C key among them.
     // SAFETY: the only test of this binary; set before anything reads it.
     unsafe { std::env::set_var("VDRILL_LOCALSTACK_ENV", "LS_LOG=trace") };
-    let root = std::env::var_os("VDRILL_CI_ARTIFACTS").map(PathBuf::from).unwrap_or_else(|| repo().join("target/ci-artifacts")).join("secrets");
+    let root = std::env::var_os("VDRILL_CI_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target/ci-artifacts"))
+        .join("secrets");
     let _ = std::fs::remove_dir_all(&root);
     let beds = tempfile::tempdir().unwrap();
     // SAFETY: as above.
@@ -135,23 +167,53 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
     let run_id = format!("secrets-{}", std::process::id());
     let artifacts = Artifacts::create(&root, None, &run_id, redactor.clone()).unwrap();
     let seen: Seen = Arc::default();
-    let spy = Arc::new(Spy { inner: vdrill::env::providers::Providers::new(&run_id, false, root.clone(), redactor.clone()), seen: seen.clone() });
+    let spy = Arc::new(Spy {
+        inner: vdrill::env::providers::Providers::new(
+            &run_id,
+            false,
+            root.clone(),
+            redactor.clone(),
+        ),
+        seen: seen.clone(),
+    });
     let console = Console::default();
-    let reporter = Arc::new(vdrill::report::progress::Lines::to(Box::new(console.clone())));
-    let cells = ["scenarios/aws-sse-c.yaml", "scenarios/azure-keyvault-basic.yaml"]
-        .iter()
-        .flat_map(|f| vdrill::scenario::load(&repo().join(f)).unwrap().cells)
-        .filter(|c| c.id.contains("1.18"))
-        .collect::<Vec<_>>();
+    let reporter = Arc::new(vdrill::report::progress::Lines::to(Box::new(
+        console.clone(),
+    )));
+    let cells = [
+        "scenarios/aws-sse-c.yaml",
+        "scenarios/azure-keyvault-basic.yaml",
+    ]
+    .iter()
+    .flat_map(|f| vdrill::scenario::load(&repo().join(f)).unwrap().cells)
+    .filter(|c| c.id.contains("1.18"))
+    .collect::<Vec<_>>();
     // Without the bed's Azure side (no ../shared here), the AWS drill alone.
     let azure = common::azure_absent().is_none();
     if !azure {
-        eprintln!("the Azure drill is left out: {}", common::azure_absent().unwrap_or_default());
+        eprintln!(
+            "the Azure drill is left out: {}",
+            common::azure_absent().unwrap_or_default()
+        );
     }
-    let cells: Vec<_> = cells.into_iter().filter(|c| azure || !c.id.starts_with("azure")).collect();
+    let cells: Vec<_> = cells
+        .into_iter()
+        .filter(|c| azure || !c.id.starts_with("azure"))
+        .collect();
     // SAFETY: as above; the bed is provisioned by ci/setup.sh.
     unsafe { std::env::set_var("VDRILL_NO_PROVISION", "1") };
-    let runner = Runner::new(spy, reporter, artifacts.clone(), redactor, RunOptions { run_id, keep: false, verbose: true }, CancellationToken::new());
+    let runner = Runner::new(
+        spy,
+        reporter,
+        artifacts.clone(),
+        redactor,
+        RunOptions {
+            run_id,
+            keep: false,
+            verbose: true,
+        },
+        CancellationToken::new(),
+    );
     let report = runner.run(&cells).await;
     drop(runner);
     let mut summary = Vec::new();
@@ -163,7 +225,13 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
     let mut secrets = seen.lock().unwrap().clone();
     let kinds: Vec<&str> = secrets.iter().map(|(k, _)| k.as_str()).collect();
     let expected: &[&str] = if azure {
-        &["cloud secret key", "repository password", "customer key", "cloud secret key", "repository password"]
+        &[
+            "cloud secret key",
+            "repository password",
+            "customer key",
+            "cloud secret key",
+            "repository password",
+        ]
     } else {
         &["cloud secret key", "repository password", "customer key"]
     };
@@ -173,10 +241,27 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
     }
     let mut all = Vec::new();
     files(&root, &mut all);
-    assert!(all.iter().any(|p| p.ends_with("junit.xml")) && all.iter().any(|p| p.ends_with("run.json")));
-    assert!(all.iter().any(|p| p.ends_with("env/localstack.log")) && all.iter().any(|p| p.ends_with("env/velero.log")));
-    assert!(!azure || (all.iter().any(|p| p.ends_with("env/azurite.log")) && all.iter().any(|p| p.ends_with("env/lowkey-vault.log"))));
-    let mut texts: Vec<(String, String)> = all.iter().map(|p| (p.display().to_string(), String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned())).collect();
+    assert!(
+        all.iter().any(|p| p.ends_with("junit.xml")) && all.iter().any(|p| p.ends_with("run.json"))
+    );
+    assert!(
+        all.iter().any(|p| p.ends_with("env/localstack.log"))
+            && all.iter().any(|p| p.ends_with("env/velero.log"))
+    );
+    assert!(
+        !azure
+            || (all.iter().any(|p| p.ends_with("env/azurite.log"))
+                && all.iter().any(|p| p.ends_with("env/lowkey-vault.log")))
+    );
+    let mut texts: Vec<(String, String)> = all
+        .iter()
+        .map(|p| {
+            (
+                p.display().to_string(),
+                String::from_utf8_lossy(&std::fs::read(p).unwrap()).into_owned(),
+            )
+        })
+        .collect();
     texts.push(("the console".into(), console));
     for (what, value) in &secrets {
         for form in forms(value) {
@@ -186,7 +271,17 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
         }
     }
     // The redactor did have something to do: LocalStack logged the SSE-C key header.
-    let ls = texts.iter().find(|(n, _)| n.ends_with("env/localstack.log")).unwrap();
-    assert!(ls.1.contains("x-amz-server-side-encryption-customer-key") || ls.1.contains("X-Amz-Server-Side-Encryption-Customer-Key"), "LocalStack logged request headers");
-    assert!(ls.1.contains("[redacted]"), "and the key in them was redacted");
+    let ls = texts
+        .iter()
+        .find(|(n, _)| n.ends_with("env/localstack.log"))
+        .unwrap();
+    assert!(
+        ls.1.contains("x-amz-server-side-encryption-customer-key")
+            || ls.1.contains("X-Amz-Server-Side-Encryption-Customer-Key"),
+        "LocalStack logged request headers"
+    );
+    assert!(
+        ls.1.contains("[redacted]"),
+        "and the key in them was redacted"
+    );
 }

@@ -11,7 +11,11 @@ use crate::report::AssertionReport;
 pub enum Expected {
     /// SSE-KMS with this key ARN. `arn_checkable` is false where the store cannot
     /// report the key faithfully (then the key binding is checked another way).
-    Kms { arn: String, label: String, arn_checkable: Option<String> },
+    Kms {
+        arn: String,
+        label: String,
+        arn_checkable: Option<String>,
+    },
     /// SSE-C with a key whose MD5 (base64) is this.
     CustomerKey { key_md5: String, label: String },
 }
@@ -50,15 +54,32 @@ fn described<'a>(
     out: &mut Vec<AssertionReport>,
 ) -> Option<Vec<(&'a Observed, &'a ObjectEncryption)>> {
     if objects.is_empty() {
-        out.push(fail("backup wrote objects", format!("no {noun} found under the backup's prefix")));
+        out.push(fail(
+            "backup wrote objects",
+            format!("no {noun} found under the backup's prefix"),
+        ));
         return None;
     }
-    out.push(pass("backup wrote objects", format!("{} {noun}", objects.len())));
-    let unreadable: Vec<String> = objects.iter().filter_map(|o| o.head.as_ref().err().map(|e| format!("{}: {e}", o.key))).collect();
+    out.push(pass(
+        "backup wrote objects",
+        format!("{} {noun}", objects.len()),
+    ));
+    let unreadable: Vec<String> = objects
+        .iter()
+        .filter_map(|o| o.head.as_ref().err().map(|e| format!("{}: {e}", o.key)))
+        .collect();
     if !unreadable.is_empty() {
-        out.push(fail(format!("{head_call} succeeds"), offenders(&unreadable)));
+        out.push(fail(
+            format!("{head_call} succeeds"),
+            offenders(&unreadable),
+        ));
     }
-    Some(objects.iter().filter_map(|o| o.head.as_ref().ok().map(|h| (o, h))).collect())
+    Some(
+        objects
+            .iter()
+            .filter_map(|o| o.head.as_ref().ok().map(|h| (o, h)))
+            .collect(),
+    )
 }
 
 /// Judge the objects of one backup.
@@ -74,22 +95,45 @@ pub fn judge(objects: &[Observed], expected: &Expected) -> Vec<AssertionReport> 
         .map(|(o, _)| format!("{}: no server-side encryption header", o.key))
         .collect();
     if !unencrypted.is_empty() {
-        out.push(fail("every object carries its own encryption", offenders(&unencrypted)));
+        out.push(fail(
+            "every object carries its own encryption",
+            offenders(&unencrypted),
+        ));
     }
 
     match expected {
-        Expected::Kms { arn, label, arn_checkable } => {
+        Expected::Kms {
+            arn,
+            label,
+            arn_checkable,
+        } => {
             let wrong_kind: Vec<String> = heads
                 .iter()
-                .filter(|(_, h)| h.server_side_encryption.as_deref() != Some("aws:kms") && h.server_side_encryption.as_deref() != Some("aws:kms:dsse"))
-                .filter(|(_, h)| h.server_side_encryption.is_some() || h.sse_customer_algorithm.is_some())
+                .filter(|(_, h)| {
+                    h.server_side_encryption.as_deref() != Some("aws:kms")
+                        && h.server_side_encryption.as_deref() != Some("aws:kms:dsse")
+                })
+                .filter(|(_, h)| {
+                    h.server_side_encryption.is_some() || h.sse_customer_algorithm.is_some()
+                })
                 .map(|(o, h)| {
-                    let found = h.server_side_encryption.clone().or_else(|| h.sse_customer_algorithm.as_ref().map(|a| format!("SSE-C {a}"))).unwrap_or_default();
+                    let found = h
+                        .server_side_encryption
+                        .clone()
+                        .or_else(|| {
+                            h.sse_customer_algorithm
+                                .as_ref()
+                                .map(|a| format!("SSE-C {a}"))
+                        })
+                        .unwrap_or_default();
                     format!("{}: {found}", o.key)
                 })
                 .collect();
             if wrong_kind.is_empty() && unencrypted.is_empty() {
-                out.push(pass("every object is SSE-KMS", format!("{} objects with aws:kms", heads.len())));
+                out.push(pass(
+                    "every object is SSE-KMS",
+                    format!("{} objects with aws:kms", heads.len()),
+                ));
             } else if !wrong_kind.is_empty() {
                 out.push(fail("every object is SSE-KMS", offenders(&wrong_kind)));
             }
@@ -99,14 +143,33 @@ pub fn judge(objects: &[Observed], expected: &Expected) -> Vec<AssertionReport> 
                 None => {
                     let wrong_key: Vec<String> = heads
                         .iter()
-                        .filter(|(_, h)| h.server_side_encryption.as_deref().is_some_and(|s| s.starts_with("aws:kms")))
-                        .filter(|(o, h)| o.resolved_arn.as_deref().or(h.kms_key_id.as_deref()) != Some(arn.as_str()))
-                        .map(|(o, h)| format!("{}: {}", o.key, o.resolved_arn.clone().or_else(|| h.kms_key_id.clone()).unwrap_or_else(|| "no key id".into())))
+                        .filter(|(_, h)| {
+                            h.server_side_encryption
+                                .as_deref()
+                                .is_some_and(|s| s.starts_with("aws:kms"))
+                        })
+                        .filter(|(o, h)| {
+                            o.resolved_arn.as_deref().or(h.kms_key_id.as_deref())
+                                != Some(arn.as_str())
+                        })
+                        .map(|(o, h)| {
+                            format!(
+                                "{}: {}",
+                                o.key,
+                                o.resolved_arn
+                                    .clone()
+                                    .or_else(|| h.kms_key_id.clone())
+                                    .unwrap_or_else(|| "no key id".into())
+                            )
+                        })
                         .collect();
                     if wrong_key.is_empty() {
                         out.push(pass(name, format!("all report {arn}")));
                     } else {
-                        out.push(fail(name, format!("expected {arn}; {}", offenders(&wrong_key))));
+                        out.push(fail(
+                            name,
+                            format!("expected {arn}; {}", offenders(&wrong_key)),
+                        ));
                     }
                 }
             }
@@ -114,10 +177,16 @@ pub fn judge(objects: &[Observed], expected: &Expected) -> Vec<AssertionReport> 
         Expected::CustomerKey { key_md5, label } => {
             let wrong: Vec<String> = heads
                 .iter()
-                .filter(|(_, h)| h.sse_customer_algorithm.as_deref() != Some("AES256") || h.sse_customer_key_md5.as_deref() != Some(key_md5.as_str()))
+                .filter(|(_, h)| {
+                    h.sse_customer_algorithm.as_deref() != Some("AES256")
+                        || h.sse_customer_key_md5.as_deref() != Some(key_md5.as_str())
+                })
                 .map(|(o, h)| {
                     let found = match (&h.sse_customer_algorithm, &h.server_side_encryption) {
-                        (Some(a), _) => format!("SSE-C {a} with key MD5 {}", h.sse_customer_key_md5.clone().unwrap_or_default()),
+                        (Some(a), _) => format!(
+                            "SSE-C {a} with key MD5 {}",
+                            h.sse_customer_key_md5.clone().unwrap_or_default()
+                        ),
                         (None, Some(s)) => s.clone(),
                         (None, None) => "no encryption".into(),
                     };
@@ -126,7 +195,10 @@ pub fn judge(objects: &[Observed], expected: &Expected) -> Vec<AssertionReport> 
                 .collect();
             let name = format!("every object is SSE-C with key {label}");
             if wrong.is_empty() {
-                out.push(pass(name, format!("{} objects, key MD5 {key_md5}", heads.len())));
+                out.push(pass(
+                    name,
+                    format!("{} objects, key MD5 {key_md5}", heads.len()),
+                ));
             } else {
                 out.push(fail(name, offenders(&wrong)));
             }
@@ -151,7 +223,12 @@ impl KeyVaultKey {
     pub fn from_key_id(id: &str, version: Option<String>, label: String) -> Option<KeyVaultKey> {
         let (vault, rest) = id.split_once("/keys/")?;
         let key_name = rest.split('/').next()?.to_string();
-        Some(KeyVaultKey { vault_uri: vault.trim_end_matches('/').to_string(), key_name, version, label })
+        Some(KeyVaultKey {
+            vault_uri: vault.trim_end_matches('/').to_string(),
+            key_name,
+            version,
+            label,
+        })
     }
 }
 
@@ -164,7 +241,11 @@ pub fn account_key_assertion(label: &str) -> String {
 /// a property of the storage account: every blob must be encrypted by the service
 /// under the account's key (no encryption scope or customer-provided key of its
 /// own), and the account's key must be the expected Key Vault key.
-pub fn judge_azure(objects: &[Observed], expected: &KeyVaultKey, account: &Result<AccountEncryption, String>) -> Vec<AssertionReport> {
+pub fn judge_azure(
+    objects: &[Observed],
+    expected: &KeyVaultKey,
+    account: &Result<AccountEncryption, String>,
+) -> Vec<AssertionReport> {
     let mut out = Vec::new();
     let Some(heads) = described(objects, "blobs", "Get Blob Properties", &mut out) else {
         return out;
@@ -173,7 +254,15 @@ pub fn judge_azure(objects: &[Observed], expected: &KeyVaultKey, account: &Resul
     let plain: Vec<String> = heads
         .iter()
         .filter(|(_, h)| h.server_encrypted != Some(true))
-        .map(|(o, h)| format!("{}: x-ms-server-encrypted {}", o.key, h.server_encrypted.map(|b| b.to_string()).unwrap_or_else(|| "absent".into())))
+        .map(|(o, h)| {
+            format!(
+                "{}: x-ms-server-encrypted {}",
+                o.key,
+                h.server_encrypted
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "absent".into())
+            )
+        })
         .collect();
     let name = "every blob is encrypted by the service (x-ms-server-encrypted)";
     if plain.is_empty() {
@@ -191,14 +280,19 @@ pub fn judge_azure(objects: &[Observed], expected: &KeyVaultKey, account: &Resul
                 return Some(format!("{}: customer-provided key {sha}", o.key));
             }
             match h.encryption_scope.as_deref() {
-                Some(scope) if scope != "$account-encryption-key" => Some(format!("{}: encryption scope {scope}", o.key)),
+                Some(scope) if scope != "$account-encryption-key" => {
+                    Some(format!("{}: encryption scope {scope}", o.key))
+                }
                 _ => None,
             }
         })
         .collect();
     let name = "no blob overrides the account's key (encryption scope or customer-provided key)";
     if own_key.is_empty() {
-        out.push(pass(name, format!("{} blobs use the account's key", heads.len())));
+        out.push(pass(
+            name,
+            format!("{} blobs use the account's key", heads.len()),
+        ));
     } else {
         out.push(fail(name, offenders(&own_key)));
     }
@@ -208,25 +302,57 @@ pub fn judge_azure(objects: &[Observed], expected: &KeyVaultKey, account: &Resul
 }
 
 /// Whether the account's encryption settings name the expected key.
-pub fn account_binding(expected: &KeyVaultKey, account: &Result<AccountEncryption, String>) -> AssertionReport {
+pub fn account_binding(
+    expected: &KeyVaultKey,
+    account: &Result<AccountEncryption, String>,
+) -> AssertionReport {
     let name = account_key_assertion(&expected.label);
     match account {
-        Err(e) => fail(name, format!("cannot read the storage account's encryption settings: {e}")),
+        Err(e) => fail(
+            name,
+            format!("cannot read the storage account's encryption settings: {e}"),
+        ),
         Ok(AccountEncryption::Unknowable(why)) => skip(name, why.clone()),
-        Ok(AccountEncryption::PlatformManaged) => {
-            fail(name, format!("the account encrypts with Microsoft-managed keys (key source Microsoft.Storage), not {}", expected.label))
-        }
-        Ok(AccountEncryption::KeyVault { vault_uri, key_name, key_version }) => {
-            let same_vault = vault_uri.trim_end_matches('/').eq_ignore_ascii_case(&expected.vault_uri);
+        Ok(AccountEncryption::PlatformManaged) => fail(
+            name,
+            format!(
+                "the account encrypts with Microsoft-managed keys (key source Microsoft.Storage), not {}",
+                expected.label
+            ),
+        ),
+        Ok(AccountEncryption::KeyVault {
+            vault_uri,
+            key_name,
+            key_version,
+        }) => {
+            let same_vault = vault_uri
+                .trim_end_matches('/')
+                .eq_ignore_ascii_case(&expected.vault_uri);
             let same_name = key_name.eq_ignore_ascii_case(&expected.key_name);
-            let found = format!("{}/keys/{key_name}{}", vault_uri.trim_end_matches('/'), key_version.as_ref().map(|v| format!("/{v}")).unwrap_or_default());
+            let found = format!(
+                "{}/keys/{key_name}{}",
+                vault_uri.trim_end_matches('/'),
+                key_version
+                    .as_ref()
+                    .map(|v| format!("/{v}"))
+                    .unwrap_or_default()
+            );
             if !same_vault || !same_name {
-                return fail(name, format!("the account encrypts with {found}, expected {}/keys/{}", expected.vault_uri, expected.key_name));
+                return fail(
+                    name,
+                    format!(
+                        "the account encrypts with {found}, expected {}/keys/{}",
+                        expected.vault_uri, expected.key_name
+                    ),
+                );
             }
             match (key_version, &expected.version) {
-                (Some(v), Some(want)) if v != want => {
-                    fail(name, format!("the account is pinned to version {v} of the key; the backup was taken at version {want}"))
-                }
+                (Some(v), Some(want)) if v != want => fail(
+                    name,
+                    format!(
+                        "the account is pinned to version {v} of the key; the backup was taken at version {want}"
+                    ),
+                ),
                 (None, _) => pass(name, format!("{found} (follows the key's current version)")),
                 _ => pass(name, found),
             }
@@ -241,21 +367,40 @@ mod tests {
     fn obj(key: &str, sse: Option<&str>, kms: Option<&str>) -> Observed {
         Observed {
             key: key.into(),
-            head: Ok(ObjectEncryption { server_side_encryption: sse.map(str::to_string), kms_key_id: kms.map(str::to_string), ..Default::default() }),
+            head: Ok(ObjectEncryption {
+                server_side_encryption: sse.map(str::to_string),
+                kms_key_id: kms.map(str::to_string),
+                ..Default::default()
+            }),
             resolved_arn: None,
         }
     }
 
     #[test]
     fn names_each_object_with_the_wrong_key_or_none() {
-        let expected = Expected::Kms { arn: "arn:k1".into(), label: "k".into(), arn_checkable: None };
+        let expected = Expected::Kms {
+            arn: "arn:k1".into(),
+            label: "k".into(),
+            arn_checkable: None,
+        };
         let found = judge(
-            &[obj("b/a.json", Some("aws:kms"), Some("arn:k1")), obj("b/b.tar.gz", Some("aws:kms"), Some("arn:k2")), obj("b/c.gz", None, None)],
+            &[
+                obj("b/a.json", Some("aws:kms"), Some("arn:k1")),
+                obj("b/b.tar.gz", Some("aws:kms"), Some("arn:k2")),
+                obj("b/c.gz", None, None),
+            ],
             &expected,
         );
-        let failed: Vec<_> = found.iter().filter(|a| a.status == crate::report::Status::Failed).collect();
+        let failed: Vec<_> = found
+            .iter()
+            .filter(|a| a.status == crate::report::Status::Failed)
+            .collect();
         assert_eq!(failed.len(), 2, "{found:?}");
-        assert!(failed[0].message.contains("b/c.gz: no server-side encryption header"));
+        assert!(
+            failed[0]
+                .message
+                .contains("b/c.gz: no server-side encryption header")
+        );
         assert!(failed[1].message.contains("b/b.tar.gz: arn:k2"));
         assert!(!failed[1].message.contains("b/a.json"));
     }
@@ -263,59 +408,129 @@ mod tests {
     fn blob(key: &str, encrypted: Option<bool>, scope: Option<&str>) -> Observed {
         Observed {
             key: key.into(),
-            head: Ok(ObjectEncryption { server_encrypted: encrypted, encryption_scope: scope.map(str::to_string), ..Default::default() }),
+            head: Ok(ObjectEncryption {
+                server_encrypted: encrypted,
+                encryption_scope: scope.map(str::to_string),
+                ..Default::default()
+            }),
             resolved_arn: None,
         }
     }
 
     fn vault_key() -> KeyVaultKey {
-        KeyVaultKey::from_key_id("https://v1.vault.azure.net/keys/backups", Some("aaa".into()), "k".into()).unwrap()
+        KeyVaultKey::from_key_id(
+            "https://v1.vault.azure.net/keys/backups",
+            Some("aaa".into()),
+            "k".into(),
+        )
+        .unwrap()
     }
 
     #[test]
     fn a_key_id_splits_into_vault_and_name() {
-        let k = KeyVaultKey::from_key_id("https://localhost:4443/keys/velero-backups", None, "k".into()).unwrap();
-        assert_eq!((k.vault_uri.as_str(), k.key_name.as_str()), ("https://localhost:4443", "velero-backups"));
+        let k = KeyVaultKey::from_key_id(
+            "https://localhost:4443/keys/velero-backups",
+            None,
+            "k".into(),
+        )
+        .unwrap();
+        assert_eq!(
+            (k.vault_uri.as_str(), k.key_name.as_str()),
+            ("https://localhost:4443", "velero-backups")
+        );
         assert!(KeyVaultKey::from_key_id("arn:aws:kms:x", None, "k".into()).is_none());
     }
 
     #[test]
     fn azure_names_unencrypted_blobs_and_scoped_ones() {
-        let account = Ok(AccountEncryption::KeyVault { vault_uri: "https://v1.vault.azure.net/".into(), key_name: "backups".into(), key_version: None });
+        let account = Ok(AccountEncryption::KeyVault {
+            vault_uri: "https://v1.vault.azure.net/".into(),
+            key_name: "backups".into(),
+            key_version: None,
+        });
         let found = judge_azure(
-            &[blob("b/a.json", Some(true), None), blob("b/b.tar.gz", Some(false), None), blob("b/c.gz", Some(true), Some("scope1"))],
+            &[
+                blob("b/a.json", Some(true), None),
+                blob("b/b.tar.gz", Some(false), None),
+                blob("b/c.gz", Some(true), Some("scope1")),
+            ],
             &vault_key(),
             &account,
         );
-        let failed: Vec<_> = found.iter().filter(|a| a.status == crate::report::Status::Failed).collect();
+        let failed: Vec<_> = found
+            .iter()
+            .filter(|a| a.status == crate::report::Status::Failed)
+            .collect();
         assert_eq!(failed.len(), 2, "{found:?}");
-        assert!(failed[0].message.contains("b/b.tar.gz: x-ms-server-encrypted false") && !failed[0].message.contains("b/a.json"));
-        assert!(failed[1].message.contains("b/c.gz: encryption scope scope1"));
-        assert_eq!(found.last().unwrap().status, crate::report::Status::Passed, "{found:?}");
+        assert!(
+            failed[0]
+                .message
+                .contains("b/b.tar.gz: x-ms-server-encrypted false")
+                && !failed[0].message.contains("b/a.json")
+        );
+        assert!(
+            failed[1]
+                .message
+                .contains("b/c.gz: encryption scope scope1")
+        );
+        assert_eq!(
+            found.last().unwrap().status,
+            crate::report::Status::Passed,
+            "{found:?}"
+        );
     }
 
     #[test]
     fn azure_account_binding_passes_fails_or_skips_with_the_reason() {
         let k = vault_key();
         let status = |a: Result<AccountEncryption, String>| account_binding(&k, &a);
-        let other = status(Ok(AccountEncryption::KeyVault { vault_uri: "https://v1.vault.azure.net".into(), key_name: "other".into(), key_version: None }));
+        let other = status(Ok(AccountEncryption::KeyVault {
+            vault_uri: "https://v1.vault.azure.net".into(),
+            key_name: "other".into(),
+            key_version: None,
+        }));
         assert_eq!(other.status, crate::report::Status::Failed);
         assert!(other.message.contains("/keys/other"), "{}", other.message);
-        let pinned = status(Ok(AccountEncryption::KeyVault { vault_uri: "https://V1.vault.azure.net".into(), key_name: "backups".into(), key_version: Some("bbb".into()) }));
+        let pinned = status(Ok(AccountEncryption::KeyVault {
+            vault_uri: "https://V1.vault.azure.net".into(),
+            key_name: "backups".into(),
+            key_version: Some("bbb".into()),
+        }));
         assert_eq!(pinned.status, crate::report::Status::Failed);
         assert!(pinned.message.contains("version bbb"), "{}", pinned.message);
-        let same = status(Ok(AccountEncryption::KeyVault { vault_uri: "https://v1.vault.azure.net".into(), key_name: "backups".into(), key_version: Some("aaa".into()) }));
+        let same = status(Ok(AccountEncryption::KeyVault {
+            vault_uri: "https://v1.vault.azure.net".into(),
+            key_name: "backups".into(),
+            key_version: Some("aaa".into()),
+        }));
         assert_eq!(same.status, crate::report::Status::Passed);
-        assert_eq!(status(Ok(AccountEncryption::PlatformManaged)).status, crate::report::Status::Failed);
-        let emulator = status(Ok(AccountEncryption::Unknowable("the emulator ignores it".into())));
-        assert_eq!((emulator.status, emulator.message.as_str()), (crate::report::Status::Skipped, "the emulator ignores it"));
-        assert_eq!(status(Err("403".into())).status, crate::report::Status::Failed);
+        assert_eq!(
+            status(Ok(AccountEncryption::PlatformManaged)).status,
+            crate::report::Status::Failed
+        );
+        let emulator = status(Ok(AccountEncryption::Unknowable(
+            "the emulator ignores it".into(),
+        )));
+        assert_eq!(
+            (emulator.status, emulator.message.as_str()),
+            (crate::report::Status::Skipped, "the emulator ignores it")
+        );
+        assert_eq!(
+            status(Err("403".into())).status,
+            crate::report::Status::Failed
+        );
     }
 
     #[test]
     fn empty_backup_fails() {
-        let expected = Expected::CustomerKey { key_md5: "x".into(), label: "c".into() };
-        assert_eq!(judge(&[], &expected)[0].status, crate::report::Status::Failed);
+        let expected = Expected::CustomerKey {
+            key_md5: "x".into(),
+            label: "c".into(),
+        };
+        assert_eq!(
+            judge(&[], &expected)[0].status,
+            crate::report::Status::Failed
+        );
     }
 
     #[test]

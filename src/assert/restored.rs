@@ -4,11 +4,22 @@
 use serde_json::Value as Json;
 
 /// Fields no restore preserves, removed before comparing.
-pub const IGNORED_METADATA: &[&str] =
-    &["uid", "resourceVersion", "creationTimestamp", "managedFields", "generation", "selfLink", "deletionTimestamp", "deletionGracePeriodSeconds"];
+pub const IGNORED_METADATA: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "creationTimestamp",
+    "managedFields",
+    "generation",
+    "selfLink",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+];
 
 /// Label and annotation prefixes/keys that controllers and Velero add.
-const IGNORED_ANNOTATIONS: &[&str] = &["kubectl.kubernetes.io/last-applied-configuration", "deployment.kubernetes.io/revision"];
+const IGNORED_ANNOTATIONS: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "deployment.kubernetes.io/revision",
+];
 const VELERO_PREFIX: &str = "velero.io/";
 
 /// Field paths ignored for some kinds, because the cluster assigns them anew.
@@ -33,7 +44,9 @@ pub fn normalize(obj: &Json, extra_ignores: &[String]) -> Json {
             }
             for field in ["labels", "annotations"] {
                 if let Some(m) = meta.get_mut(field).and_then(Json::as_object_mut) {
-                    m.retain(|k, _| !k.starts_with(VELERO_PREFIX) && !IGNORED_ANNOTATIONS.contains(&k.as_str()));
+                    m.retain(|k, _| {
+                        !k.starts_with(VELERO_PREFIX) && !IGNORED_ANNOTATIONS.contains(&k.as_str())
+                    });
                     if m.is_empty() {
                         meta.remove(field);
                     }
@@ -42,7 +55,11 @@ pub fn normalize(obj: &Json, extra_ignores: &[String]) -> Json {
         }
     }
     let kind = obj["kind"].as_str().unwrap_or_default();
-    for path in kind_ignores(kind).iter().map(|s| s.to_string()).chain(extra_ignores.iter().cloned()) {
+    for path in kind_ignores(kind)
+        .iter()
+        .map(|s| s.to_string())
+        .chain(extra_ignores.iter().cloned())
+    {
         remove_path(&mut o, &path);
     }
     o
@@ -77,19 +94,37 @@ fn show(v: &Json, secret: bool, path: &str) -> String {
         return "<secret value>".into();
     }
     let s = v.to_string();
-    if s.chars().count() > 80 { format!("{}...", s.chars().take(80).collect::<String>()) } else { s }
+    if s.chars().count() > 80 {
+        format!("{}...", s.chars().take(80).collect::<String>())
+    } else {
+        s
+    }
 }
 
 fn walk(path: &str, e: &Json, a: &Json, secret: bool, out: &mut Vec<String>) {
-    let join = |k: &str| if path.is_empty() { k.to_string() } else { format!("{path}.{k}") };
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
     match (e, a) {
         (Json::Object(em), Json::Object(am)) => {
             let keys: std::collections::BTreeSet<&String> = em.keys().chain(am.keys()).collect();
             for k in keys {
                 match (em.get(k), am.get(k)) {
                     (Some(ev), Some(av)) => walk(&join(k), ev, av, secret, out),
-                    (Some(ev), None) => out.push(format!("{}: missing (expected {})", join(k), show(ev, secret, &join(k)))),
-                    (None, Some(av)) => out.push(format!("{}: unexpected {}", join(k), show(av, secret, &join(k)))),
+                    (Some(ev), None) => out.push(format!(
+                        "{}: missing (expected {})",
+                        join(k),
+                        show(ev, secret, &join(k))
+                    )),
+                    (None, Some(av)) => out.push(format!(
+                        "{}: unexpected {}",
+                        join(k),
+                        show(av, secret, &join(k))
+                    )),
                     (None, None) => {}
                 }
             }
@@ -102,9 +137,15 @@ fn walk(path: &str, e: &Json, a: &Json, secret: bool, out: &mut Vec<String>) {
         _ if e == a => {}
         _ => {
             if secret && (path.starts_with("data") || path.starts_with("stringData")) {
-                out.push(format!("{path}: value differs (secret data must match byte for byte)"));
+                out.push(format!(
+                    "{path}: value differs (secret data must match byte for byte)"
+                ));
             } else {
-                out.push(format!("{path}: expected {}, found {}", show(e, secret, path), show(a, secret, path)));
+                out.push(format!(
+                    "{path}: expected {}, found {}",
+                    show(e, secret, path),
+                    show(a, secret, path)
+                ));
             }
         }
     }
@@ -135,19 +176,32 @@ mod tests {
     #[test]
     fn reports_each_field_and_hides_secret_values() {
         let deployed = json!({"kind": "Secret", "metadata": {"name": "s"}, "data": {"canary": "YQ==", "other": "Yg=="}});
-        let restored = json!({"kind": "Secret", "metadata": {"name": "s"}, "data": {"canary": "Yw=="}});
+        let restored =
+            json!({"kind": "Secret", "metadata": {"name": "s"}, "data": {"canary": "Yw=="}});
         let d = diff(&normalize(&deployed, &[]), &normalize(&restored, &[]));
-        assert_eq!(d, vec![
-            "data.canary: value differs (secret data must match byte for byte)".to_string(),
-            "data.other: missing (expected <secret value>)".to_string(),
-        ]);
+        assert_eq!(
+            d,
+            vec![
+                "data.canary: value differs (secret data must match byte for byte)".to_string(),
+                "data.other: missing (expected <secret value>)".to_string(),
+            ]
+        );
     }
 
     #[test]
     fn service_cluster_ip_and_extra_ignores() {
         let a = json!({"kind": "Service", "metadata": {"name": "s"}, "spec": {"clusterIP": "10.0.0.1", "clusterIPs": ["10.0.0.1"], "port": 1, "x": 1}});
         let b = json!({"kind": "Service", "metadata": {"name": "s"}, "spec": {"clusterIP": "10.0.0.9", "clusterIPs": ["10.0.0.9"], "port": 1, "x": 2}});
-        assert_eq!(diff(&normalize(&a, &[]), &normalize(&b, &[])), vec!["spec.x: expected 1, found 2".to_string()]);
-        assert!(diff(&normalize(&a, &["spec.x".into()]), &normalize(&b, &["spec.x".into()])).is_empty());
+        assert_eq!(
+            diff(&normalize(&a, &[]), &normalize(&b, &[])),
+            vec!["spec.x: expected 1, found 2".to_string()]
+        );
+        assert!(
+            diff(
+                &normalize(&a, &["spec.x".into()]),
+                &normalize(&b, &["spec.x".into()])
+            )
+            .is_empty()
+        );
     }
 }

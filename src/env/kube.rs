@@ -25,14 +25,22 @@ pub const FIELD_MANAGER: &str = "vdrill";
 
 /// A kube client for a kubeconfig file (and optional context).
 pub async fn client_for(kubeconfig: &Path, context: Option<&str>) -> Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
-    let opts = kube::config::KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
-    let config = kube::Config::from_custom_kubeconfig(kc, &opts).await.context("loading kubeconfig")?;
+    let kc = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
+    let opts = kube::config::KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let config = kube::Config::from_custom_kubeconfig(kc, &opts)
+        .await
+        .context("loading kubeconfig")?;
     kube::Client::try_from(config).context("building the Kubernetes client")
 }
 
 pub fn gvk_of(obj: &Json) -> Result<GroupVersionKind> {
-    let api_version = obj["apiVersion"].as_str().context("object has no apiVersion")?;
+    let api_version = obj["apiVersion"]
+        .as_str()
+        .context("object has no apiVersion")?;
     let kind = obj["kind"].as_str().context("object has no kind")?;
     let (group, version) = match api_version.split_once('/') {
         Some((g, v)) => (g, v),
@@ -49,30 +57,49 @@ pub struct KubeCluster {
 
 impl KubeCluster {
     pub fn new(client: kube::Client, info: ClusterInfo) -> KubeCluster {
-        KubeCluster { client, info, resources: Mutex::default() }
+        KubeCluster {
+            client,
+            info,
+            resources: Mutex::default(),
+        }
     }
 
     /// The API resource of a kind, retried briefly (a new CRD takes a moment to be served).
     pub async fn resource(&self, gvk: &GroupVersionKind) -> Result<(ApiResource, ApiCapabilities)> {
         let key = format!("{}/{}/{}", gvk.group, gvk.version, gvk.kind);
-        if let Some(found) = self.resources.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(found) = self
+            .resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(found.clone());
         }
         let mut last = None;
         for _ in 0..40 {
             match kube::discovery::pinned_kind(&self.client, gvk).await {
                 Ok(found) => {
-                    self.resources.lock().unwrap_or_else(|e| e.into_inner()).insert(key, found.clone());
+                    self.resources
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(key, found.clone());
                     return Ok(found);
                 }
                 Err(e) => last = Some(e),
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-        Err(anyhow!("the API server does not serve {key}: {}", last.map(|e| e.to_string()).unwrap_or_default()))
+        Err(anyhow!(
+            "the API server does not serve {key}: {}",
+            last.map(|e| e.to_string()).unwrap_or_default()
+        ))
     }
 
-    pub async fn api_for(&self, gvk: &GroupVersionKind, namespace: Option<&str>) -> Result<(Api<DynamicObject>, bool)> {
+    pub async fn api_for(
+        &self,
+        gvk: &GroupVersionKind,
+        namespace: Option<&str>,
+    ) -> Result<(Api<DynamicObject>, bool)> {
         let (ar, caps) = self.resource(gvk).await?;
         let namespaced = caps.scope == Scope::Namespaced;
         let api = match (namespaced, namespace) {
@@ -86,7 +113,10 @@ impl KubeCluster {
     /// Server-side apply one object; namespaced objects go into `namespace`.
     pub async fn apply_one(&self, obj: &Json, namespace: Option<&str>) -> Result<Json> {
         let gvk = gvk_of(obj)?;
-        let name = obj["metadata"]["name"].as_str().context("object has no metadata.name")?.to_string();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .context("object has no metadata.name")?
+            .to_string();
         // An object that names its namespace (Velero's manifests do) keeps it.
         let own = obj["metadata"]["namespace"].as_str().map(str::to_string);
         let namespace = namespace.or(own.as_deref());
@@ -96,14 +126,21 @@ impl KubeCluster {
             obj["metadata"]["namespace"] = Json::String(ns.to_string());
         }
         let applied = api
-            .patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
+            .patch(
+                &name,
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&obj),
+            )
             .await
             .with_context(|| format!("applying {} {name}", gvk.kind))?;
         if gvk.kind == "CustomResourceDefinition" {
             let crds: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-            tokio::time::timeout(Duration::from_secs(60), await_condition(crds, &name, conditions::is_crd_established()))
-                .await
-                .with_context(|| format!("CRD {name} was not established within 60s"))??;
+            tokio::time::timeout(
+                Duration::from_secs(60),
+                await_condition(crds, &name, conditions::is_crd_established()),
+            )
+            .await
+            .with_context(|| format!("CRD {name} was not established within 60s"))??;
         }
         Ok(serde_json::to_value(applied)?)
     }
@@ -111,12 +148,23 @@ impl KubeCluster {
     pub async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
         let api: Api<Namespace> = Api::all(self.client.clone());
         let ns = serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
-        api.patch(namespace, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&ns)).await.with_context(|| format!("creating namespace {namespace}"))?;
+        api.patch(
+            namespace,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&ns),
+        )
+        .await
+        .with_context(|| format!("creating namespace {namespace}"))?;
         Ok(())
     }
 
     /// Apply objects in dependency order: CRDs, then namespaces, then the rest.
-    pub async fn apply_all(&self, objects: &[Json], namespace: Option<&str>, log: &StepLog) -> Result<Vec<Json>> {
+    pub async fn apply_all(
+        &self,
+        objects: &[Json],
+        namespace: Option<&str>,
+        log: &StepLog,
+    ) -> Result<Vec<Json>> {
         let rank = |o: &Json| match o["kind"].as_str() {
             Some("CustomResourceDefinition") => 0,
             Some("Namespace") => 1,
@@ -127,7 +175,11 @@ impl KubeCluster {
         let mut applied = vec![Json::Null; objects.len()];
         for i in order {
             let o = &objects[i];
-            log.line(format!("apply {} {}", o["kind"].as_str().unwrap_or("?"), o["metadata"]["name"].as_str().unwrap_or("?")));
+            log.line(format!(
+                "apply {} {}",
+                o["kind"].as_str().unwrap_or("?"),
+                o["metadata"]["name"].as_str().unwrap_or("?")
+            ));
             applied[i] = self.apply_one(o, namespace).await?;
         }
         Ok(applied)
@@ -140,7 +192,12 @@ impl Cluster for KubeCluster {
         self.info.clone()
     }
 
-    async fn apply(&self, namespace: &str, manifests: &[Manifest], log: &StepLog) -> Result<Vec<Json>> {
+    async fn apply(
+        &self,
+        namespace: &str,
+        manifests: &[Manifest],
+        log: &StepLog,
+    ) -> Result<Vec<Json>> {
         self.ensure_namespace(namespace).await?;
         let objects: Vec<Json> = manifests.iter().map(|m| m.object.clone()).collect();
         self.apply_all(&objects, Some(namespace), log).await
@@ -151,7 +208,10 @@ impl Cluster for KubeCluster {
         for r in refs {
             let gvk = gvk_of(&serde_json::json!({"apiVersion": r.api_version, "kind": r.kind}))?;
             let (api, _) = self.api_for(&gvk, r.namespace.as_deref()).await?;
-            let found = api.get_opt(&r.name).await.with_context(|| format!("reading {r}"))?;
+            let found = api
+                .get_opt(&r.name)
+                .await
+                .with_context(|| format!("reading {r}"))?;
             out.push(found.map(serde_json::to_value).transpose()?);
         }
         Ok(out)
@@ -164,17 +224,27 @@ impl Cluster for KubeCluster {
 
     async fn namespace_exists(&self, namespace: &str) -> Result<bool> {
         let api: Api<Namespace> = Api::all(self.client.clone());
-        Ok(api.get_opt(namespace).await.with_context(|| format!("reading namespace {namespace}"))?.is_some())
+        Ok(api
+            .get_opt(namespace)
+            .await
+            .with_context(|| format!("reading namespace {namespace}"))?
+            .is_some())
     }
 
     async fn crd_exists(&self, name: &str) -> Result<bool> {
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        Ok(api.get_opt(name).await.with_context(|| format!("reading CustomResourceDefinition {name}"))?.is_some())
+        Ok(api
+            .get_opt(name)
+            .await
+            .with_context(|| format!("reading CustomResourceDefinition {name}"))?
+            .is_some())
     }
 
     async fn delete_crd(&self, name: &str, log: &StepLog) -> Result<()> {
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
-        api.delete(name, &DeleteParams::default()).await.with_context(|| format!("deleting CustomResourceDefinition {name}"))?;
+        api.delete(name, &DeleteParams::default())
+            .await
+            .with_context(|| format!("deleting CustomResourceDefinition {name}"))?;
         log.line(format!("deleted CustomResourceDefinition {name}"));
         Ok(())
     }
@@ -186,10 +256,16 @@ impl Cluster for KubeCluster {
             return Ok(());
         };
         let uid = ns.metadata.uid.clone().unwrap_or_default();
-        api.delete(namespace, &DeleteParams::default()).await.with_context(|| format!("deleting namespace {namespace}"))?;
-        log.line(format!("namespace {namespace} is terminating; waiting for it to be gone"));
+        api.delete(namespace, &DeleteParams::default())
+            .await
+            .with_context(|| format!("deleting namespace {namespace}"))?;
+        log.line(format!(
+            "namespace {namespace} is terminating; waiting for it to be gone"
+        ));
         // The step's timeout bounds this wait.
-        await_condition(api, namespace, conditions::is_deleted(&uid)).await.context("watching the namespace")?;
+        await_condition(api, namespace, conditions::is_deleted(&uid))
+            .await
+            .context("watching the namespace")?;
         Ok(())
     }
 }

@@ -48,11 +48,17 @@ impl ProcId {
     /// This process.
     pub fn me() -> ProcId {
         let pid = std::process::id();
-        ProcId { pid, start: stat(pid as i32).map(|s| s.start).unwrap_or(0) }
+        ProcId {
+            pid,
+            start: stat(pid as i32).map(|s| s.start).unwrap_or(0),
+        }
     }
 
     pub fn of(pid: u32) -> Option<ProcId> {
-        stat(pid as i32).map(|s| ProcId { pid, start: s.start })
+        stat(pid as i32).map(|s| ProcId {
+            pid,
+            start: s.start,
+        })
     }
 
     /// Still the same process, and not a zombie.
@@ -120,7 +126,11 @@ impl Record {
 
     pub fn save(&self, dir: &Path) -> Result<()> {
         let path = Record::path_in(dir, &self.id);
-        crate::report::artifacts::write_atomic(&path, serde_json::to_string_pretty(self)?.as_bytes()).with_context(|| format!("writing {}", path.display()))
+        crate::report::artifacts::write_atomic(
+            &path,
+            serde_json::to_string_pretty(self)?.as_bytes(),
+        )
+        .with_context(|| format!("writing {}", path.display()))
     }
 
     pub fn remove(&self, dir: &Path) {
@@ -140,7 +150,12 @@ impl Record {
     /// The live processes that belong to this record: recorded ones that are still
     /// the same process, and any process carrying its marker.
     pub fn live_processes(&self) -> Vec<ProcId> {
-        let mut out: Vec<ProcId> = self.processes.iter().map(|e| e.id).filter(ProcId::alive).collect();
+        let mut out: Vec<ProcId> = self
+            .processes
+            .iter()
+            .map(|e| e.id)
+            .filter(ProcId::alive)
+            .collect();
         for p in marked(&self.id) {
             if !out.iter().any(|o| o.pid == p.pid) {
                 out.push(p);
@@ -152,7 +167,9 @@ impl Record {
 
 /// Every record in the folder (unreadable ones are skipped with a warning).
 pub fn list(dir: &Path) -> Vec<Record> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut out: Vec<Record> = entries
         .flatten()
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
@@ -161,7 +178,10 @@ pub fn list(dir: &Path) -> Vec<Record> {
             match serde_json::from_slice(&bytes) {
                 Ok(r) => Some(r),
                 Err(err) => {
-                    eprintln!("vdrill: ignoring unreadable record {}: {err}", e.path().display());
+                    eprintln!(
+                        "vdrill: ignoring unreadable record {}: {err}",
+                        e.path().display()
+                    );
                     None
                 }
             }
@@ -228,15 +248,25 @@ pub fn tear_down(dir: &Path, record: &Record, grace: Duration) -> Swept {
     }
     // A kind cluster lives in Docker, beyond any process of ours: delete it by name.
     if let Some(name) = record.endpoints.get(KIND_CLUSTER) {
-        match std::process::Command::new("kind").args(["delete", "cluster", "--name", name]).output() {
+        match std::process::Command::new("kind")
+            .args(["delete", "cluster", "--name", name])
+            .output()
+        {
             Ok(o) if o.status.success() => {}
-            Ok(o) => problems.push(format!("kind delete cluster --name {name}: {}", String::from_utf8_lossy(&o.stderr).trim())),
+            Ok(o) => problems.push(format!(
+                "kind delete cluster --name {name}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
             Err(e) => problems.push(format!("kind delete cluster --name {name}: {e}")),
         }
     }
     let left = record.live_processes();
     if !left.is_empty() {
-        problems.push(format!("{} process(es) would not die: {:?}", left.len(), left.iter().map(|p| p.pid).collect::<Vec<_>>()));
+        problems.push(format!(
+            "{} process(es) would not die: {:?}",
+            left.len(),
+            left.iter().map(|p| p.pid).collect::<Vec<_>>()
+        ));
     }
     let mut removed_dirs = 0;
     for d in &record.dirs {
@@ -254,7 +284,12 @@ pub fn tear_down(dir: &Path, record: &Record, grace: Duration) -> Swept {
     if problems.is_empty() {
         record.remove(dir);
     }
-    Swept { record: record.clone(), killed: live.len(), removed_dirs, problems }
+    Swept {
+        record: record.clone(),
+        killed: live.len(),
+        removed_dirs,
+        problems,
+    }
 }
 
 /// Sweep the records whose owner is gone; with `handed_over`, also those handed
@@ -304,20 +339,30 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     // After the name: state(3) ppid(4) pgrp(5) session(6) tty(7) tpgid(8) flags(9)
     // minflt(10) cminflt(11) majflt(12) cmajflt(13) utime(14) stime(15) cutime(16)
     // cstime(17) priority(18) nice(19) threads(20) itrealvalue(21) starttime(22).
-    Some(Stat { state: f.first()?.chars().next()?, ppid: f.get(1)?.parse().ok()?, pgrp: f.get(2)?.parse().ok()?, start: f.get(19)?.parse().ok()? })
+    Some(Stat {
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+        start: f.get(19)?.parse().ok()?,
+    })
 }
 
 /// Whether a process has finished exiting. A multi-threaded process (Go, Java) whose
 /// main thread is a zombie may still have threads tearing down, holding its sockets
 /// open: it has exited only once it is a zombie with a single thread left.
 fn exited(pid: i32, s: &Stat) -> bool {
-    s.state == 'Z' && std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count() <= 1).unwrap_or(true)
+    s.state == 'Z'
+        && std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|d| d.count() <= 1)
+            .unwrap_or(true)
 }
 
 /// Live processes whose environment carries `VDRILL_BED=<id>`.
 pub fn marked(id: &str) -> Vec<ProcId> {
     let needle = format!("{MARKER}={id}");
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
@@ -326,7 +371,10 @@ pub fn marked(id: &str) -> Vec<ProcId> {
             let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
             let found = environ.split(|b| *b == 0).any(|kv| kv == needle.as_bytes());
             let s = stat(pid as i32)?;
-            (found && !exited(pid as i32, &s)).then_some(ProcId { pid, start: s.start })
+            (found && !exited(pid as i32, &s)).then_some(ProcId {
+                pid,
+                start: s.start,
+            })
         })
         .collect()
 }
@@ -348,14 +396,24 @@ mod tests {
         let me = ProcId::me();
         assert!(me.start > 0);
         assert!(me.alive());
-        assert!(!ProcId { pid: me.pid, start: me.start + 1 }.alive(), "a reused pid is not the recorded process");
+        assert!(
+            !ProcId {
+                pid: me.pid,
+                start: me.start + 1
+            }
+            .alive(),
+            "a reused pid is not the recorded process"
+        );
     }
 
     #[test]
     fn a_record_of_a_dead_owner_is_an_orphan_and_a_handed_over_one_is_not() {
         let mut r = Record::new(Kind::Cell, "t", "t");
         assert!(!r.orphaned());
-        r.owner = Some(ProcId { pid: std::process::id(), start: 1 });
+        r.owner = Some(ProcId {
+            pid: std::process::id(),
+            start: 1,
+        });
         assert!(r.orphaned());
         r.owner = None;
         assert!(!r.orphaned());
@@ -377,11 +435,18 @@ mod tests {
         while marked(&id).len() < 3 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(marked(&id).len(), 3, "sh and its two sleeps carry the marker");
+        assert_eq!(
+            marked(&id).len(),
+            3,
+            "sh and its two sleeps carry the marker"
+        );
         let folder = work.path().join("data");
         std::fs::create_dir_all(&folder).unwrap();
         let mut r = Record::new(Kind::Cell, &id, "sweep test");
-        r.owner = Some(ProcId { pid: std::process::id(), start: 1 }); // a dead owner
+        r.owner = Some(ProcId {
+            pid: std::process::id(),
+            start: 1,
+        }); // a dead owner
         r.dirs.push(folder.clone());
         r.save(beds.path()).unwrap();
         // A live run's record is left alone.

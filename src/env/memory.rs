@@ -74,11 +74,19 @@ pub struct MemoryFactory {
 
 impl MemoryFactory {
     pub fn new(behaviour: Behaviour) -> MemoryFactory {
-        MemoryFactory { world: Arc::default(), behaviour, beds: None }
+        MemoryFactory {
+            world: Arc::default(),
+            behaviour,
+            beds: None,
+        }
     }
 
     pub fn calls(&self) -> Vec<String> {
-        self.world.lock().unwrap_or_else(|e| e.into_inner()).calls.clone()
+        self.world
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .calls
+            .clone()
     }
 
     /// Read or seed the world.
@@ -90,22 +98,56 @@ impl MemoryFactory {
 #[async_trait]
 impl EnvironmentFactory for MemoryFactory {
     async fn start(&self, cell: &Cell, dirs: &CellDirs, log: &StepLog) -> Result<Environment> {
-        self.world.lock().unwrap_or_else(|e| e.into_inner()).calls.push("start".into());
+        self.world
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .calls
+            .push("start".into());
         if self.behaviour.fail_start {
             bail!("the in-memory environment was told to fail");
         }
         log.line("in-memory environment up");
         let supervisor = match &self.beds {
             Some(beds) => {
-                let logs = process::LogDirs { raw: dirs.work.join("logs"), artifacts: dirs.artifacts.join("env") };
-                Some(process::Supervisor::in_dir(beds, ledger::Kind::Cell, &format!("memory-{}", crate::report::slug(&cell.id)), &cell.id, logs, log.redactor().clone(), false)?)
+                let logs = process::LogDirs {
+                    raw: dirs.work.join("logs"),
+                    artifacts: dirs.artifacts.join("env"),
+                };
+                Some(process::Supervisor::in_dir(
+                    beds,
+                    ledger::Kind::Cell,
+                    &format!("memory-{}", crate::report::slug(&cell.id)),
+                    &cell.id,
+                    logs,
+                    log.redactor().clone(),
+                    false,
+                )?)
             }
             None => None,
         };
-        let watchdog = supervisor.as_ref().map(process::Supervisor::watchdog).unwrap_or_else(|| process::Watchdog::new(log.redactor().clone()));
-        let credentials = log.redactor().secret("[default]\naws_secret_access_key=memory-secret-key\n");
-        let m = Arc::new(Memory { world: self.world.clone(), behaviour: self.behaviour.clone(), watchdog: watchdog.clone(), supervisor, credentials });
-        Ok(Environment { cluster: m.clone(), store: m.clone(), keys: m.clone(), velero: m.clone(), stop: m, watchdog, disposable: false })
+        let watchdog = supervisor
+            .as_ref()
+            .map(process::Supervisor::watchdog)
+            .unwrap_or_else(|| process::Watchdog::new(log.redactor().clone()));
+        let credentials = log
+            .redactor()
+            .secret("[default]\naws_secret_access_key=memory-secret-key\n");
+        let m = Arc::new(Memory {
+            world: self.world.clone(),
+            behaviour: self.behaviour.clone(),
+            watchdog: watchdog.clone(),
+            supervisor,
+            credentials,
+        });
+        Ok(Environment {
+            cluster: m.clone(),
+            store: m.clone(),
+            keys: m.clone(),
+            velero: m.clone(),
+            stop: m,
+            watchdog,
+            disposable: false,
+        })
     }
 }
 
@@ -126,7 +168,9 @@ impl Memory {
 fn kms_error(state: &KeyState, arn: &str) -> anyhow::Error {
     match state {
         KeyState::Disabled => anyhow!("KMS.DisabledException: {arn} is disabled."),
-        KeyState::PendingDeletion => anyhow!("KMS.KMSInvalidStateException: {arn} is pending deletion."),
+        KeyState::PendingDeletion => {
+            anyhow!("KMS.KMSInvalidStateException: {arn} is pending deletion.")
+        }
         other => anyhow!("KMS.KMSInvalidStateException: {arn} is {other:?}"),
     }
 }
@@ -134,16 +178,32 @@ fn kms_error(state: &KeyState, arn: &str) -> anyhow::Error {
 impl World {
     /// A key (with its alias) that exists before the run; returns its ARN.
     pub fn add_key(&mut self, alias: &str) -> String {
-        let arn = format!("arn:aws:kms:us-east-1:000000000000:key/pre-existing-{}", self.keys.len() + 1);
-        self.keys.insert(arn.clone(), Key { arn: arn.clone(), state: KeyState::Enabled });
+        let arn = format!(
+            "arn:aws:kms:us-east-1:000000000000:key/pre-existing-{}",
+            self.keys.len() + 1
+        );
+        self.keys.insert(
+            arn.clone(),
+            Key {
+                arn: arn.clone(),
+                state: KeyState::Enabled,
+            },
+        );
         self.aliases.insert(alias.to_string(), arn.clone());
         arn
     }
 
     /// A bucket with one object in it, existing before the run.
     pub fn add_bucket(&mut self, bucket: &str, object: &str) {
-        let obj = Object { data: b"someone else's data".to_vec(), enc: ObjectEncryption::default(), kms_arn: None };
-        self.buckets.entry(bucket.to_string()).or_default().insert(object.to_string(), obj);
+        let obj = Object {
+            data: b"someone else's data".to_vec(),
+            enc: ObjectEncryption::default(),
+            kms_arn: None,
+        };
+        self.buckets
+            .entry(bucket.to_string())
+            .or_default()
+            .insert(object.to_string(), obj);
     }
 
     /// A namespace with a ConfigMap in it, existing before the run.
@@ -168,7 +228,9 @@ impl World {
     }
 
     pub fn bucket_objects(&self, bucket: &str) -> Option<Vec<String>> {
-        self.buckets.get(bucket).map(|b| b.keys().cloned().collect())
+        self.buckets
+            .get(bucket)
+            .map(|b| b.keys().cloned().collect())
     }
 
     pub fn has_namespace(&self, namespace: &str) -> bool {
@@ -176,18 +238,26 @@ impl World {
     }
 
     pub fn has_object(&self, kind: &str, namespace: Option<&str>, name: &str) -> bool {
-        self.objects.keys().any(|r| r.kind == kind && r.namespace.as_deref() == namespace && r.name == name)
+        self.objects
+            .keys()
+            .any(|r| r.kind == kind && r.namespace.as_deref() == namespace && r.name == name)
     }
 
     fn resolve(&self, reference: &str) -> Option<String> {
         if let Some(arn) = self.aliases.get(reference) {
             return Some(arn.clone());
         }
-        self.keys.keys().find(|arn| *arn == reference || arn.ends_with(&format!("/{reference}"))).cloned()
+        self.keys
+            .keys()
+            .find(|arn| *arn == reference || arn.ends_with(&format!("/{reference}")))
+            .cloned()
     }
 
     fn usable(&self, arn: &str) -> Result<()> {
-        let key = self.keys.get(arn).ok_or_else(|| anyhow!("KMS.NotFoundException: {arn}"))?;
+        let key = self
+            .keys
+            .get(arn)
+            .ok_or_else(|| anyhow!("KMS.NotFoundException: {arn}"))?;
         if key.state != KeyState::Enabled {
             return Err(kms_error(&key.state, arn));
         }
@@ -199,7 +269,9 @@ impl World {
         let mut enc = ObjectEncryption::default();
         let mut kms_arn = None;
         if let Some(k) = loc.config.get("kmsKeyId") {
-            let arn = self.resolve(k).ok_or_else(|| anyhow!("KMS.NotFoundException: {k}"))?;
+            let arn = self
+                .resolve(k)
+                .ok_or_else(|| anyhow!("KMS.NotFoundException: {k}"))?;
             self.usable(&arn)?;
             enc.server_side_encryption = Some("aws:kms".into());
             enc.kms_key_id = Some(arn.clone());
@@ -209,17 +281,26 @@ impl World {
             enc.sse_customer_algorithm = Some("AES256".into());
             enc.sse_customer_key_md5 = Some(crate::assert::encryption::customer_key_md5(&bytes));
         }
-        let bucket = self.buckets.get_mut(&loc.bucket).ok_or_else(|| anyhow!("NoSuchBucket: {}", loc.bucket))?;
+        let bucket = self
+            .buckets
+            .get_mut(&loc.bucket)
+            .ok_or_else(|| anyhow!("NoSuchBucket: {}", loc.bucket))?;
         bucket.insert(key, Object { data, enc, kms_arn });
         Ok(())
     }
 
     fn get(&self, bucket: &str, key: &str, customer_key: Option<&[u8]>) -> Result<&Object> {
-        let obj = self.buckets.get(bucket).and_then(|b| b.get(key)).ok_or_else(|| anyhow!("NoSuchKey: {key}"))?;
+        let obj = self
+            .buckets
+            .get(bucket)
+            .and_then(|b| b.get(key))
+            .ok_or_else(|| anyhow!("NoSuchKey: {key}"))?;
         if let Some(md5) = &obj.enc.sse_customer_key_md5 {
             match customer_key {
                 None => bail!("400 Bad Request: the object was stored using a form of SSE-C"),
-                Some(k) if &crate::assert::encryption::customer_key_md5(k) != md5 => bail!("403 Forbidden: wrong SSE-C key"),
+                Some(k) if &crate::assert::encryption::customer_key_md5(k) != md5 => {
+                    bail!("403 Forbidden: wrong SSE-C key")
+                }
                 Some(_) => {}
             }
         }
@@ -230,10 +311,20 @@ impl World {
 #[async_trait]
 impl Cluster for Memory {
     fn info(&self) -> ClusterInfo {
-        ClusterInfo { kind: "memory".into(), server: "memory://".into(), kubeconfig: None, version: None }
+        ClusterInfo {
+            kind: "memory".into(),
+            server: "memory://".into(),
+            kubeconfig: None,
+            version: None,
+        }
     }
 
-    async fn apply(&self, namespace: &str, manifests: &[Manifest], _log: &StepLog) -> Result<Vec<Json>> {
+    async fn apply(
+        &self,
+        namespace: &str,
+        manifests: &[Manifest],
+        _log: &StepLog,
+    ) -> Result<Vec<Json>> {
         let mut w = self.w();
         if !w.namespaces.iter().any(|n| n == namespace) {
             w.namespaces.push(namespace.to_string());
@@ -270,7 +361,8 @@ impl Cluster for Memory {
         let mut w = self.w();
         w.calls.push(format!("delete_namespace {namespace}"));
         w.namespaces.retain(|n| n != namespace);
-        w.objects.retain(|r, _| r.namespace.as_deref() != Some(namespace));
+        w.objects
+            .retain(|r, _| r.namespace.as_deref() != Some(namespace));
         Ok(())
     }
 
@@ -285,7 +377,8 @@ impl Cluster for Memory {
     async fn delete_crd(&self, name: &str, _log: &StepLog) -> Result<()> {
         let mut w = self.w();
         w.calls.push(format!("delete_crd {name}"));
-        w.objects.retain(|r, _| !(r.kind == "CustomResourceDefinition" && r.name == name));
+        w.objects
+            .retain(|r, _| !(r.kind == "CustomResourceDefinition" && r.name == name));
         Ok(())
     }
 }
@@ -297,25 +390,51 @@ impl ObjectStore for Memory {
     }
 
     /// Like S3 in us-east-1: creating a bucket you already own succeeds silently.
-    async fn create_bucket(&self, bucket: &str, _default_key: Option<&KeyInfo>, _log: &StepLog) -> Result<()> {
+    async fn create_bucket(
+        &self,
+        bucket: &str,
+        _default_key: Option<&KeyInfo>,
+        _log: &StepLog,
+    ) -> Result<()> {
         self.w().buckets.entry(bucket.to_string()).or_default();
         Ok(())
     }
 
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>> {
         let w = self.w();
-        Ok(w.buckets.get(bucket).map(|b| b.keys().filter(|k| k.starts_with(prefix)).cloned().collect()).unwrap_or_default())
+        Ok(w.buckets
+            .get(bucket)
+            .map(|b| {
+                b.keys()
+                    .filter(|k| k.starts_with(prefix))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default())
     }
 
-    async fn head(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<ObjectEncryption> {
-        Ok(self.w().get(bucket, key, customer_key.map(Secret::expose))?.enc.clone())
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        customer_key: Option<&Secret>,
+    ) -> Result<ObjectEncryption> {
+        Ok(self
+            .w()
+            .get(bucket, key, customer_key.map(Secret::expose))?
+            .enc
+            .clone())
     }
 
     async fn read(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<u64> {
         let result = {
             let w = self.w();
             let obj = w.get(bucket, key, customer_key.map(Secret::expose))?;
-            obj.kms_arn.as_ref().map(|arn| w.usable(arn)).transpose().map(|_| obj.data.len() as u64)
+            obj.kms_arn
+                .as_ref()
+                .map(|arn| w.usable(arn))
+                .transpose()
+                .map(|_| obj.data.len() as u64)
         };
         if result.is_err() && self.behaviour.hang_disabled_reads {
             std::future::pending::<()>().await;
@@ -333,7 +452,9 @@ impl ObjectStore for Memory {
 
     async fn delete_bucket(&self, bucket: &str, _log: &StepLog) -> Result<()> {
         let mut w = self.w();
-        w.buckets.remove(bucket).ok_or_else(|| anyhow!("NoSuchBucket: {bucket}"))?;
+        w.buckets
+            .remove(bucket)
+            .ok_or_else(|| anyhow!("NoSuchBucket: {bucket}"))?;
         w.calls.push(format!("delete_bucket {bucket}"));
         Ok(())
     }
@@ -344,10 +465,24 @@ impl KeyManager for Memory {
     async fn create(&self, name: &str, spec: &KeySpec, _log: &StepLog) -> Result<KeyInfo> {
         let mut w = self.w();
         if spec.existing {
-            let alias = spec.alias.clone().ok_or_else(|| anyhow!("an existing key needs an alias"))?;
-            let arn = w.resolve(&alias).ok_or_else(|| anyhow!("KMS.NotFoundException: {alias}"))?;
+            let alias = spec
+                .alias
+                .clone()
+                .ok_or_else(|| anyhow!("an existing key needs an alias"))?;
+            let arn = w
+                .resolve(&alias)
+                .ok_or_else(|| anyhow!("KMS.NotFoundException: {alias}"))?;
             let id = arn.rsplit('/').next().unwrap_or_default().to_string();
-            return Ok(KeyInfo { name: name.into(), provider: spec.provider, id, arn, alias: Some(alias), version: None, file: None, customer_key: None });
+            return Ok(KeyInfo {
+                name: name.into(),
+                provider: spec.provider,
+                id,
+                arn,
+                alias: Some(alias),
+                version: None,
+                file: None,
+                customer_key: None,
+            });
         }
         if let Some(a) = &spec.alias
             && w.aliases.contains_key(a)
@@ -356,11 +491,26 @@ impl KeyManager for Memory {
         }
         let id = format!("{:08}-key-{name}", w.keys.len() + 1);
         let arn = format!("arn:aws:kms:us-east-1:000000000000:key/{id}");
-        w.keys.insert(arn.clone(), Key { arn: arn.clone(), state: KeyState::Enabled });
+        w.keys.insert(
+            arn.clone(),
+            Key {
+                arn: arn.clone(),
+                state: KeyState::Enabled,
+            },
+        );
         if let Some(a) = &spec.alias {
             w.aliases.insert(a.clone(), arn.clone());
         }
-        Ok(KeyInfo { name: name.into(), provider: spec.provider, id, arn, alias: spec.alias.clone(), version: None, file: None, customer_key: None })
+        Ok(KeyInfo {
+            name: name.into(),
+            provider: spec.provider,
+            id,
+            arn,
+            alias: spec.alias.clone(),
+            version: None,
+            file: None,
+            customer_key: None,
+        })
     }
 
     async fn disable(&self, key: &KeyInfo, _log: &StepLog) -> Result<()> {
@@ -371,9 +521,15 @@ impl KeyManager for Memory {
     async fn enable(&self, key: &KeyInfo, _log: &StepLog) -> Result<()> {
         let mut w = self.w();
         w.calls.push(format!("enable_key {}", key.arn));
-        let k = w.keys.get_mut(&key.arn).ok_or_else(|| anyhow!("KMS.NotFoundException: {}", key.arn))?;
+        let k = w
+            .keys
+            .get_mut(&key.arn)
+            .ok_or_else(|| anyhow!("KMS.NotFoundException: {}", key.arn))?;
         if k.state == KeyState::PendingDeletion {
-            bail!("KMS.KMSInvalidStateException: {} is pending deletion", k.arn);
+            bail!(
+                "KMS.KMSInvalidStateException: {} is pending deletion",
+                k.arn
+            );
         }
         k.state = KeyState::Enabled;
         Ok(())
@@ -383,8 +539,17 @@ impl KeyManager for Memory {
         match mode {
             RotateMode::OnDemand => Ok(key.clone()),
             RotateMode::NewKey => {
-                let alias = key.alias.clone().ok_or_else(|| anyhow!("a new-key rotation needs the key's alias"))?;
-                let spec = KeySpec { provider: key.provider, alias: None, name: None, vault: None, existing: false };
+                let alias = key
+                    .alias
+                    .clone()
+                    .ok_or_else(|| anyhow!("a new-key rotation needs the key's alias"))?;
+                let spec = KeySpec {
+                    provider: key.provider,
+                    alias: None,
+                    name: None,
+                    vault: None,
+                    existing: false,
+                };
                 let mut new = self.create(&key.name, &spec, log).await?;
                 self.w().aliases.insert(alias.clone(), new.arn.clone());
                 new.alias = Some(alias);
@@ -402,11 +567,17 @@ impl KeyManager for Memory {
     }
 
     async fn state(&self, key: &KeyInfo) -> Result<KeyState> {
-        self.w().keys.get(&key.arn).map(|k| k.state.clone()).ok_or_else(|| anyhow!("KMS.NotFoundException: {}", key.arn))
+        self.w()
+            .keys
+            .get(&key.arn)
+            .map(|k| k.state.clone())
+            .ok_or_else(|| anyhow!("KMS.NotFoundException: {}", key.arn))
     }
 
     async fn resolve(&self, reference: &str) -> Result<String> {
-        self.w().resolve(reference).ok_or_else(|| anyhow!("KMS.NotFoundException: {reference}"))
+        self.w()
+            .resolve(reference)
+            .ok_or_else(|| anyhow!("KMS.NotFoundException: {reference}"))
     }
 
     async fn exists(&self, reference: &str) -> Result<bool> {
@@ -414,13 +585,20 @@ impl KeyManager for Memory {
     }
 
     fn limitations(&self) -> Vec<Limitation> {
-        if self.behaviour.alias_key_id_not_reported { vec![Limitation::AliasKeyIdNotReported] } else { Vec::new() }
+        if self.behaviour.alias_key_id_not_reported {
+            vec![Limitation::AliasKeyIdNotReported]
+        } else {
+            Vec::new()
+        }
     }
 
     async fn delete(&self, key: &KeyInfo, _log: &StepLog) -> Result<()> {
         let mut w = self.w();
         w.calls.push(format!("delete_key {}", key.arn));
-        let k = w.keys.get_mut(&key.arn).ok_or_else(|| anyhow!("KMS.NotFoundException: {}", key.arn))?;
+        let k = w
+            .keys
+            .get_mut(&key.arn)
+            .ok_or_else(|| anyhow!("KMS.NotFoundException: {}", key.arn))?;
         k.state = KeyState::PendingDeletion;
         Ok(())
     }
@@ -428,7 +606,9 @@ impl KeyManager for Memory {
     async fn delete_alias(&self, alias: &str, _log: &StepLog) -> Result<()> {
         let mut w = self.w();
         w.calls.push(format!("delete_alias {alias}"));
-        w.aliases.remove(alias).ok_or_else(|| anyhow!("KMS.NotFoundException: alias {alias}"))?;
+        w.aliases
+            .remove(alias)
+            .ok_or_else(|| anyhow!("KMS.NotFoundException: alias {alias}"))?;
         Ok(())
     }
 }
@@ -436,18 +616,29 @@ impl KeyManager for Memory {
 impl Memory {
     fn set_state(&self, arn: &str, state: KeyState) -> Result<()> {
         let mut w = self.w();
-        let k = w.keys.get_mut(arn).ok_or_else(|| anyhow!("KMS.NotFoundException: {arn}"))?;
+        let k = w
+            .keys
+            .get_mut(arn)
+            .ok_or_else(|| anyhow!("KMS.NotFoundException: {arn}"))?;
         k.state = state;
         Ok(())
     }
 
     fn location(&self, name: &str) -> Result<ResolvedLocation> {
-        self.w().locations.iter().find(|l| l.name == name).cloned().ok_or_else(|| anyhow!("no location {name}"))
+        self.w()
+            .locations
+            .iter()
+            .find(|l| l.name == name)
+            .cloned()
+            .ok_or_else(|| anyhow!("no location {name}"))
     }
 }
 
 fn prefix(loc: &ResolvedLocation) -> String {
-    loc.prefix.as_ref().map(|p| format!("{p}/")).unwrap_or_default()
+    loc.prefix
+        .as_ref()
+        .map(|p| format!("{p}/"))
+        .unwrap_or_default()
 }
 
 #[async_trait]
@@ -462,7 +653,11 @@ impl Velero for Memory {
 
     async fn backup(&self, req: &BackupRequest, _log: &StepLog) -> Result<Outcome> {
         if let Some(name) = &self.behaviour.die_during_backup {
-            self.watchdog.report(process::Died { name: name.clone(), status: "signal: 9 (SIGKILL)".into(), tail: format!("{name} was here") });
+            self.watchdog.report(process::Died {
+                name: name.clone(),
+                status: "signal: 9 (SIGKILL)".into(),
+                tail: format!("{name} was here"),
+            });
             std::future::pending::<()>().await;
         }
         if let (Some(script), Some(sup)) = (&self.behaviour.backup_runs, &self.supervisor) {
@@ -475,16 +670,34 @@ impl Velero for Memory {
         }
         let loc = self.location(&req.location)?;
         let mut w = self.w();
-        let objects: Vec<Json> =
-            w.objects.iter().filter(|(r, _)| r.namespace.as_ref().is_some_and(|n| req.namespaces.contains(n))).map(|(_, o)| o.clone()).collect();
+        let objects: Vec<Json> = w
+            .objects
+            .iter()
+            .filter(|(r, _)| {
+                r.namespace
+                    .as_ref()
+                    .is_some_and(|n| req.namespaces.contains(n))
+            })
+            .map(|(_, o)| o.clone())
+            .collect();
         let base = format!("{}backups/{}/", prefix(&loc), req.name);
         let tarball = serde_json::to_vec(&objects)?;
-        let mut outcome = Outcome { phase: "Completed".into(), duration: Duration::from_millis(5), ..Default::default() };
-        for (name, data) in [(format!("{}.tar.gz", req.name), tarball), ("velero-backup.json".to_string(), b"{}".to_vec())] {
+        let mut outcome = Outcome {
+            phase: "Completed".into(),
+            duration: Duration::from_millis(5),
+            ..Default::default()
+        };
+        for (name, data) in [
+            (format!("{}.tar.gz", req.name), tarball),
+            ("velero-backup.json".to_string(), b"{}".to_vec()),
+        ] {
             if let Err(e) = w.put(&loc, format!("{base}{name}"), data) {
                 outcome.phase = "Failed".into();
                 outcome.errors += 1;
-                outcome.logs.push_str(&format!("level=error msg=\"Error uploading backup\" backup=velero/{} error=\"{e}\"\n", req.name));
+                outcome.logs.push_str(&format!(
+                    "level=error msg=\"Error uploading backup\" backup=velero/{} error=\"{e}\"\n",
+                    req.name
+                ));
                 break;
             }
         }
@@ -497,17 +710,34 @@ impl Velero for Memory {
         let loc = w
             .locations
             .iter()
-            .find(|l| w.buckets.get(&l.bucket).is_some_and(|b| b.contains_key(&format!("{}backups/{}/velero-backup.json", prefix(l), req.backup))))
+            .find(|l| {
+                w.buckets.get(&l.bucket).is_some_and(|b| {
+                    b.contains_key(&format!(
+                        "{}backups/{}/velero-backup.json",
+                        prefix(l),
+                        req.backup
+                    ))
+                })
+            })
             .cloned()
             .ok_or_else(|| anyhow!("backup {} is in no location", req.backup))?;
-        let key = format!("{}backups/{}/{}.tar.gz", prefix(&loc), req.backup, req.backup);
+        let key = format!(
+            "{}backups/{}/{}.tar.gz",
+            prefix(&loc),
+            req.backup,
+            req.backup
+        );
         let read = w.get(&loc.bucket, &key, None).and_then(|o| {
             if let Some(arn) = &o.kms_arn {
                 w.usable(arn)?;
             }
             Ok(o.data.clone())
         });
-        let mut outcome = Outcome { phase: "Completed".into(), duration: Duration::from_millis(5), ..Default::default() };
+        let mut outcome = Outcome {
+            phase: "Completed".into(),
+            duration: Duration::from_millis(5),
+            ..Default::default()
+        };
         match read {
             Ok(data) => {
                 let objects: Vec<Json> = serde_json::from_slice(&data)?;

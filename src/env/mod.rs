@@ -43,7 +43,12 @@ pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     f.write_all(bytes)
 }
 
@@ -64,7 +69,9 @@ pub fn cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("VDRILL_CACHE").filter(|v| !v.is_empty()) {
         return PathBuf::from(dir);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/tmp"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
     home.join(".cache").join("vdrill")
 }
 
@@ -171,11 +178,21 @@ pub trait ObjectStore: Send + Sync {
     /// Whether the bucket (container) exists, whoever owns it.
     async fn bucket_exists(&self, bucket: &str) -> Result<bool>;
     /// Create the bucket (container), with default KMS encryption if a key is given.
-    async fn create_bucket(&self, bucket: &str, default_key: Option<&KeyInfo>, log: &StepLog) -> Result<()>;
+    async fn create_bucket(
+        &self,
+        bucket: &str,
+        default_key: Option<&KeyInfo>,
+        log: &StepLog,
+    ) -> Result<()>;
     /// Every object key under `prefix`.
     async fn list(&self, bucket: &str, prefix: &str) -> Result<Vec<String>>;
     /// HeadObject; `customer_key` is sent as SSE-C headers when given.
-    async fn head(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<ObjectEncryption>;
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        customer_key: Option<&Secret>,
+    ) -> Result<ObjectEncryption>;
     /// GetObject, reading the whole body; returns its length. Fails as the store fails
     /// (e.g. with the KMS error when the object's key is disabled).
     async fn read(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<u64>;
@@ -206,7 +223,11 @@ pub enum AccountEncryption {
     PlatformManaged,
     /// A customer-managed key in Key Vault (`Microsoft.Keyvault`). No version:
     /// the account follows the key's current version.
-    KeyVault { vault_uri: String, key_name: String, key_version: Option<String> },
+    KeyVault {
+        vault_uri: String,
+        key_name: String,
+        key_version: Option<String>,
+    },
 }
 
 /// A Kubernetes object reference.
@@ -233,7 +254,10 @@ impl ObjectRef {
             api_version: obj["apiVersion"].as_str().unwrap_or_default().to_string(),
             kind: obj["kind"].as_str().unwrap_or_default().to_string(),
             namespace: obj["metadata"]["namespace"].as_str().map(str::to_string),
-            name: obj["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            name: obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         }
     }
 }
@@ -251,7 +275,12 @@ pub trait Cluster: Send + Sync {
     fn info(&self) -> ClusterInfo;
     /// Create the namespace if needed and server-side apply the manifests into it.
     /// Returns the objects as the API server stored them.
-    async fn apply(&self, namespace: &str, manifests: &[Manifest], log: &StepLog) -> Result<Vec<Json>>;
+    async fn apply(
+        &self,
+        namespace: &str,
+        manifests: &[Manifest],
+        log: &StepLog,
+    ) -> Result<Vec<Json>>;
     /// The live objects (None where absent).
     async fn get(&self, refs: &[ObjectRef]) -> Result<Vec<Option<Json>>>;
     /// Delete a namespace and wait until it is gone.
@@ -387,7 +416,12 @@ pub struct CellDirs {
 pub trait EnvironmentFactory: Send + Sync {
     /// Build or fetch what the cells need before any of them runs (outside every
     /// step and cell budget). Returns why each cell that cannot run cannot.
-    async fn provision(&self, _cells: &[Cell], _progress: &provision::Progress, _cancel: &tokio_util::sync::CancellationToken) -> provision::Report {
+    async fn provision(
+        &self,
+        _cells: &[Cell],
+        _progress: &provision::Progress,
+        _cancel: &tokio_util::sync::CancellationToken,
+    ) -> provision::Report {
         provision::Report::default()
     }
     async fn start(&self, cell: &Cell, dirs: &CellDirs, log: &StepLog) -> Result<Environment>;

@@ -42,7 +42,13 @@ pub struct ProcessSpec {
 
 impl ProcessSpec {
     pub fn new(name: &str, program: impl Into<PathBuf>) -> ProcessSpec {
-        ProcessSpec { name: name.to_string(), program: program.into(), args: Vec::new(), env: Vec::new(), cwd: None }
+        ProcessSpec {
+            name: name.to_string(),
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: None,
+        }
     }
 
     pub fn arg(mut self, a: impl Into<String>) -> Self {
@@ -85,7 +91,12 @@ impl Died {
 
 impl std::fmt::Display for Died {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}\nlast lines of its log:\n{}", self.summary(), self.tail)
+        write!(
+            f,
+            "{}\nlast lines of its log:\n{}",
+            self.summary(),
+            self.tail
+        )
     }
 }
 
@@ -110,7 +121,13 @@ pub struct Watchdog {
 
 impl Watchdog {
     pub fn new(redactor: Arc<Redactor>) -> Watchdog {
-        Watchdog { inner: Arc::new(WatchInner { first: watch::Sender::new(None), procs: Mutex::default(), redactor }) }
+        Watchdog {
+            inner: Arc::new(WatchInner {
+                first: watch::Sender::new(None),
+                procs: Mutex::default(),
+                redactor,
+            }),
+        }
     }
 
     fn procs(&self) -> std::sync::MutexGuard<'_, Vec<Watched>> {
@@ -144,12 +161,19 @@ impl Watchdog {
         if let Some(d) = self.inner.first.borrow().clone() {
             return Some(d);
         }
-        let gone: Option<(String, PathBuf)> =
-            self.procs().iter().find(|w| !w.stopping.load(Ordering::SeqCst) && !w.id.alive()).map(|w| (w.name.clone(), w.log.clone()));
+        let gone: Option<(String, PathBuf)> = self
+            .procs()
+            .iter()
+            .find(|w| !w.stopping.load(Ordering::SeqCst) && !w.id.alive())
+            .map(|w| (w.name.clone(), w.log.clone()));
         let (name, log) = gone?;
         match tokio::time::timeout(Duration::from_secs(2), self.died()).await {
             Ok(d) => Some(d),
-            Err(_) => Some(Died { name, status: "gone from the process table".into(), tail: self.inner.redactor.redact(&tail(&log, 15)) }),
+            Err(_) => Some(Died {
+                name,
+                status: "gone from the process table".into(),
+                tail: self.inner.redactor.redact(&tail(&log, 15)),
+            }),
         }
     }
 }
@@ -191,9 +215,14 @@ impl Shared {
     /// The redacted copy of one process's log in the artifacts.
     fn copy_log(&self, name: &str) {
         let raw = self.raw_log(name);
-        let Ok(bytes) = std::fs::read(&raw) else { return };
+        let Ok(bytes) = std::fs::read(&raw) else {
+            return;
+        };
         let text = self.redactor.redact_bytes(&bytes);
-        let _ = crate::report::artifacts::write_atomic(&self.logs.artifacts.join(format!("{name}.log")), text.as_bytes());
+        let _ = crate::report::artifacts::write_atomic(
+            &self.logs.artifacts.join(format!("{name}.log")),
+            text.as_bytes(),
+        );
     }
 }
 
@@ -206,11 +235,26 @@ pub struct Supervisor {
 impl Supervisor {
     /// A supervisor with a ledger record of its own (written now, in the ledger folder).
     /// `keep`: children survive vdrill (no parent-death signal), for `--keep` and `testbed up`.
-    pub fn new(kind: Kind, id: &str, title: &str, logs: LogDirs, redactor: Arc<Redactor>, keep: bool) -> Result<Supervisor> {
+    pub fn new(
+        kind: Kind,
+        id: &str,
+        title: &str,
+        logs: LogDirs,
+        redactor: Arc<Redactor>,
+        keep: bool,
+    ) -> Result<Supervisor> {
         Supervisor::in_dir(&ledger::dir(), kind, id, title, logs, redactor, keep)
     }
 
-    pub fn in_dir(beds: &Path, kind: Kind, id: &str, title: &str, logs: LogDirs, redactor: Arc<Redactor>, keep: bool) -> Result<Supervisor> {
+    pub fn in_dir(
+        beds: &Path,
+        kind: Kind,
+        id: &str,
+        title: &str,
+        logs: LogDirs,
+        redactor: Arc<Redactor>,
+        keep: bool,
+    ) -> Result<Supervisor> {
         std::fs::create_dir_all(beds).with_context(|| format!("creating {}", beds.display()))?;
         let shared = Shared {
             beds: beds.to_path_buf(),
@@ -223,7 +267,9 @@ impl Supervisor {
             log_names: Mutex::default(),
         };
         shared.record().save(beds)?;
-        Ok(Supervisor { shared: Arc::new(shared) })
+        Ok(Supervisor {
+            shared: Arc::new(shared),
+        })
     }
 
     pub fn id(&self) -> String {
@@ -259,7 +305,10 @@ impl Supervisor {
 
     /// How to reach the environment (shown when it is handed over).
     pub fn set_endpoint(&self, key: &str, value: impl Into<String>) {
-        self.shared.record().endpoints.insert(key.to_string(), value.into());
+        self.shared
+            .record()
+            .endpoints
+            .insert(key.to_string(), value.into());
         self.shared.save();
     }
 
@@ -270,7 +319,8 @@ impl Supervisor {
             // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
             unsafe {
                 cmd.pre_exec(|| {
-                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(std::io::Error::from)?;
+                    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
+                        .map_err(std::io::Error::from)?;
                     Ok(())
                 });
             }
@@ -279,7 +329,10 @@ impl Supervisor {
 
     fn record_child(&self, name: &str, pid: u32) -> ProcId {
         let id = ProcId::of(pid).unwrap_or(ProcId { pid, start: 0 });
-        self.shared.record().processes.push(Entry { name: name.to_string(), id });
+        self.shared.record().processes.push(Entry {
+            name: name.to_string(),
+            id,
+        });
         self.shared.save();
         id
     }
@@ -295,10 +348,17 @@ impl Supervisor {
         if let Some(dir) = raw.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&raw).with_context(|| format!("opening {}", raw.display()))?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&raw)
+            .with_context(|| format!("opening {}", raw.display()))?;
         let err = out.try_clone()?;
         let mut cmd = std::process::Command::new(&spec.program);
-        cmd.args(&spec.args).stdin(Stdio::null()).stdout(Stdio::from(out)).stderr(Stdio::from(err));
+        cmd.args(&spec.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
         for (k, v) in &spec.env {
             cmd.env(k, v);
         }
@@ -312,13 +372,22 @@ impl Supervisor {
         let pid = child.id().context("child has no pid")?;
         let id = self.record_child(&spec.name, pid);
         {
-            let mut names = self.shared.log_names.lock().unwrap_or_else(|e| e.into_inner());
+            let mut names = self
+                .shared
+                .log_names
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if !names.contains(&spec.name) {
                 names.push(spec.name.clone());
             }
         }
         let stopping = Arc::new(AtomicBool::new(false));
-        self.shared.watchdog.procs().push(Watched { name: spec.name.clone(), id, log: raw.clone(), stopping: stopping.clone() });
+        self.shared.watchdog.procs().push(Watched {
+            name: spec.name.clone(),
+            id,
+            log: raw.clone(),
+            stopping: stopping.clone(),
+        });
         let (exit_tx, exit_rx) = watch::channel(None);
         // The reaper: waits for the child and tells the watchdog if nobody asked it to go.
         let shared = self.shared.clone();
@@ -333,19 +402,40 @@ impl Supervisor {
             if !flag.load(Ordering::SeqCst) && !shared.handed_over.load(Ordering::SeqCst) {
                 let tail = shared.redactor.redact(&tail(&shared.raw_log(&name), 15));
                 shared.copy_log(&name);
-                shared.watchdog.report(Died { name, status: text, tail });
+                shared.watchdog.report(Died {
+                    name,
+                    status: text,
+                    tail,
+                });
             }
         });
-        Ok(Managed { name: spec.name.clone(), pid, log: raw, exit: exit_rx, stopping, shared: self.shared.clone(), stopped: false })
+        Ok(Managed {
+            name: spec.name.clone(),
+            pid,
+            log: raw,
+            exit: exit_rx,
+            stopping,
+            shared: self.shared.clone(),
+            stopped: false,
+        })
     }
 
     /// Start a command to run to its end: stdout piped, stderr as given, marked,
     /// grouped and recorded; the guard kills its group when dropped.
-    fn start_command(&self, name: &str, mut cmd: std::process::Command, stderr: Stdio) -> Result<(tokio::process::Child, u32, GroupGuard)> {
-        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(stderr);
+    fn start_command(
+        &self,
+        name: &str,
+        mut cmd: std::process::Command,
+        stderr: Stdio,
+    ) -> Result<(tokio::process::Child, u32, GroupGuard)> {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
         self.prepare(&mut cmd);
         let program = cmd.get_program().to_string_lossy().into_owned();
-        let child = tokio::process::Command::from(cmd).spawn().with_context(|| format!("starting {name} ({program})"))?;
+        let child = tokio::process::Command::from(cmd)
+            .spawn()
+            .with_context(|| format!("starting {name} ({program})"))?;
         let pid = child.id().context("child has no pid")?;
         self.record_child(name, pid);
         Ok((child, pid, GroupGuard(pid)))
@@ -355,10 +445,17 @@ impl Supervisor {
     /// killed if this future is dropped (timeout, cancel) and after it exits
     /// (whatever it left running in the background, which would otherwise hold
     /// its output open).
-    pub async fn output(&self, name: &str, cmd: std::process::Command) -> Result<std::process::Output> {
+    pub async fn output(
+        &self,
+        name: &str,
+        cmd: std::process::Command,
+    ) -> Result<std::process::Output> {
         use tokio::io::AsyncReadExt;
         let (mut child, pid, guard) = self.start_command(name, cmd, Stdio::piped())?;
-        let (mut out, mut err) = (child.stdout.take().context("no stdout")?, child.stderr.take().context("no stderr")?);
+        let (mut out, mut err) = (
+            child.stdout.take().context("no stdout")?,
+            child.stderr.take().context("no stderr")?,
+        );
         let read_out = tokio::spawn(async move {
             let mut b = Vec::new();
             let _ = out.read_to_end(&mut b).await;
@@ -369,20 +466,40 @@ impl Supervisor {
             let _ = err.read_to_end(&mut b).await;
             b
         });
-        let status = child.wait().await.with_context(|| format!("waiting for {name}"));
+        let status = child
+            .wait()
+            .await
+            .with_context(|| format!("waiting for {name}"));
         drop(guard);
         self.forget_child(pid);
-        let (stdout, stderr) = (read_out.await.unwrap_or_default(), read_err.await.unwrap_or_default());
-        Ok(std::process::Output { status: status?, stdout, stderr })
+        let (stdout, stderr) = (
+            read_out.await.unwrap_or_default(),
+            read_err.await.unwrap_or_default(),
+        );
+        Ok(std::process::Output {
+            status: status?,
+            stdout,
+            stderr,
+        })
     }
 
     /// Run a command to its end, handing each line of its stdout to `line` as it
     /// comes and appending its stderr to `log`. Killed like [`Supervisor::output`].
-    pub async fn stream(&self, name: &str, cmd: std::process::Command, log: &Path, mut line: impl FnMut(&str)) -> Result<ExitStatus> {
+    pub async fn stream(
+        &self,
+        name: &str,
+        cmd: std::process::Command,
+        log: &Path,
+        mut line: impl FnMut(&str),
+    ) -> Result<ExitStatus> {
         if let Some(dir) = log.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let err = std::fs::OpenOptions::new().create(true).append(true).open(log).with_context(|| format!("opening {}", log.display()))?;
+        let err = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let (mut child, pid, guard) = self.start_command(name, cmd, Stdio::from(err))?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = tokio::io::BufReader::new(stdout).lines();
@@ -410,7 +527,12 @@ impl Supervisor {
 
     /// Copy every process log, redacted, into the artifacts.
     pub fn copy_logs(&self) {
-        let names = self.shared.log_names.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let names = self
+            .shared
+            .log_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         for n in names {
             self.shared.copy_log(&n);
         }
@@ -463,7 +585,10 @@ pub struct Managed {
 
 impl std::fmt::Debug for Managed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Managed").field("name", &self.name).field("pid", &self.pid).finish_non_exhaustive()
+        f.debug_struct("Managed")
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
     }
 }
 
@@ -472,7 +597,11 @@ impl Managed {
     pub fn check_alive(&mut self) -> Result<()> {
         let status = *self.exit.borrow();
         if let Some(status) = status {
-            bail!("{} exited ({status}); last log lines:\n{}", self.name, self.tail(15));
+            bail!(
+                "{} exited ({status}); last log lines:\n{}",
+                self.name,
+                self.tail(15)
+            );
         }
         Ok(())
     }
@@ -488,7 +617,8 @@ impl Managed {
             .iter()
             .filter(|p| p.pgrp == self.pid as i32)
             .map(|p| {
-                let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid)).unwrap_or_default();
+                let status =
+                    std::fs::read_to_string(format!("/proc/{}/status", p.pid)).unwrap_or_default();
                 status
                     .lines()
                     .find_map(|l| l.strip_prefix("VmHWM:"))
@@ -509,9 +639,13 @@ impl Managed {
         let group = Pid::from_raw(self.pid as i32);
         let _ = killpg(group, Signal::SIGTERM);
         let mut exit = self.exit.clone();
-        if tokio::time::timeout(grace, exit.wait_for(Option::is_some)).await.is_err() {
+        if tokio::time::timeout(grace, exit.wait_for(Option::is_some))
+            .await
+            .is_err()
+        {
             let _ = killpg(group, Signal::SIGKILL);
-            let _ = tokio::time::timeout(Duration::from_secs(5), exit.wait_for(Option::is_some)).await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(5), exit.wait_for(Option::is_some)).await;
         }
         // Anything the process started that ignored SIGTERM.
         let _ = killpg(group, Signal::SIGKILL);
@@ -533,7 +667,9 @@ impl Drop for Managed {
 
 /// The last `n` lines of a log file.
 pub fn tail(path: &Path, n: usize) -> String {
-    let text = std::fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text = std::fs::read(path)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
@@ -550,7 +686,11 @@ pub fn free_port() -> Result<u16> {
     static GIVEN: Mutex<Vec<u16>> = Mutex::new(Vec::new());
     let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .and_then(|s| {
+            s.split_whitespace()
+                .next()
+                .and_then(|p| p.parse::<u16>().ok())
+        })
         .unwrap_or(32768);
     const LOW: u16 = 10000;
     if ephemeral_low > LOW + 1000 {
@@ -573,7 +713,12 @@ pub fn free_port() -> Result<u16> {
 }
 
 /// Poll `check` until it returns true, the deadline passes, or a watched process dies.
-pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, procs: &mut [&mut Managed], mut check: F) -> Result<Duration>
+pub async fn wait_for<F, Fut>(
+    what: &str,
+    timeout: Duration,
+    procs: &mut [&mut Managed],
+    mut check: F,
+) -> Result<Duration>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -588,8 +733,15 @@ where
             return Ok(started.elapsed());
         }
         if started.elapsed() > timeout {
-            let logs: Vec<String> = procs.iter().map(|p| format!("--- {} ---\n{}", p.name, p.tail(10))).collect();
-            bail!("{what}: not ready after {}s\n{}", timeout.as_secs(), logs.join("\n"));
+            let logs: Vec<String> = procs
+                .iter()
+                .map(|p| format!("--- {} ---\n{}", p.name, p.tail(10)))
+                .collect();
+            bail!(
+                "{what}: not ready after {}s\n{}",
+                timeout.as_secs(),
+                logs.join("\n")
+            );
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(500));
@@ -598,7 +750,9 @@ where
 
 /// Whether something accepts TCP connections on 127.0.0.1:port.
 pub async fn port_open(port: u16) -> bool {
-    tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_ok()
 }
 
 /// One row of the process table.
@@ -613,12 +767,19 @@ pub struct ProcInfo {
 
 /// Every process on the machine, from /proc/<pid>/stat.
 pub fn processes() -> Vec<ProcInfo> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     dir.flatten()
         .filter_map(|e| {
             let pid = e.file_name().to_string_lossy().parse::<i32>().ok()?;
             let s = ledger::stat(pid)?;
-            Some(ProcInfo { pid, state: s.state, ppid: s.ppid, pgrp: s.pgrp })
+            Some(ProcInfo {
+                pid,
+                state: s.state,
+                ppid: s.ppid,
+                pgrp: s.pgrp,
+            })
         })
         .collect()
 }
@@ -628,8 +789,20 @@ mod tests {
     use super::*;
 
     fn supervisor(dir: &Path) -> Supervisor {
-        let logs = LogDirs { raw: dir.join("raw"), artifacts: dir.join("artifacts") };
-        Supervisor::in_dir(&dir.join("beds"), Kind::Run, &format!("proc-test-{}", rand_id()), "test", logs, Redactor::new(), false).unwrap()
+        let logs = LogDirs {
+            raw: dir.join("raw"),
+            artifacts: dir.join("artifacts"),
+        };
+        Supervisor::in_dir(
+            &dir.join("beds"),
+            Kind::Run,
+            &format!("proc-test-{}", rand_id()),
+            "test",
+            logs,
+            Redactor::new(),
+            false,
+        )
+        .unwrap()
     }
 
     fn rand_id() -> String {
@@ -654,7 +827,11 @@ mod tests {
         while !live_marked(&s).is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(live_marked(&s).is_empty(), "left behind: {:?}", live_marked(&s));
+        assert!(
+            live_marked(&s).is_empty(),
+            "left behind: {:?}",
+            live_marked(&s)
+        );
     }
 
     #[tokio::test]
@@ -677,29 +854,47 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let s = supervisor(tmp.path());
         let secret = s.redactor().secret("hunter2-hunter2");
-        let spec = ProcessSpec::new("victim", "sh").args(["-c", &format!("echo ready {}; exec sleep 300", secret.expose_str())]);
+        let spec = ProcessSpec::new("victim", "sh").args([
+            "-c",
+            &format!("echo ready {}; exec sleep 300", secret.expose_str()),
+        ]);
         let p = s.spawn(&spec).unwrap();
-        let calm = s.spawn(&ProcessSpec::new("calm", "sleep").arg("300")).unwrap();
+        let calm = s
+            .spawn(&ProcessSpec::new("calm", "sleep").arg("300"))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         let mut calm = calm;
         calm.stop(Duration::from_secs(2)).await.unwrap();
-        assert!(s.watchdog().check().await.is_none(), "a requested stop is not a death");
+        assert!(
+            s.watchdog().check().await.is_none(),
+            "a requested stop is not a death"
+        );
         nix::sys::signal::kill(Pid::from_raw(p.pid as i32), Signal::SIGKILL).unwrap();
-        let died = tokio::time::timeout(Duration::from_secs(5), s.watchdog().died()).await.expect("reported");
+        let died = tokio::time::timeout(Duration::from_secs(5), s.watchdog().died())
+            .await
+            .expect("reported");
         assert_eq!(died.name, "victim");
         assert!(died.status.contains("SIGKILL"), "{}", died.status);
         assert!(died.tail.contains("ready [redacted]"), "{}", died.tail);
         let artifact = std::fs::read_to_string(tmp.path().join("artifacts/victim.log")).unwrap();
-        assert!(artifact.contains("ready [redacted]") && !artifact.contains("hunter2"), "{artifact}");
+        assert!(
+            artifact.contains("ready [redacted]") && !artifact.contains("hunter2"),
+            "{artifact}"
+        );
         let raw = std::fs::read_to_string(tmp.path().join("raw/victim.log")).unwrap();
-        assert!(raw.contains("hunter2"), "the raw log, private to the work folder, is untouched");
+        assert!(
+            raw.contains("hunter2"),
+            "the raw log, private to the work folder, is untouched"
+        );
     }
 
     #[tokio::test]
     async fn dropping_a_handle_kills_the_group_unless_handed_over() {
         let tmp = tempfile::tempdir().unwrap();
         let s = supervisor(tmp.path());
-        let p = s.spawn(&ProcessSpec::new("dropped", "sh").args(["-c", "sleep 300 & exec sleep 300"])).unwrap();
+        let p = s
+            .spawn(&ProcessSpec::new("dropped", "sh").args(["-c", "sleep 300 & exec sleep 300"]))
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         drop(p);
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -709,12 +904,18 @@ mod tests {
         assert!(live_marked(&s).is_empty());
 
         let kept = supervisor(tmp.path());
-        let p = kept.spawn(&ProcessSpec::new("kept", "sleep").arg("300")).unwrap();
+        let p = kept
+            .spawn(&ProcessSpec::new("kept", "sleep").arg("300"))
+            .unwrap();
         let record = kept.hand_over(Kind::Kept);
         assert!(record.owner.is_none());
         drop(p);
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert_eq!(live_marked(&kept).len(), 1, "a handed-over process survives its handle");
+        assert_eq!(
+            live_marked(&kept).len(),
+            1,
+            "a handed-over process survives its handle"
+        );
         let swept = ledger::sweep(&tmp.path().join("beds"), true, Some(&kept.id()));
         assert_eq!(swept.len(), 1);
         assert!(live_marked(&kept).is_empty());

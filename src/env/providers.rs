@@ -28,16 +28,37 @@ pub struct Providers {
 }
 
 impl Providers {
-    pub fn new(run_id: &str, keep: bool, artifacts: PathBuf, redactor: std::sync::Arc<Redactor>) -> Providers {
-        Providers { run_id: run_id.to_string(), keep, artifacts, redactor, run: OnceLock::new() }
+    pub fn new(
+        run_id: &str,
+        keep: bool,
+        artifacts: PathBuf,
+        redactor: std::sync::Arc<Redactor>,
+    ) -> Providers {
+        Providers {
+            run_id: run_id.to_string(),
+            keep,
+            artifacts,
+            redactor,
+            run: OnceLock::new(),
+        }
     }
 
     fn run_supervisor(&self) -> Result<&Supervisor> {
         if let Some(s) = self.run.get() {
             return Ok(s);
         }
-        let logs = LogDirs { raw: self.artifacts.join("logs"), artifacts: self.artifacts.join("logs") };
-        let s = Supervisor::new(Kind::Run, &format!("run-{}", self.run_id), &self.run_id, logs, self.redactor.clone(), false)?;
+        let logs = LogDirs {
+            raw: self.artifacts.join("logs"),
+            artifacts: self.artifacts.join("logs"),
+        };
+        let s = Supervisor::new(
+            Kind::Run,
+            &format!("run-{}", self.run_id),
+            &self.run_id,
+            logs,
+            self.redactor.clone(),
+            false,
+        )?;
         Ok(self.run.get_or_init(|| s))
     }
 }
@@ -52,9 +73,17 @@ impl Drop for Providers {
 
 #[async_trait]
 impl EnvironmentFactory for Providers {
-    async fn provision(&self, cells: &[Cell], progress: &Progress, cancel: &CancellationToken) -> provision::Report {
+    async fn provision(
+        &self,
+        cells: &[Cell],
+        progress: &Progress,
+        cancel: &CancellationToken,
+    ) -> provision::Report {
         let mut report = provision::Report::default();
-        let per_cell: BTreeMap<&str, BTreeSet<Need>> = cells.iter().map(|c| (c.id.as_str(), provision::needs(c))).collect();
+        let per_cell: BTreeMap<&str, BTreeSet<Need>> = cells
+            .iter()
+            .map(|c| (c.id.as_str(), provision::needs(c)))
+            .collect();
         let all: BTreeSet<Need> = per_cell.values().flatten().cloned().collect();
         if all.is_empty() {
             return report;
@@ -66,7 +95,12 @@ impl EnvironmentFactory for Providers {
                     let log = self.artifacts.join("provision.log");
                     outcome = provision::run(&script, &all, sup, &log, progress, cancel).await;
                 }
-                (None, _) => outcome.failure = Some("no provisioning script (ci/testbed/setup.sh, or $VDRILL_SETUP) was found".into()),
+                (None, _) => {
+                    outcome.failure = Some(
+                        "no provisioning script (ci/testbed/setup.sh, or $VDRILL_SETUP) was found"
+                            .into(),
+                    )
+                }
                 (_, Err(e)) => outcome.failure = Some(format!("{e:#}")),
             }
         }
@@ -76,13 +110,25 @@ impl EnvironmentFactory for Providers {
             // What the script said about this cell's components; else what the bed lacks
             // (with why the script failed, if it did). A cell whose components are all
             // there runs, even if the script failed for another cell's.
-            let problems: Vec<provision::Problem> = needs.iter().filter_map(|n| outcome.problem(n)).collect();
-            if !problems.is_empty() && problems.iter().all(|p| matches!(p, provision::Problem::Absent(_))) {
+            let problems: Vec<provision::Problem> =
+                needs.iter().filter_map(|n| outcome.problem(n)).collect();
+            if !problems.is_empty()
+                && problems
+                    .iter()
+                    .all(|p| matches!(p, provision::Problem::Absent(_)))
+            {
                 let why: Vec<&str> = problems.iter().map(|p| p.text()).collect();
-                report.skipped.insert(cell.to_string(), format!("this machine cannot provide it: {}", why.join("; ")));
+                report.skipped.insert(
+                    cell.to_string(),
+                    format!("this machine cannot provide it: {}", why.join("; ")),
+                );
                 continue;
             }
-            let mut why: Vec<String> = problems.iter().filter(|p| matches!(p, provision::Problem::Error(_))).map(|p| p.text().to_string()).collect();
+            let mut why: Vec<String> = problems
+                .iter()
+                .filter(|p| matches!(p, provision::Problem::Error(_)))
+                .map(|p| p.text().to_string())
+                .collect();
             if why.is_empty() && !needs.is_empty() {
                 #[cfg(feature = "providers")]
                 match &manifest {
@@ -106,13 +152,30 @@ impl EnvironmentFactory for Providers {
 
     async fn start(&self, cell: &Cell, dirs: &CellDirs, log: &StepLog) -> Result<Environment> {
         let env = &cell.scenario.environment;
-        let region = env.region.clone().unwrap_or_else(|| "us-east-1".to_string());
+        let region = env
+            .region
+            .clone()
+            .unwrap_or_else(|| "us-east-1".to_string());
         let id = format!("{}-{}", self.run_id, crate::report::slug(&cell.id));
-        let logs = LogDirs { raw: dirs.work.join("logs"), artifacts: dirs.artifacts.join("env") };
-        let supervisor = Supervisor::new(Kind::Cell, &id, &cell.id, logs, log.redactor().clone(), self.keep)?;
+        let logs = LogDirs {
+            raw: dirs.work.join("logs"),
+            artifacts: dirs.artifacts.join("env"),
+        };
+        let supervisor = Supervisor::new(
+            Kind::Cell,
+            &id,
+            &cell.id,
+            logs,
+            log.redactor().clone(),
+            self.keep,
+        )?;
         supervisor.add_dir(&dirs.work);
         // Cleans up if the start fails or is abandoned (a timeout drops this future).
-        let guard = StartGuard { supervisor: supervisor.clone(), work: dirs.work.clone(), armed: true };
+        let guard = StartGuard {
+            supervisor: supervisor.clone(),
+            work: dirs.work.clone(),
+            armed: true,
+        };
         let started: Result<Environment> = async {
             #[cfg(feature = "providers")]
             match env.cluster {

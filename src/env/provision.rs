@@ -28,11 +28,20 @@ use crate::scenario::{Cell, ClusterKind, Step, StorageKind};
 #[derive(Debug, Clone, PartialEq)]
 pub enum State {
     /// Begins; a cold build usually takes `expected`.
-    Start { expected: Option<Duration>, what: String },
+    Start {
+        expected: Option<Duration>,
+        what: String,
+    },
     Step(String),
     Cached,
-    Done { seconds: f64, text: String },
-    Failed { log: PathBuf, message: String },
+    Done {
+        seconds: f64,
+        text: String,
+    },
+    Failed {
+        log: PathBuf,
+        message: String,
+    },
     Unavailable(String),
     /// This machine lacks an input of the component (not an error of the run).
     Absent(String),
@@ -69,24 +78,36 @@ pub fn parse(line: &str) -> Option<Event> {
     let state = match state {
         "start" => {
             let (secs, what) = detail.split_once(' ').unwrap_or((detail.as_str(), ""));
-            State::Start { expected: secs.parse::<u64>().ok().map(Duration::from_secs), what: what.to_string() }
+            State::Start {
+                expected: secs.parse::<u64>().ok().map(Duration::from_secs),
+                what: what.to_string(),
+            }
         }
         "step" => State::Step(detail),
         "cached" => State::Cached,
         "done" => {
             let (secs, text) = detail.split_once(' ').unwrap_or((detail.as_str(), ""));
-            State::Done { seconds: secs.parse().unwrap_or(0.0), text: text.to_string() }
+            State::Done {
+                seconds: secs.parse().unwrap_or(0.0),
+                text: text.to_string(),
+            }
         }
         "failed" => {
             let (log, message) = detail.split_once(' ').unwrap_or((detail.as_str(), ""));
-            State::Failed { log: PathBuf::from(log), message: message.to_string() }
+            State::Failed {
+                log: PathBuf::from(log),
+                message: message.to_string(),
+            }
         }
         "unavailable" => State::Unavailable(detail),
         "absent" => State::Absent(detail),
         "wait" => State::Wait(detail),
         _ => return None,
     };
-    Some(Event { component: component.to_string(), state })
+    Some(Event {
+        component: component.to_string(),
+        state,
+    })
 }
 
 /// Where progress goes (bars on a terminal, lines in CI).
@@ -109,7 +130,10 @@ pub enum Need {
     /// A Velero version as the scenario writes it (`1.18`, `1.18.3`) with its plugins.
     Velero(String),
     /// A plugin (`aws`, `azure`) of a Velero version; built with that version.
-    Plugin { velero: String, plugin: String },
+    Plugin {
+        velero: String,
+        plugin: String,
+    },
     Localstack,
     Azurite,
     LowkeyVault,
@@ -133,7 +157,10 @@ impl Need {
         match self {
             Need::Velero(v) | Need::Plugin { velero: v, .. } => {
                 let want = format!("velero-v{}", v.trim_start_matches('v'));
-                component == want || component.strip_prefix(&want).is_some_and(|rest| rest.starts_with('.'))
+                component == want
+                    || component
+                        .strip_prefix(&want)
+                        .is_some_and(|rest| rest.starts_with('.'))
             }
             other => component == other.arg(),
         }
@@ -165,11 +192,25 @@ pub fn needs(cell: &Cell) -> BTreeSet<Need> {
             versions.push(u.version.clone());
         }
     }
-    let mut plugins: BTreeSet<String> = s.velero.plugins.iter().filter(|p| !p.contains('/') && !p.contains(':')).cloned().collect();
-    plugins.extend(s.velero.locations.iter().map(|l| l.provider.as_str().to_string()));
+    let mut plugins: BTreeSet<String> = s
+        .velero
+        .plugins
+        .iter()
+        .filter(|p| !p.contains('/') && !p.contains(':'))
+        .cloned()
+        .collect();
+    plugins.extend(
+        s.velero
+            .locations
+            .iter()
+            .map(|l| l.provider.as_str().to_string()),
+    );
     for v in versions {
         for p in &plugins {
-            out.insert(Need::Plugin { velero: v.clone(), plugin: p.clone() });
+            out.insert(Need::Plugin {
+                velero: v.clone(),
+                plugin: p.clone(),
+            });
         }
         out.insert(Need::Velero(v));
     }
@@ -182,9 +223,12 @@ pub fn setup_script() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("VDRILL_SETUP").filter(|v| !v.is_empty()) {
         return Some(PathBuf::from(p));
     }
-    [PathBuf::from("ci/testbed/setup.sh"), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ci/testbed/setup.sh")]
-        .into_iter()
-        .find(|p| p.is_file())
+    [
+        PathBuf::from("ci/testbed/setup.sh"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ci/testbed/setup.sh"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
 }
 
 /// Why a need cannot be met.
@@ -225,10 +269,21 @@ impl Outcome {
             }
             match state {
                 State::Failed { log, message } => {
-                    return Some(Problem::Error(format!("provisioning {component} failed: {message} (log: {})", log.display())));
+                    return Some(Problem::Error(format!(
+                        "provisioning {component} failed: {message} (log: {})",
+                        log.display()
+                    )));
                 }
-                State::Unavailable(why) => return Some(Problem::Error(format!("{component} is not available: {why}"))),
-                State::Absent(why) => return Some(Problem::Absent(format!("{component} cannot be built here: {why}"))),
+                State::Unavailable(why) => {
+                    return Some(Problem::Error(format!(
+                        "{component} is not available: {why}"
+                    )));
+                }
+                State::Absent(why) => {
+                    return Some(Problem::Absent(format!(
+                        "{component} cannot be built here: {why}"
+                    )));
+                }
                 _ => {}
             }
         }
@@ -238,8 +293,12 @@ impl Outcome {
                     continue;
                 }
                 match state {
-                    State::Absent(why) => return Some(Problem::Absent(format!("{component}: {why}"))),
-                    State::Unavailable(why) => return Some(Problem::Error(format!("{component}: {why}"))),
+                    State::Absent(why) => {
+                        return Some(Problem::Absent(format!("{component}: {why}")));
+                    }
+                    State::Unavailable(why) => {
+                        return Some(Problem::Error(format!("{component}: {why}")));
+                    }
                     _ => {}
                 }
             }
@@ -250,8 +309,12 @@ impl Outcome {
     fn record(&mut self, e: &Event) {
         match &e.state {
             State::Unavailable(why) | State::Absent(why) if !e.is_final() => {
-                if let Some(name) = why.strip_prefix("plugin ").and_then(|r| r.split_whitespace().next()) {
-                    self.plugins.insert((e.component.clone(), name.to_string()), e.state.clone());
+                if let Some(name) = why
+                    .strip_prefix("plugin ")
+                    .and_then(|r| r.split_whitespace().next())
+                {
+                    self.plugins
+                        .insert((e.component.clone(), name.to_string()), e.state.clone());
                 }
             }
             _ if e.is_final() => {
@@ -263,14 +326,24 @@ impl Outcome {
 }
 
 /// Run the script for `needs`, reporting its events; `log` receives its stderr.
-pub async fn run(script: &Path, needs: &BTreeSet<Need>, supervisor: &Supervisor, log: &Path, progress: &Progress, cancel: &CancellationToken) -> Outcome {
+pub async fn run(
+    script: &Path,
+    needs: &BTreeSet<Need>,
+    supervisor: &Supervisor,
+    log: &Path,
+    progress: &Progress,
+    cancel: &CancellationToken,
+) -> Outcome {
     let mut cmd = std::process::Command::new("bash");
     let args: BTreeSet<String> = needs.iter().map(Need::arg).collect();
     cmd.arg(script).args(args);
     let recorded = std::sync::Mutex::new(Outcome::default());
     let streamed = supervisor.stream("setup.sh", cmd, log, |line| {
         if let Some(e) = parse(line) {
-            recorded.lock().unwrap_or_else(|p| p.into_inner()).record(&e);
+            recorded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record(&e);
             progress(&e);
         }
     });
@@ -283,7 +356,12 @@ pub async fn run(script: &Path, needs: &BTreeSet<Need>, supervisor: &Supervisor,
         Ok(s) if s.success() => {}
         Ok(s) => {
             let tail = super::process::tail(log, 5);
-            out.failure = Some(format!("{} failed ({s}): {}; log: {}", script.display(), tail.trim(), log.display()));
+            out.failure = Some(format!(
+                "{} failed ({s}): {}; log: {}",
+                script.display(),
+                tail.trim(),
+                log.display()
+            ));
         }
         Err(e) => out.failure = Some(format!("{}: {e:#}", script.display())),
     }
@@ -298,15 +376,38 @@ mod tests {
     fn events_parse_and_other_lines_do_not() {
         assert_eq!(
             parse("::vdrill-event velero-v1.18.3 start 480 building Velero v1.18.3").unwrap(),
-            Event { component: "velero-v1.18.3".into(), state: State::Start { expected: Some(Duration::from_secs(480)), what: "building Velero v1.18.3".into() } }
+            Event {
+                component: "velero-v1.18.3".into(),
+                state: State::Start {
+                    expected: Some(Duration::from_secs(480)),
+                    what: "building Velero v1.18.3".into()
+                }
+            }
         );
-        assert_eq!(parse("::vdrill-event etcd cached").unwrap().state, State::Cached);
-        assert_eq!(parse("::vdrill-event etcd done 12 built").unwrap().state, State::Done { seconds: 12.0, text: "built".into() });
         assert_eq!(
-            parse("::vdrill-event kube failed /c/logs/kube.log go build failed").unwrap().state,
-            State::Failed { log: "/c/logs/kube.log".into(), message: "go build failed".into() }
+            parse("::vdrill-event etcd cached").unwrap().state,
+            State::Cached
         );
-        assert_eq!(parse("::vdrill-event setup wait pid 12").unwrap().state, State::Wait("pid 12".into()));
+        assert_eq!(
+            parse("::vdrill-event etcd done 12 built").unwrap().state,
+            State::Done {
+                seconds: 12.0,
+                text: "built".into()
+            }
+        );
+        assert_eq!(
+            parse("::vdrill-event kube failed /c/logs/kube.log go build failed")
+                .unwrap()
+                .state,
+            State::Failed {
+                log: "/c/logs/kube.log".into(),
+                message: "go build failed".into()
+            }
+        );
+        assert_eq!(
+            parse("::vdrill-event setup wait pid 12").unwrap().state,
+            State::Wait("pid 12".into())
+        );
         assert!(parse("[setup 10:00:00] etcd: cached").is_none());
         assert!(parse("::vdrill-event etcd frobnicated").is_none());
     }
@@ -320,11 +421,21 @@ mod tests {
         assert!(Need::Velero("v1.18.3".into()).matches("velero-v1.18.3"));
         assert_eq!(n.arg(), "velero@1.18");
         let out = Outcome {
-            finals: [("velero-v1.18.3".to_string(), State::Failed { log: "/l".into(), message: "boom".into() })].into(),
+            finals: [(
+                "velero-v1.18.3".to_string(),
+                State::Failed {
+                    log: "/l".into(),
+                    message: "boom".into(),
+                },
+            )]
+            .into(),
             failure: None,
             plugins: Default::default(),
         };
-        assert_eq!(out.problem(&n).unwrap(), Problem::Error("provisioning velero-v1.18.3 failed: boom (log: /l)".into()));
+        assert_eq!(
+            out.problem(&n).unwrap(),
+            Problem::Error("provisioning velero-v1.18.3 failed: boom (log: /l)".into())
+        );
         assert!(out.problem(&Need::Etcd).is_none());
     }
 
@@ -338,15 +449,31 @@ mod tests {
         ] {
             out.record(&parse(line).unwrap());
         }
-        let azure = Need::Plugin { velero: "1.18".into(), plugin: "azure".into() };
-        let aws = Need::Plugin { velero: "1.18".into(), plugin: "aws".into() };
+        let azure = Need::Plugin {
+            velero: "1.18".into(),
+            plugin: "azure".into(),
+        };
+        let aws = Need::Plugin {
+            velero: "1.18".into(),
+            plugin: "aws".into(),
+        };
         match out.problem(&azure) {
-            Some(Problem::Absent(why)) => assert!(why.contains("plugin azure v1.14.0-rc.1 needs /x/shared/goproxy"), "{why}"),
+            Some(Problem::Absent(why)) => assert!(
+                why.contains("plugin azure v1.14.0-rc.1 needs /x/shared/goproxy"),
+                "{why}"
+            ),
             other => panic!("{other:?}"),
         }
         assert_eq!(out.problem(&aws), None);
-        assert_eq!(out.problem(&Need::Velero("1.18".into())), None, "the Velero build itself is fine");
-        assert!(matches!(out.problem(&Need::LowkeyVault), Some(Problem::Absent(_))));
+        assert_eq!(
+            out.problem(&Need::Velero("1.18".into())),
+            None,
+            "the Velero build itself is fine"
+        );
+        assert!(matches!(
+            out.problem(&Need::LowkeyVault),
+            Some(Problem::Absent(_))
+        ));
         assert_eq!(azure.arg(), "velero@1.18");
     }
 }

@@ -18,7 +18,9 @@ use tokio::sync::Mutex;
 
 use super::kube::KubeCluster;
 use super::process::{Managed, ProcessSpec, Supervisor, free_port, wait_for};
-use super::{BackupRequest, ObjectStore, Outcome, ResolvedLocation, RestoreRequest, Velero, VeleroInstall};
+use super::{
+    BackupRequest, ObjectStore, Outcome, ResolvedLocation, RestoreRequest, Velero, VeleroInstall,
+};
 use crate::log::StepLog;
 use crate::scenario::LocationProvider;
 
@@ -75,7 +77,10 @@ fn gvk(kind: &str) -> GroupVersionKind {
 }
 
 fn phase(o: &DynamicObject) -> String {
-    o.data["status"]["phase"].as_str().unwrap_or_default().to_string()
+    o.data["status"]["phase"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// `velero install` takes the location config as `k=v,k=v`.
@@ -83,7 +88,9 @@ fn config_flag(config: &std::collections::BTreeMap<String, String>) -> Result<St
     let mut parts = Vec::new();
     for (k, v) in config {
         if v.contains(',') || v.contains('=') {
-            bail!("location config `{k}` contains `,` or `=`, which `velero install --backup-location-config` cannot carry");
+            bail!(
+                "location config `{k}` contains `,` or `=`, which `velero install --backup-location-config` cannot carry"
+            );
         }
         parts.push(format!("{k}={v}"));
     }
@@ -92,7 +99,11 @@ fn config_flag(config: &std::collections::BTreeMap<String, String>) -> Result<St
 
 /// The scenario's default location: the one marked `default`, else the first.
 fn default_location(install: &VeleroInstall) -> Option<&ResolvedLocation> {
-    install.locations.iter().find(|l| l.default).or(install.locations.first())
+    install
+        .locations
+        .iter()
+        .find(|l| l.default)
+        .or(install.locations.first())
 }
 
 fn plugin_image(provider: &str, version: &str) -> String {
@@ -106,7 +117,8 @@ fn plugin_image(provider: &str, version: &str) -> String {
 
 /// Objects from `velero install --dry-run -o yaml` (a List, or several documents).
 pub fn parse_manifests(text: &str) -> Result<Vec<Json>> {
-    let docs = crate::scenario::yaml::parse_multi(text).map_err(|e| anyhow!("velero install printed unreadable YAML: {}", e.message))?;
+    let docs = crate::scenario::yaml::parse_multi(text)
+        .map_err(|e| anyhow!("velero install printed unreadable YAML: {}", e.message))?;
     let mut out = Vec::new();
     for d in docs {
         let v = crate::fixture::to_json(&d);
@@ -123,8 +135,24 @@ pub fn parse_manifests(text: &str) -> Result<Vec<Json>> {
 }
 
 /// The plugins an install uses, with the versions the build has of them.
-fn used_plugins(build: &Build, install: &VeleroInstall) -> std::collections::BTreeMap<String, String> {
-    install.plugins.iter().map(|p| (p.clone(), build.plugins.get(p).cloned().unwrap_or_else(|| "unknown".into()))).collect()
+fn used_plugins(
+    build: &Build,
+    install: &VeleroInstall,
+) -> std::collections::BTreeMap<String, String> {
+    install
+        .plugins
+        .iter()
+        .map(|p| {
+            (
+                p.clone(),
+                build
+                    .plugins
+                    .get(p)
+                    .cloned()
+                    .unwrap_or_else(|| "unknown".into()),
+            )
+        })
+        .collect()
 }
 
 impl VeleroProvider {
@@ -138,7 +166,18 @@ impl VeleroProvider {
         work: PathBuf,
         supervisor: Supervisor,
     ) -> VeleroProvider {
-        VeleroProvider { cluster, kubeconfig, store, builds, mode, work, supervisor, running: Mutex::new(None), version: std::sync::Mutex::default(), plugins: std::sync::Mutex::default() }
+        VeleroProvider {
+            cluster,
+            kubeconfig,
+            store,
+            builds,
+            mode,
+            work,
+            supervisor,
+            running: Mutex::new(None),
+            version: std::sync::Mutex::default(),
+            plugins: std::sync::Mutex::default(),
+        }
     }
 
     fn server_log(&self) -> PathBuf {
@@ -151,7 +190,11 @@ impl VeleroProvider {
         cmd.args(args).env("KUBECONFIG", &self.kubeconfig);
         let out = self.supervisor.output("velero-cli", cmd).await?;
         if !out.status.success() {
-            bail!("velero {} failed: {}", args.first().map(String::as_str).unwrap_or(""), String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "velero {} failed: {}",
+                args.first().map(String::as_str).unwrap_or(""),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
@@ -163,17 +206,35 @@ impl VeleroProvider {
     }
 
     /// The install manifests for `install` with the default location, from the binary itself.
-    async fn manifests(&self, build: &Build, install: &VeleroInstall, crds_only: bool, log: &StepLog) -> Result<Vec<Json>> {
+    async fn manifests(
+        &self,
+        build: &Build,
+        install: &VeleroInstall,
+        crds_only: bool,
+        log: &StepLog,
+    ) -> Result<Vec<Json>> {
         let bin = &build.bin;
         let default = default_location(install).context("no backup storage location")?;
-        let mut args: Vec<String> = vec!["install".into(), "--dry-run".into(), "-o".into(), "yaml".into(), "--namespace".into(), install.namespace.clone()];
+        let mut args: Vec<String> = vec![
+            "install".into(),
+            "--dry-run".into(),
+            "-o".into(),
+            "yaml".into(),
+            "--namespace".into(),
+            install.namespace.clone(),
+        ];
         if crds_only {
             args.push("--crds-only".into());
         } else {
             let plugins: Vec<String> = install
                 .plugins
                 .iter()
-                .map(|p| plugin_image(p, build.plugins.get(p).map(String::as_str).unwrap_or("latest")))
+                .map(|p| {
+                    plugin_image(
+                        p,
+                        build.plugins.get(p).map(String::as_str).unwrap_or("latest"),
+                    )
+                })
                 .collect();
             args.extend([
                 "--provider".into(),
@@ -213,7 +274,13 @@ impl VeleroProvider {
         })
     }
 
-    async fn start_server(&self, bin: &Path, plugin_dir: &Path, install: &VeleroInstall, log: &StepLog) -> Result<Managed> {
+    async fn start_server(
+        &self,
+        bin: &Path,
+        plugin_dir: &Path,
+        install: &VeleroInstall,
+        log: &StepLog,
+    ) -> Result<Managed> {
         let creds = self.credentials_file()?;
         let home = self.work.join("velero").join("home");
         let tmp = self.work.join("velero").join("tmp");
@@ -237,7 +304,14 @@ impl VeleroProvider {
             .env("HOME", home.display().to_string())
             // Velero writes credential files under $TMPDIR/credentials/<namespace>: one per run.
             .env("TMPDIR", tmp.display().to_string())
-            .env("VELERO_SCRATCH_DIR", self.work.join("velero").join("scratch").display().to_string())
+            .env(
+                "VELERO_SCRATCH_DIR",
+                self.work
+                    .join("velero")
+                    .join("scratch")
+                    .display()
+                    .to_string(),
+            )
             .env("VELERO_NAMESPACE", &install.namespace)
             .env("POD_NAMESPACE", &install.namespace)
             .cwd(&self.work);
@@ -248,12 +322,24 @@ impl VeleroProvider {
             spec = spec.env(&k, v);
         }
         let process = self.supervisor.spawn(&spec)?;
-        log.line(format!("velero server started (pid {}), log {}", process.pid, process.log.display()));
+        log.line(format!(
+            "velero server started (pid {}), log {}",
+            process.pid,
+            process.log.display()
+        ));
         Ok(process)
     }
 
-    async fn wait_locations_available(&self, install: &VeleroInstall, process: Option<&mut Managed>, log: &StepLog) -> Result<()> {
-        let (api, _) = self.cluster.api_for(&gvk("BackupStorageLocation"), Some(&install.namespace)).await?;
+    async fn wait_locations_available(
+        &self,
+        install: &VeleroInstall,
+        process: Option<&mut Managed>,
+        log: &StepLog,
+    ) -> Result<()> {
+        let (api, _) = self
+            .cluster
+            .api_for(&gvk("BackupStorageLocation"), Some(&install.namespace))
+            .await?;
         let names: Vec<String> = install.locations.iter().map(|l| l.name.clone()).collect();
         let mut procs: Vec<&mut Managed> = process.into_iter().collect();
         let started = Instant::now();
@@ -270,16 +356,30 @@ impl VeleroProvider {
                 true
             }
         };
-        match wait_for("backup storage locations Available", Duration::from_secs(120), &mut procs, check).await {
+        match wait_for(
+            "backup storage locations Available",
+            Duration::from_secs(120),
+            &mut procs,
+            check,
+        )
+        .await
+        {
             Ok(_) => {
-                log.line(format!("backup storage locations {names:?} Available after {:.1}s", started.elapsed().as_secs_f64()));
+                log.line(format!(
+                    "backup storage locations {names:?} Available after {:.1}s",
+                    started.elapsed().as_secs_f64()
+                ));
                 Ok(())
             }
             Err(e) => {
                 let mut msg = e.to_string();
                 for n in &names {
                     if let Ok(Some(o)) = api.get_opt(n).await {
-                        msg.push_str(&format!("\nlocation {n}: phase {:?}, message {:?}", phase(&o), o.data["status"]["message"].as_str().unwrap_or("")));
+                        msg.push_str(&format!(
+                            "\nlocation {n}: phase {:?}, message {:?}",
+                            phase(&o),
+                            o.data["status"]["message"].as_str().unwrap_or("")
+                        ));
                     }
                 }
                 Err(anyhow!(msg))
@@ -292,7 +392,12 @@ impl VeleroProvider {
     async fn run_op(&self, kind: &str, name: &str, spec: Json, log: &StepLog) -> Result<Outcome> {
         let namespace = {
             let running = self.running.lock().await;
-            running.as_ref().context("Velero is not installed")?.install.namespace.clone()
+            running
+                .as_ref()
+                .context("Velero is not installed")?
+                .install
+                .namespace
+                .clone()
         };
         let (api, _) = self.cluster.api_for(&gvk(kind), Some(&namespace)).await?;
         let log_path = self.server_log();
@@ -302,9 +407,12 @@ impl VeleroProvider {
             "metadata": {"name": name, "namespace": namespace}, "spec": spec,
         }))?;
         let started = Instant::now();
-        api.create(&PostParams::default(), &obj).await.with_context(|| format!("creating {kind} {name}"))?;
+        api.create(&PostParams::default(), &obj)
+            .await
+            .with_context(|| format!("creating {kind} {name}"))?;
         log.line(format!("{kind} {name} created; watching it"));
-        let done = |o: Option<&DynamicObject>| o.is_some_and(|o| BACKUP_DONE.contains(&phase(o).as_str()));
+        let done =
+            |o: Option<&DynamicObject>| o.is_some_and(|o| BACKUP_DONE.contains(&phase(o).as_str()));
         let watch = await_condition(api.clone(), name, done);
         tokio::pin!(watch);
         let finished = loop {
@@ -329,19 +437,38 @@ impl VeleroProvider {
             phase: phase(&o),
             errors: status["errors"].as_u64().unwrap_or(0),
             warnings: status["warnings"].as_u64().unwrap_or(0),
-            failure_reason: status["failureReason"].as_str().filter(|s| !s.is_empty()).map(str::to_string),
-            validation_errors: status["validationErrors"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_default(),
+            failure_reason: status["failureReason"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+            validation_errors: status["validationErrors"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
             logs: log.redactor().redact(&logs),
             duration: started.elapsed(),
         };
-        for line in outcome.logs.lines().filter(|l| l.contains("level=error") || l.contains("level=warning")) {
+        for line in outcome
+            .logs
+            .lines()
+            .filter(|l| l.contains("level=error") || l.contains("level=warning"))
+        {
             log.line(format!("velero: {line}"));
         }
         Ok(outcome)
     }
 
     /// Apply the install manifests; returns the cluster-scoped objects among them.
-    async fn apply_install(&self, build: &Build, install: &VeleroInstall, log: &StepLog) -> Result<Vec<Json>> {
+    async fn apply_install(
+        &self,
+        build: &Build,
+        install: &VeleroInstall,
+        log: &StepLog,
+    ) -> Result<Vec<Json>> {
         let objects = self.manifests(build, install, false, log).await?;
         let keep: Vec<Json> = objects
             .into_iter()
@@ -366,25 +493,62 @@ impl VeleroProvider {
                 o
             })
             .collect();
-        let kinds: Vec<String> = keep.iter().map(|o| format!("{} {}", o["kind"].as_str().unwrap_or("?"), o["metadata"]["name"].as_str().unwrap_or("?"))).collect();
-        log.line(format!("applying {} objects from velero install: {}", keep.len(), kinds.join(", ")));
-        self.cluster.apply_all(&keep, None, &StepLog::new(log.redactor().clone())).await?;
+        let kinds: Vec<String> = keep
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} {}",
+                    o["kind"].as_str().unwrap_or("?"),
+                    o["metadata"]["name"].as_str().unwrap_or("?")
+                )
+            })
+            .collect();
+        log.line(format!(
+            "applying {} objects from velero install: {}",
+            keep.len(),
+            kinds.join(", ")
+        ));
+        self.cluster
+            .apply_all(&keep, None, &StepLog::new(log.redactor().clone()))
+            .await?;
         // The Kopia repository password.
         let secret = json!({
             "apiVersion": "v1", "kind": "Secret",
             "metadata": {"name": "velero-repo-credentials", "namespace": install.namespace},
             "type": "Opaque", "stringData": {"repository-password": install.repository_password.expose_str()},
         });
-        self.cluster.apply_one(&secret, None).await.context("creating velero-repo-credentials")?;
+        self.cluster
+            .apply_one(&secret, None)
+            .await
+            .context("creating velero-repo-credentials")?;
         // Locations beyond the default one.
         let default = default_location(install).map(|l| l.name.clone());
-        for l in install.locations.iter().filter(|l| Some(&l.name) != default.as_ref()) {
-            self.cluster.apply_one(&Self::bsl_object(&install.namespace, l), None).await.with_context(|| format!("creating location {}", l.name))?;
+        for l in install
+            .locations
+            .iter()
+            .filter(|l| Some(&l.name) != default.as_ref())
+        {
+            self.cluster
+                .apply_one(&Self::bsl_object(&install.namespace, l), None)
+                .await
+                .with_context(|| format!("creating location {}", l.name))?;
         }
-        if install.locations.iter().any(|l| l.provider != LocationProvider::Aws && l.default) {
+        if install
+            .locations
+            .iter()
+            .any(|l| l.provider != LocationProvider::Aws && l.default)
+        {
             log.line("note: the default location is not AWS; its plugin config comes from the install flags");
         }
-        Ok(keep.into_iter().filter(|o| matches!(o["kind"].as_str(), Some("CustomResourceDefinition" | "ClusterRoleBinding" | "Namespace"))).collect())
+        Ok(keep
+            .into_iter()
+            .filter(|o| {
+                matches!(
+                    o["kind"].as_str(),
+                    Some("CustomResourceDefinition" | "ClusterRoleBinding" | "Namespace")
+                )
+            })
+            .collect())
     }
 }
 
@@ -395,15 +559,29 @@ impl Velero for VeleroProvider {
         log.line(format!("Velero {}: {}", build.version, build.bin.display()));
         let cluster_objects = self.apply_install(&build, install, log).await?;
         let mut process = match self.mode {
-            Mode::Process => Some(self.start_server(&build.bin, &build.plugin_dir, install, log).await?),
+            Mode::Process => Some(
+                self.start_server(&build.bin, &build.plugin_dir, install, log)
+                    .await?,
+            ),
             Mode::InCluster => None,
         };
         // Recorded before waiting, so teardown removes what was applied even if Velero never gets ready.
-        let cluster_objects = if matches!(self.mode, Mode::InCluster) { cluster_objects } else { Vec::new() };
+        let cluster_objects = if matches!(self.mode, Mode::InCluster) {
+            cluster_objects
+        } else {
+            Vec::new()
+        };
         *self.version.lock().unwrap_or_else(|e| e.into_inner()) = build.version.clone();
         *self.plugins.lock().unwrap_or_else(|e| e.into_inner()) = used_plugins(&build, install);
-        *self.running.lock().await = Some(Running { build, process: None, install: install.clone(), cluster_objects });
-        let ready = self.wait_locations_available(install, process.as_mut(), log).await;
+        *self.running.lock().await = Some(Running {
+            build,
+            process: None,
+            install: install.clone(),
+            cluster_objects,
+        });
+        let ready = self
+            .wait_locations_available(install, process.as_mut(), log)
+            .await;
         if let Some(r) = self.running.lock().await.as_mut() {
             r.process = process;
         }
@@ -422,14 +600,18 @@ impl Velero for VeleroProvider {
     }
 
     async fn restore(&self, req: &RestoreRequest, log: &StepLog) -> Result<Outcome> {
-        self.run_op("Restore", &req.name, json!({"backupName": req.backup}), log).await
+        self.run_op("Restore", &req.name, json!({"backupName": req.backup}), log)
+            .await
     }
 
     async fn upgrade(&self, version: &str, log: &StepLog) -> Result<()> {
         let mut guard = self.running.lock().await;
         let running = guard.as_mut().context("Velero is not installed")?;
         let build = self.builds.resolve(version)?;
-        log.line(format!("upgrading Velero {} -> {}", running.build.version, build.version));
+        log.line(format!(
+            "upgrading Velero {} -> {}",
+            running.build.version, build.version
+        ));
         if let Some(p) = running.process.as_mut() {
             p.stop(Duration::from_secs(15)).await?;
         }
@@ -438,7 +620,10 @@ impl Velero for VeleroProvider {
         let crds = self.manifests(&build, &install, true, log).await?;
         self.cluster.apply_all(&crds, None, log).await?;
         running.process = match self.mode {
-            Mode::Process => Some(self.start_server(&build.bin, &build.plugin_dir, &install, log).await?),
+            Mode::Process => Some(
+                self.start_server(&build.bin, &build.plugin_dir, &install, log)
+                    .await?,
+            ),
             Mode::InCluster => {
                 self.apply_install(&build, &install, log).await?;
                 None
@@ -449,39 +634,61 @@ impl Velero for VeleroProvider {
         running.build = build;
         running.install = install.clone();
         let process = running.process.as_mut();
-        self.wait_locations_available(&install, process, log).await?;
+        self.wait_locations_available(&install, process, log)
+            .await?;
         *self.version.lock().unwrap_or_else(|e| e.into_inner()) = new_version;
         Ok(())
     }
 
     fn version(&self) -> String {
-        self.version.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.version
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn plugins(&self) -> std::collections::BTreeMap<String, String> {
-        self.plugins.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.plugins
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     async fn teardown(&self, log: &StepLog) -> Result<()> {
         let mut guard = self.running.lock().await;
         if let Some(mut r) = guard.take() {
             if let Some(p) = r.process.as_mut() {
-                log.line(format!("velero (with plugins): peak RSS {} MiB", p.peak_rss_kib() / 1024));
+                log.line(format!(
+                    "velero (with plugins): peak RSS {} MiB",
+                    p.peak_rss_kib() / 1024
+                ));
                 p.stop(Duration::from_secs(10)).await?;
                 log.line("velero server stopped");
             }
             if matches!(self.mode, Mode::InCluster) {
                 // Only what this run's install created: `setup` refuses a cluster that
                 // already has a Velero.
-                let ns: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.cluster.client.clone());
+                let ns: Api<k8s_openapi::api::core::v1::Namespace> =
+                    Api::all(self.cluster.client.clone());
                 let _ = ns.delete(&r.install.namespace, &Default::default()).await;
                 log.line(format!("deleted namespace {}", r.install.namespace));
-                for o in r.cluster_objects.iter().rev().filter(|o| o["kind"] != "Namespace") {
-                    let (Ok(gvk), Some(name)) = (super::kube::gvk_of(o), o["metadata"]["name"].as_str()) else { continue };
+                for o in r
+                    .cluster_objects
+                    .iter()
+                    .rev()
+                    .filter(|o| o["kind"] != "Namespace")
+                {
+                    let (Ok(gvk), Some(name)) =
+                        (super::kube::gvk_of(o), o["metadata"]["name"].as_str())
+                    else {
+                        continue;
+                    };
                     if let Ok((api, _)) = self.cluster.api_for(&gvk, None).await {
                         match api.delete(name, &Default::default()).await {
                             Ok(_) => log.line(format!("deleted {} {name}", gvk.kind)),
-                            Err(e) => log.line(format!("could not delete {} {name}: {e}", gvk.kind)),
+                            Err(e) => {
+                                log.line(format!("could not delete {} {name}: {e}", gvk.kind))
+                            }
                         }
                     }
                 }

@@ -28,10 +28,22 @@ pub struct Artifacts {
 
 impl Artifacts {
     /// `root` is created if needed; `junit` is an extra copy of junit.xml (`--junit`).
-    pub fn create(root: &Path, junit: Option<PathBuf>, run_id: &str, redactor: Arc<Redactor>) -> std::io::Result<Arc<Artifacts>> {
+    pub fn create(
+        root: &Path,
+        junit: Option<PathBuf>,
+        run_id: &str,
+        redactor: Arc<Redactor>,
+    ) -> std::io::Result<Arc<Artifacts>> {
         std::fs::create_dir_all(root)?;
         let work_root = std::env::temp_dir().join("vdrill").join(run_id);
-        Ok(Arc::new(Artifacts { root: root.to_path_buf(), work_root, junit, redactor, lock: Mutex::new(()), errors: Mutex::default() }))
+        Ok(Arc::new(Artifacts {
+            root: root.to_path_buf(),
+            work_root,
+            junit,
+            redactor,
+            lock: Mutex::new(()),
+            errors: Mutex::default(),
+        }))
     }
 
     pub fn root(&self) -> &Path {
@@ -39,16 +51,24 @@ impl Artifacts {
     }
 
     pub fn junit_path(&self) -> PathBuf {
-        self.junit.clone().unwrap_or_else(|| self.root.join("junit.xml"))
+        self.junit
+            .clone()
+            .unwrap_or_else(|| self.root.join("junit.xml"))
     }
 
     /// Problems writing artifacts (reported at the end, never fatal to the drill).
     pub fn errors(&self) -> Vec<String> {
-        self.errors.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn note_error(&self, what: String) {
-        self.errors.lock().unwrap_or_else(|e| e.into_inner()).push(what);
+        self.errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(what);
     }
 
     /// Remove the run's work folder once its cells have removed theirs (a kept
@@ -59,7 +79,10 @@ impl Artifacts {
 
     pub fn cell_dirs(&self, cell_id: &str) -> CellDirs {
         let s = slug(cell_id);
-        CellDirs { artifacts: self.root.join(&s), work: self.work_root.join(&s) }
+        CellDirs {
+            artifacts: self.root.join(&s),
+            work: self.work_root.join(&s),
+        }
     }
 
     /// Write a step's log; returns its path relative to the root.
@@ -68,9 +91,16 @@ impl Artifacts {
             return None;
         }
         let stage = serde_json::to_value(step.stage).ok()?.as_str()?.to_string();
-        let rel = format!("{}/steps/{stage}-{:02}-{}.log", cell.artifacts, step.index, slug(&step.kind));
+        let rel = format!(
+            "{}/steps/{stage}-{:02}-{}.log",
+            cell.artifacts,
+            step.index,
+            slug(&step.kind)
+        );
         let path = self.root.join(&rel);
-        let text = self.redactor.redact(&format!("# {}\n{}", step.title, step.log));
+        let text = self
+            .redactor
+            .redact(&format!("# {}\n{}", step.title, step.log));
         match write_atomic(&path, text.as_bytes()) {
             Ok(()) => Some(rel),
             Err(e) => {
@@ -83,7 +113,8 @@ impl Artifacts {
     /// Write run.json and junit.xml (and the `--junit` copy).
     pub fn write_report(&self, report: &RunReport) {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        let json = serde_json::to_string_pretty(report).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        let json = serde_json::to_string_pretty(report)
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
         let json = self.redactor.redact(&json);
         if let Err(e) = write_atomic(&self.root.join("run.json"), json.as_bytes()) {
             self.note_error(format!("run.json: {e}"));

@@ -18,7 +18,11 @@ fn case_name(step: &StepReport) -> String {
 /// The first line of a message, shortened: what dashboards show; the body has it all.
 fn headline(message: &str) -> String {
     let first = message.lines().next().unwrap_or_default();
-    if first.chars().count() > 300 { format!("{}...", first.chars().take(300).collect::<String>()) } else { first.to_string() }
+    if first.chars().count() > 300 {
+        format!("{}...", first.chars().take(300).collect::<String>())
+    } else {
+        first.to_string()
+    }
 }
 
 fn status(s: Status, message: &str, ty: Option<&str>) -> TestCaseStatus {
@@ -27,7 +31,11 @@ fn status(s: Status, message: &str, ty: Option<&str>) -> TestCaseStatus {
         Status::Failed | Status::Error => {
             // <error>: the test could not run to a verdict (the environment broke, an
             // internal error, an interrupt); <failure>: it ran and found a problem.
-            let kind = if s == Status::Error || ty == Some("error") || ty == Some("interrupted") { NonSuccessKind::Error } else { NonSuccessKind::Failure };
+            let kind = if s == Status::Error || ty == Some("error") || ty == Some("interrupted") {
+                NonSuccessKind::Error
+            } else {
+                NonSuccessKind::Failure
+            };
             let mut st = TestCaseStatus::non_success(kind);
             st.set_message(headline(message));
             st.set_type(ty.unwrap_or("failure"));
@@ -62,11 +70,18 @@ pub fn render(run: &RunReport) -> String {
         for (k, v) in &cell.matrix {
             props.push(("matrix", format!("{k}={v}")));
         }
-        let plugins: Vec<(String, String)> = cell.velero_plugins.iter().map(|(k, v)| (format!("velero.plugin.{k}"), v.clone())).collect();
+        let plugins: Vec<(String, String)> = cell
+            .velero_plugins
+            .iter()
+            .map(|(k, v)| (format!("velero.plugin.{k}"), v.clone()))
+            .collect();
         if let Some(rto) = cell.rto {
             props.push(("rto.seconds", format!("{:.3}", rto.as_secs_f64())));
         }
-        props.push(("vdrill.overhead.seconds", format!("{:.3}", cell.overhead.as_secs_f64())));
+        props.push((
+            "vdrill.overhead.seconds",
+            format!("{:.3}", cell.overhead.as_secs_f64()),
+        ));
         props.push(("status", cell.status.as_str().to_string()));
         if let Some(v) = &cell.verdict {
             props.push(("verdict", headline(v)));
@@ -82,7 +97,10 @@ pub fn render(run: &RunReport) -> String {
         }
         for step in &cell.steps {
             let name = case_name(step);
-            let mut case = TestCase::new(name.as_str(), status(step.status, &step.message, step.failure_type.as_deref()));
+            let mut case = TestCase::new(
+                name.as_str(),
+                status(step.status, &step.message, step.failure_type.as_deref()),
+            );
             case.set_classname(cell.id.as_str());
             case.set_time(step.duration);
             case.set_assertions(step.assertions.len());
@@ -92,7 +110,10 @@ pub fn render(run: &RunReport) -> String {
             suite.add_test_case(case);
             for a in &step.assertions {
                 let ty = (a.status == Status::Failed).then_some("assertion");
-                let mut case = TestCase::new(format!("{name} / {}", a.name), status(a.status, &a.message, ty));
+                let mut case = TestCase::new(
+                    format!("{name} / {}", a.name),
+                    status(a.status, &a.message, ty),
+                );
                 case.set_classname(cell.id.as_str());
                 case.set_time(std::time::Duration::ZERO);
                 if a.status == Status::Passed && !a.message.is_empty() {
@@ -103,5 +124,7 @@ pub fn render(run: &RunReport) -> String {
         }
         report.add_test_suite(suite);
     }
-    report.to_string().unwrap_or_else(|e| format!("<!-- failed to render JUnit: {e} -->"))
+    report
+        .to_string()
+        .unwrap_or_else(|e| format!("<!-- failed to render JUnit: {e} -->"))
 }

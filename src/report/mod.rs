@@ -130,7 +130,12 @@ impl RunReport {
     /// Cells passed, failed, errored (environment broke) and skipped.
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         let count = |s| self.cells.iter().filter(|c| c.status == s).count();
-        (count(Status::Passed), count(Status::Failed), count(Status::Error), count(Status::Skipped))
+        (
+            count(Status::Passed),
+            count(Status::Failed),
+            count(Status::Error),
+            count(Status::Skipped),
+        )
     }
 
     /// The exit code of `vdrill run` for this report.
@@ -171,7 +176,13 @@ mod opt_secs {
 pub fn slug(s: &str) -> String {
     let mut out: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     while out.contains("--") {
         out = out.replace("--", "-");

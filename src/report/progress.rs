@@ -8,14 +8,18 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use super::event::{Event, Reporter};
 use super::{Stage, Status, human};
 use crate::env::provision::{self, State};
-use super::event::{Event, Reporter};
 
 /// Bars when stderr is a terminal and `CI` is unset; lines otherwise.
 pub fn auto() -> Box<dyn Reporter> {
     let ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
-    if std::io::stderr().is_terminal() && !ci { Box::new(Bars::new()) } else { Box::new(Lines::stderr()) }
+    if std::io::stderr().is_terminal() && !ci {
+        Box::new(Bars::new())
+    } else {
+        Box::new(Lines::stderr())
+    }
 }
 
 fn mark(s: Status) -> &'static str {
@@ -29,11 +33,17 @@ fn mark(s: Status) -> &'static str {
 
 /// ` (first build usually ~7m)`
 fn usually(expected: Option<Duration>) -> String {
-    expected.map(|d| format!(" (first build usually ~{})", human_rounded(d))).unwrap_or_default()
+    expected
+        .map(|d| format!(" (first build usually ~{})", human_rounded(d)))
+        .unwrap_or_default()
 }
 
 fn human_rounded(d: Duration) -> String {
-    if d.as_secs() >= 90 { format!("{}m", (d.as_secs() + 30) / 60) } else { format!("{}s", d.as_secs()) }
+    if d.as_secs() >= 90 {
+        format!("{}m", (d.as_secs() + 30) / 60)
+    } else {
+        format!("{}s", d.as_secs())
+    }
 }
 
 /// One line describing a provisioning event.
@@ -42,11 +52,28 @@ pub fn provision_line(e: &provision::Event, expected: Option<Duration>) -> Strin
         State::Start { what, expected } => format!("{}: {what}{}", e.component, usually(*expected)),
         State::Step(text) => format!("{}: {text}{}", e.component, usually(expected)),
         State::Cached => format!("{}: cached", e.component),
-        State::Done { seconds, text } => format!("{}: built in {} {text}", e.component, human(Duration::from_secs_f64(seconds.max(0.0)))).trim_end().to_string(),
-        State::Failed { log, message } => format!("{}: FAILED: {message} (log: {})", e.component, log.display()),
+        State::Done { seconds, text } => format!(
+            "{}: built in {} {text}",
+            e.component,
+            human(Duration::from_secs_f64(seconds.max(0.0)))
+        )
+        .trim_end()
+        .to_string(),
+        State::Failed { log, message } => format!(
+            "{}: FAILED: {message} (log: {})",
+            e.component,
+            log.display()
+        ),
         // A refused plugin: its name here, the registry's answer in the provisioning log.
         State::Unavailable(why) if why.starts_with("plugin ") => {
-            format!("{}: {} is not available (see the provisioning log)", e.component, why.split([' ', '(', ':']).take(3).collect::<Vec<_>>().join(" "))
+            format!(
+                "{}: {} is not available (see the provisioning log)",
+                e.component,
+                why.split([' ', '(', ':'])
+                    .take(3)
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            )
         }
         State::Unavailable(why) => format!("{}: not available: {why}", e.component),
         // Something this machine lacks: the cells that need it are skipped, with why.
@@ -78,7 +105,10 @@ impl Lines {
 
     /// Lines into any writer (tests read what a console would show).
     pub fn to(out: Box<dyn Write + Send>) -> Lines {
-        Lines { out: Mutex::new(out), pending: Mutex::default() }
+        Lines {
+            out: Mutex::new(out),
+            pending: Mutex::default(),
+        }
     }
 
     fn raw(&self, text: &str) {
@@ -87,7 +117,10 @@ impl Lines {
     }
 
     fn say(&self, msg: &str) {
-        self.raw(&format!("{} {msg}", chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")));
+        self.raw(&format!(
+            "{} {msg}",
+            chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ")
+        ));
     }
 }
 
@@ -153,11 +186,19 @@ pub struct Bars {
 
 impl Bars {
     pub fn new() -> Bars {
-        Bars { multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()), bars: Mutex::default(), components: Mutex::default() }
+        Bars {
+            multi: MultiProgress::with_draw_target(ProgressDrawTarget::stderr()),
+            bars: Mutex::default(),
+            components: Mutex::default(),
+        }
     }
 
     fn bar(&self, cell: &str) -> Option<ProgressBar> {
-        self.bars.lock().unwrap_or_else(|e| e.into_inner()).get(cell).cloned()
+        self.bars
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(cell)
+            .cloned()
     }
 
     fn component(&self, e: &provision::Event) {
@@ -167,14 +208,20 @@ impl Bars {
             .or_insert_with(|| {
                 let bar = self.multi.add(ProgressBar::new_spinner());
                 bar.set_style(
-                    ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {wide_msg} {elapsed}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    ProgressStyle::with_template(
+                        "{spinner:.cyan} {prefix:.bold} {wide_msg} {elapsed}",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                 );
                 bar.set_prefix(format!("{:<16}", e.component));
                 bar.enable_steady_tick(Duration::from_millis(120));
                 (bar, None)
             })
             .clone();
-        if let State::Start { expected: Some(d), .. } = &e.state {
+        if let State::Start {
+            expected: Some(d), ..
+        } = &e.state
+        {
             components.insert(e.component.clone(), (bar.clone(), Some(*d)));
         }
         let expected = match &e.state {
@@ -182,7 +229,10 @@ impl Bars {
             _ => expected,
         };
         let line = provision_line(e, expected);
-        let text = line.strip_prefix(&format!("{}: ", e.component)).unwrap_or(&line).to_string();
+        let text = line
+            .strip_prefix(&format!("{}: ", e.component))
+            .unwrap_or(&line)
+            .to_string();
         if e.is_final() {
             bar.finish_with_message(text);
         } else {
@@ -202,16 +252,25 @@ impl Reporter for Bars {
         match event {
             Event::RunStarted { .. } => {}
             Event::ProvisionStarted => {
-                let _ = self.multi.println("provisioning the local test bed (once; later runs reuse the cache)");
+                let _ = self
+                    .multi
+                    .println("provisioning the local test bed (once; later runs reuse the cache)");
             }
             Event::Provision(e) => self.component(e),
             Event::ProvisionFinished { duration } => {
-                for (bar, _) in self.components.lock().unwrap_or_else(|p| p.into_inner()).values() {
+                for (bar, _) in self
+                    .components
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .values()
+                {
                     if !bar.is_finished() {
                         bar.finish();
                     }
                 }
-                let _ = self.multi.println(format!("provisioned in {}", human(*duration)));
+                let _ = self
+                    .multi
+                    .println(format!("provisioned in {}", human(*duration)));
             }
             Event::CellStarted { cell, steps } => {
                 let bar = self.multi.add(ProgressBar::new(*steps as u64));
@@ -222,7 +281,10 @@ impl Reporter for Bars {
                 );
                 bar.set_prefix(cell.id.clone());
                 bar.enable_steady_tick(Duration::from_millis(120));
-                self.bars.lock().unwrap_or_else(|e| e.into_inner()).insert(cell.id.clone(), bar);
+                self.bars
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(cell.id.clone(), bar);
             }
             Event::StepStarted { cell, stage, title } => {
                 if let Some(bar) = self.bar(cell) {
@@ -234,8 +296,16 @@ impl Reporter for Bars {
                     if matches!(step.stage, Stage::Step | Stage::Finally) {
                         bar.inc(1);
                     }
-                    let mut line = format!("  {} {}{} ({})", mark(step.status), stage_prefix(step.stage), step.title, human(step.duration));
-                    if matches!(step.status, Status::Failed | Status::Error) && !step.message.is_empty() {
+                    let mut line = format!(
+                        "  {} {}{} ({})",
+                        mark(step.status),
+                        stage_prefix(step.stage),
+                        step.title,
+                        human(step.duration)
+                    );
+                    if matches!(step.status, Status::Failed | Status::Error)
+                        && !step.message.is_empty()
+                    {
                         line.push_str(&format!("\n       {}", step.message));
                     }
                     bar.println(line);
@@ -248,7 +318,10 @@ impl Reporter for Bars {
             }
             Event::CellFinished { cell } => {
                 if let Some(bar) = self.bar(&cell.id) {
-                    let rto = cell.rto.map(|r| format!(", RTO {}", human(r))).unwrap_or_default();
+                    let rto = cell
+                        .rto
+                        .map(|r| format!(", RTO {}", human(r)))
+                        .unwrap_or_default();
                     bar.finish_with_message(format!("{}{rto}", mark(cell.status)));
                     if let Some(v) = &cell.verdict {
                         bar.println(format!("  {v}"));
@@ -259,7 +332,9 @@ impl Reporter for Bars {
                 }
             }
             Event::Interrupted => {
-                let _ = self.multi.println("interrupted: running finally steps and teardown");
+                let _ = self
+                    .multi
+                    .println("interrupted: running finally steps and teardown");
             }
             Event::RunFinished { .. } => {
                 let _ = self.multi.clear();

@@ -3,9 +3,9 @@
 use regex::Regex;
 
 use crate::log::error_text;
-use crate::steps::StepOutput;
 use crate::report::{AssertionReport, Status};
 use crate::scenario::{Phase, Step};
+use crate::steps::StepOutput;
 
 pub struct Judged {
     pub status: Status,
@@ -15,7 +15,11 @@ pub struct Judged {
 }
 
 fn assertion(name: impl Into<String>, ok: bool, message: impl Into<String>) -> AssertionReport {
-    AssertionReport { name: name.into(), status: if ok { Status::Passed } else { Status::Failed }, message: message.into() }
+    AssertionReport {
+        name: name.into(),
+        status: if ok { Status::Passed } else { Status::Failed },
+        message: message.into(),
+    }
 }
 
 /// A short excerpt of `text` around the first match of `re`, for the report.
@@ -23,7 +27,10 @@ fn excerpt(re: &Regex, text: &str) -> String {
     match re.find(text) {
         Some(m) => {
             let line_start = text[..m.start()].rfind('\n').map(|i| i + 1).unwrap_or(0);
-            let line_end = text[m.end()..].find('\n').map(|i| m.end() + i).unwrap_or(text.len());
+            let line_end = text[m.end()..]
+                .find('\n')
+                .map(|i| m.end() + i)
+                .unwrap_or(text.len());
             let line = &text[line_start..line_end];
             let line: String = line.chars().take(300).collect();
             format!("found in: {line}")
@@ -41,7 +48,11 @@ pub fn judge(step: Option<&Step>, result: anyhow::Result<StepOutput>) -> Judged 
         Ok(out) => {
             let mut assertions = out.assertions;
             if let (true, Some(outcome)) = (velero_op, &out.outcome) {
-                let want = expect.phase.unwrap_or(if expect.error.is_some() { Phase::Failed } else { Phase::Completed });
+                let want = expect.phase.unwrap_or(if expect.error.is_some() {
+                    Phase::Failed
+                } else {
+                    Phase::Completed
+                });
                 let ok = outcome.phase == want.as_str();
                 let mut detail = format!("phase {}", outcome.phase);
                 if let Some(r) = &outcome.failure_reason {
@@ -51,9 +62,15 @@ pub fn judge(step: Option<&Step>, result: anyhow::Result<StepOutput>) -> Judged 
                     detail.push_str(&format!(", {} errors", outcome.errors));
                 }
                 if !outcome.validation_errors.is_empty() {
-                    detail.push_str(&format!(", validation errors: {}", outcome.validation_errors.join("; ")));
+                    detail.push_str(&format!(
+                        ", validation errors: {}",
+                        outcome.validation_errors.join("; ")
+                    ));
                 }
-                assertions.insert(0, assertion(format!("phase is {}", want.as_str()), ok, detail));
+                assertions.insert(
+                    0,
+                    assertion(format!("phase is {}", want.as_str()), ok, detail),
+                );
                 if let (Some(p), Some(re)) = (&expect.error, &pattern) {
                     let evidence = outcome.evidence();
                     let found = re.is_match(&evidence);
@@ -65,23 +82,56 @@ pub fn judge(step: Option<&Step>, result: anyhow::Result<StepOutput>) -> Judged 
                     assertions.insert(1, assertion(format!("error matches /{p}/"), found, msg));
                 }
             } else if let Some(p) = &expect.error {
-                assertions.insert(0, assertion(format!("fails with /{p}/"), false, "the step succeeded, but it was expected to fail"));
+                assertions.insert(
+                    0,
+                    assertion(
+                        format!("fails with /{p}/"),
+                        false,
+                        "the step succeeded, but it was expected to fail",
+                    ),
+                );
             }
-            let failed: Vec<&AssertionReport> = assertions.iter().filter(|a| a.status == Status::Failed).collect();
+            let failed: Vec<&AssertionReport> = assertions
+                .iter()
+                .filter(|a| a.status == Status::Failed)
+                .collect();
             if failed.is_empty() {
-                let skipped = assertions.iter().filter(|a| a.status == Status::Skipped).count();
+                let skipped = assertions
+                    .iter()
+                    .filter(|a| a.status == Status::Skipped)
+                    .count();
                 let mut message = out.summary;
                 if skipped > 0 {
                     message.push_str(&format!(" ({skipped} assertion(s) skipped)"));
                 }
-                Judged { status: Status::Passed, message, failure_type: None, assertions }
+                Judged {
+                    status: Status::Passed,
+                    message,
+                    failure_type: None,
+                    assertions,
+                }
             } else {
-                let is_expectation = failed.iter().all(|a| a.name.starts_with("phase is") || a.name.starts_with("error matches") || a.name.starts_with("fails with"));
-                let message = failed.iter().map(|a| format!("{}: {}", a.name, a.message)).collect::<Vec<_>>().join("; ");
+                let is_expectation = failed.iter().all(|a| {
+                    a.name.starts_with("phase is")
+                        || a.name.starts_with("error matches")
+                        || a.name.starts_with("fails with")
+                });
+                let message = failed
+                    .iter()
+                    .map(|a| format!("{}: {}", a.name, a.message))
+                    .collect::<Vec<_>>()
+                    .join("; ");
                 Judged {
                     status: Status::Failed,
                     message,
-                    failure_type: Some(if is_expectation { "expectation" } else { "assertion" }.to_string()),
+                    failure_type: Some(
+                        if is_expectation {
+                            "expectation"
+                        } else {
+                            "assertion"
+                        }
+                        .to_string(),
+                    ),
                     assertions,
                 }
             }
@@ -93,7 +143,11 @@ pub fn judge(step: Option<&Step>, result: anyhow::Result<StepOutput>) -> Judged 
                     status: Status::Passed,
                     message: format!("failed as expected: {text}"),
                     failure_type: None,
-                    assertions: vec![assertion(format!("fails with /{p}/"), true, excerpt(re, &text))],
+                    assertions: vec![assertion(
+                        format!("fails with /{p}/"),
+                        true,
+                        excerpt(re, &text),
+                    )],
                 },
                 (Some(p), _) => Judged {
                     status: Status::Failed,
@@ -101,7 +155,12 @@ pub fn judge(step: Option<&Step>, result: anyhow::Result<StepOutput>) -> Judged 
                     failure_type: Some("expectation".into()),
                     assertions: vec![assertion(format!("fails with /{p}/"), false, text.clone())],
                 },
-                (None, _) => Judged { status: Status::Failed, message: text, failure_type: Some("error".into()), assertions: Vec::new() },
+                (None, _) => Judged {
+                    status: Status::Failed,
+                    message: text,
+                    failure_type: Some("error".into()),
+                    assertions: Vec::new(),
+                },
             }
         }
     }

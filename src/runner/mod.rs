@@ -43,7 +43,9 @@ pub struct RunOptions {
 /// A run id: a timestamp and a random suffix.
 pub fn run_id() -> String {
     let now = Utc::now();
-    let suffix = crate::env::random_bytes(2).map(|b| crate::env::hex(&b)).unwrap_or_default();
+    let suffix = crate::env::random_bytes(2)
+        .map(|b| crate::env::hex(&b))
+        .unwrap_or_default();
     format!("{}-{suffix}", now.format("%Y%m%d-%H%M%S"))
 }
 
@@ -66,7 +68,9 @@ pub fn default_timeout(step: &Step) -> Duration {
         Step::Backup(_) | Step::Restore(_) => mins(10),
         Step::DeleteNamespace(_) => mins(5),
         Step::UpgradeVelero(_) => mins(10),
-        Step::Wait(w) => humantime::parse_duration(&w.duration).unwrap_or_default() + Duration::from_secs(10),
+        Step::Wait(w) => {
+            humantime::parse_duration(&w.duration).unwrap_or_default() + Duration::from_secs(10)
+        }
         Step::AssertEncryption(_) => mins(5),
         Step::AssertRestored(_) => mins(2),
         Step::RotateKey(_)
@@ -81,7 +85,9 @@ pub fn default_timeout(step: &Step) -> Duration {
 pub fn cpu_time() -> Duration {
     match nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_SELF) {
         Ok(u) => {
-            let t = |tv: nix::sys::time::TimeVal| Duration::new(tv.tv_sec() as u64, (tv.tv_usec() as u32) * 1000);
+            let t = |tv: nix::sys::time::TimeVal| {
+                Duration::new(tv.tv_sec() as u64, (tv.tv_usec() as u32) * 1000)
+            };
             t(u.user_time()) + t(u.system_time())
         }
         Err(_) => Duration::ZERO,
@@ -116,7 +122,18 @@ struct Phase<'a> {
 
 impl Phase<'_> {
     fn new(stage: Stage, index: usize, kind: &str, title: String, timeout: Duration) -> Phase<'_> {
-        Phase { stage, index, kind, title, step: None, timeout, uninterruptible: false, watchdog: None, environment: false, budget: None }
+        Phase {
+            stage,
+            index,
+            kind,
+            title,
+            step: None,
+            timeout,
+            uninterruptible: false,
+            watchdog: None,
+            environment: false,
+            budget: None,
+        }
     }
 }
 
@@ -129,7 +146,14 @@ impl Runner {
         options: RunOptions,
         cancel: CancellationToken,
     ) -> Runner {
-        Runner { factory, reporter, artifacts, redactor, options, cancel }
+        Runner {
+            factory,
+            reporter,
+            artifacts,
+            redactor,
+            options,
+            cancel,
+        }
     }
 
     pub async fn run(&self, cells: &[Cell]) -> RunReport {
@@ -142,7 +166,8 @@ impl Runner {
             interrupted: false,
             cells: Vec::new(),
         }));
-        self.reporter.event(&Event::RunStarted { cells: cells.len() });
+        self.reporter
+            .event(&Event::RunStarted { cells: cells.len() });
         let provisioned = self.provision(cells).await;
         for cell in cells {
             let cell_report = if self.cancel.is_cancelled() {
@@ -156,7 +181,8 @@ impl Runner {
             } else {
                 self.run_cell(cell, &report).await
             };
-            self.reporter.event(&Event::CellFinished { cell: &cell_report });
+            self.reporter
+                .event(&Event::CellFinished { cell: &cell_report });
             let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
             r.cells.push(cell_report);
             r.duration = started.elapsed();
@@ -182,7 +208,9 @@ impl Runner {
         let reporter = self.reporter.clone();
         let progress = move |e: &provision::Event| reporter.event(&Event::Provision(e));
         let report = self.factory.provision(cells, &progress, &self.cancel).await;
-        self.reporter.event(&Event::ProvisionFinished { duration: started.elapsed() });
+        self.reporter.event(&Event::ProvisionFinished {
+            duration: started.elapsed(),
+        });
         report
     }
 
@@ -190,7 +218,8 @@ impl Runner {
         let mut c = self.new_cell_report(cell);
         c.status = Status::Skipped;
         for (i, step) in cell.scenario.steps.iter().enumerate() {
-            c.steps.push(skipped(i + 1, Stage::Step, step.kind(), &step.title(), why));
+            c.steps
+                .push(skipped(i + 1, Stage::Step, step.kind(), &step.title(), why));
         }
         c
     }
@@ -198,18 +227,39 @@ impl Runner {
     /// A cell whose environment could not be provisioned: an environment error.
     fn unavailable_cell(&self, cell: &Cell, why: &str) -> CellReport {
         let mut c = self.new_cell_report(cell);
-        self.reporter.event(&Event::CellStarted { cell, steps: cell.scenario.steps.len() + cell.scenario.finally.len() });
-        let mut step = skipped(1, Stage::Setup, "provision", "provision the local test bed", why);
+        self.reporter.event(&Event::CellStarted {
+            cell,
+            steps: cell.scenario.steps.len() + cell.scenario.finally.len(),
+        });
+        let mut step = skipped(
+            1,
+            Stage::Setup,
+            "provision",
+            "provision the local test bed",
+            why,
+        );
         step.status = Status::Error;
         step.failure_type = Some(ENVIRONMENT.into());
         step.message = self.redactor.redact(why);
-        self.reporter.event(&Event::StepFinished { cell: &cell.id, step: &step });
+        self.reporter.event(&Event::StepFinished {
+            cell: &cell.id,
+            step: &step,
+        });
         c.steps.push(step);
         for (i, s) in cell.scenario.steps.iter().enumerate() {
-            c.steps.push(skipped(i + 1, Stage::Step, s.kind(), &s.title(), "skipped: the environment could not be provisioned"));
+            c.steps.push(skipped(
+                i + 1,
+                Stage::Step,
+                s.kind(),
+                &s.title(),
+                "skipped: the environment could not be provisioned",
+            ));
         }
         c.status = Status::Error;
-        c.verdict = Some(format!("the environment could not be provisioned: {}", c.steps[0].message));
+        c.verdict = Some(format!(
+            "the environment could not be provisioned: {}",
+            c.steps[0].message
+        ));
         c
     }
 
@@ -241,7 +291,9 @@ impl Runner {
         if self.options.verbose {
             let reporter = self.reporter.clone();
             let cell = cell.to_string();
-            log.with_echo(Arc::new(move |line: &str| reporter.event(&Event::LogLine { cell: &cell, line })))
+            log.with_echo(Arc::new(move |line: &str| {
+                reporter.event(&Event::LogLine { cell: &cell, line })
+            }))
         } else {
             log
         }
@@ -250,7 +302,8 @@ impl Runner {
     /// Run one unit of work under a timeout, stopping early on interrupt (unless
     /// uninterruptible) or when the environment breaks (when watched).
     async fn guarded(&self, p: &Phase<'_>, fut: BoxFuture<'_, anyhow::Result<StepOutput>>) -> Ran {
-        let timed = tokio::time::timeout(p.timeout, std::panic::AssertUnwindSafe(fut).catch_unwind());
+        let timed =
+            tokio::time::timeout(p.timeout, std::panic::AssertUnwindSafe(fut).catch_unwind());
         let died = async {
             match &p.watchdog {
                 Some(w) => w.died().await,
@@ -284,15 +337,28 @@ impl Runner {
                     .cloned()
                     .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                     .unwrap_or_else(|| "unknown panic".into());
-                Ran::Done(Err(anyhow::anyhow!("internal error (a bug in vdrill): {what}")))
+                Ran::Done(Err(anyhow::anyhow!(
+                    "internal error (a bug in vdrill): {what}"
+                )))
             }
             Err(_) => Ran::TimedOut(p.timeout),
         }
     }
 
     /// Announce, run, judge, log and record one phase: the scaffolding every part of a cell shares.
-    async fn phase(&self, report: &mut CellReport, run: &Arc<Mutex<RunReport>>, log: &StepLog, p: Phase<'_>, fut: BoxFuture<'_, anyhow::Result<StepOutput>>) -> StepReport {
-        self.reporter.event(&Event::StepStarted { cell: &report.id, stage: p.stage, title: &p.title });
+    async fn phase(
+        &self,
+        report: &mut CellReport,
+        run: &Arc<Mutex<RunReport>>,
+        log: &StepLog,
+        p: Phase<'_>,
+        fut: BoxFuture<'_, anyhow::Result<StepOutput>>,
+    ) -> StepReport {
+        self.reporter.event(&Event::StepStarted {
+            cell: &report.id,
+            stage: p.stage,
+            title: &p.title,
+        });
         let (started, at) = (Instant::now(), Utc::now());
         let ran = self.guarded(&p, fut).await;
         let out = self.finish(&p, ran, at, started, log, report);
@@ -307,9 +373,13 @@ impl Runner {
         let budget = cell.scenario.timeout.map(|t| t.0).unwrap_or(CELL_TIMEOUT);
         let deadline = cell_started + budget;
         let total = cell.scenario.steps.len() + cell.scenario.finally.len();
-        self.reporter.event(&Event::CellStarted { cell, steps: total });
+        self.reporter
+            .event(&Event::CellStarted { cell, steps: total });
         let dirs = self.artifacts.cell_dirs(&cell.id);
-        let mut state = DrillState { work_dir: dirs.work.clone(), ..DrillState::default() };
+        let mut state = DrillState {
+            work_dir: dirs.work.clone(),
+            ..DrillState::default()
+        };
         // Why the rest of the drill is skipped.
         let mut failed: Option<String> = None;
         // The environment broke: no verdict on Velero from here on.
@@ -318,11 +388,17 @@ impl Runner {
         // Setup: the environment, then keys, buckets and Velero.
         let env: Option<Environment> = {
             let log = self.step_log(&cell.id);
-            let title = format!("environment up ({} cluster, {} storage)", report.cluster, report.storage);
+            let title = format!(
+                "environment up ({} cluster, {} storage)",
+                report.cluster, report.storage
+            );
             let mut started_env = None;
             let fut = async {
                 started_env = Some(self.factory.start(cell, &dirs, &log).await?);
-                Ok(StepOutput { summary: "environment is up".into(), ..Default::default() })
+                Ok(StepOutput {
+                    summary: "environment is up".into(),
+                    ..Default::default()
+                })
             }
             .boxed();
             let mut p = Phase::new(Stage::Setup, 1, "setup", title, SETUP_TIMEOUT);
@@ -336,10 +412,21 @@ impl Runner {
         };
         if let (Some(environment), None) = (&env, &failed) {
             let log = self.step_log(&cell.id);
-            let mut p = Phase::new(Stage::Setup, 2, "setup", format!("install Velero {}", cell.scenario.velero.version), SETUP_TIMEOUT);
+            let mut p = Phase::new(
+                Stage::Setup,
+                2,
+                "setup",
+                format!("install Velero {}", cell.scenario.velero.version),
+                SETUP_TIMEOUT,
+            );
             p.watchdog = Some(environment.watchdog.clone());
             let fut = {
-                let mut ctx = StepCtx { env: environment, state: &mut state, cell, log: &log };
+                let mut ctx = StepCtx {
+                    env: environment,
+                    state: &mut state,
+                    cell,
+                    log: &log,
+                };
                 async move { steps::setup::prepare(&mut ctx).await }.boxed()
             };
             let step = self.phase(&mut report, run, &log, p, fut).await;
@@ -358,17 +445,40 @@ impl Runner {
         for (i, step) in cell.scenario.steps.iter().enumerate() {
             let title = step.title();
             if let Some(why) = &failed {
-                self.record(&mut report, skipped(i + 1, Stage::Step, step.kind(), &title, &format!("skipped: {why}")), run);
+                self.record(
+                    &mut report,
+                    skipped(
+                        i + 1,
+                        Stage::Step,
+                        step.kind(),
+                        &title,
+                        &format!("skipped: {why}"),
+                    ),
+                    run,
+                );
                 continue;
             }
             if self.cancel.is_cancelled() {
                 failed = Some("the run was interrupted".into());
-                self.record(&mut report, skipped(i + 1, Stage::Step, step.kind(), &title, "skipped: the run was interrupted"), run);
+                self.record(
+                    &mut report,
+                    skipped(
+                        i + 1,
+                        Stage::Step,
+                        step.kind(),
+                        &title,
+                        "skipped: the run was interrupted",
+                    ),
+                    run,
+                );
                 continue;
             }
             let environment = env.as_ref().expect("setup passed");
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let timeout = step.timeout().unwrap_or_else(|| default_timeout(step)).min(remaining.max(Duration::from_millis(1)));
+            let timeout = step
+                .timeout()
+                .unwrap_or_else(|| default_timeout(step))
+                .min(remaining.max(Duration::from_millis(1)));
             let log = self.step_log(&cell.id);
             if matches!(step, Step::DeleteNamespace(_)) {
                 disaster_at.get_or_insert(Instant::now());
@@ -378,20 +488,35 @@ impl Runner {
             p.watchdog = Some(environment.watchdog.clone());
             p.budget = Some((deadline, budget));
             let fut = {
-                let mut ctx = StepCtx { env: environment, state: &mut state, cell, log: &log };
+                let mut ctx = StepCtx {
+                    env: environment,
+                    state: &mut state,
+                    cell,
+                    log: &log,
+                };
                 async move { steps::run(step, &mut ctx).await }.boxed()
             };
             let out = self.phase(&mut report, run, &log, p, fut).await;
             match out.status {
                 Status::Error => {
-                    failed = Some(format!("the environment broke during step {} ({title})", i + 1));
-                    broke = Some(format!("{} during step {} ({title})", out.message.lines().next().unwrap_or_default(), i + 1));
+                    failed = Some(format!(
+                        "the environment broke during step {} ({title})",
+                        i + 1
+                    ));
+                    broke = Some(format!(
+                        "{} during step {} ({title})",
+                        out.message.lines().next().unwrap_or_default(),
+                        i + 1
+                    ));
                 }
-                Status::Failed if out.failure_type.as_deref() == Some("interrupted") => failed = Some("the run was interrupted".to_string()),
+                Status::Failed if out.failure_type.as_deref() == Some("interrupted") => {
+                    failed = Some("the run was interrupted".to_string())
+                }
                 Status::Failed => failed = Some(format!("step {} ({title}) failed", i + 1)),
                 _ => {}
             }
-            if let (Step::AssertRestored(_), Status::Passed, Some(t0)) = (step, out.status, disaster_at)
+            if let (Step::AssertRestored(_), Status::Passed, Some(t0)) =
+                (step, out.status, disaster_at)
                 && report.rto.is_none()
             {
                 report.rto = Some(t0.elapsed());
@@ -409,26 +534,62 @@ impl Runner {
             let environment = match (&env, &broke) {
                 (Some(e), None) => e,
                 (None, _) => {
-                    self.record(&mut report, skipped(i + 1, Stage::Finally, step.kind(), &title, "skipped: no environment"), run);
+                    self.record(
+                        &mut report,
+                        skipped(
+                            i + 1,
+                            Stage::Finally,
+                            step.kind(),
+                            &title,
+                            "skipped: no environment",
+                        ),
+                        run,
+                    );
                     continue;
                 }
                 (Some(_), Some(why)) => {
-                    self.record(&mut report, skipped(i + 1, Stage::Finally, step.kind(), &title, &format!("skipped: {why}")), run);
+                    self.record(
+                        &mut report,
+                        skipped(
+                            i + 1,
+                            Stage::Finally,
+                            step.kind(),
+                            &title,
+                            &format!("skipped: {why}"),
+                        ),
+                        run,
+                    );
                     continue;
                 }
             };
             if let Some(k) = step.key().filter(|k| !state.keys.contains_key(*k)) {
-                let why = format!("skipped: key `{k}` was never created (setup did not get that far)");
-                self.record(&mut report, skipped(i + 1, Stage::Finally, step.kind(), &title, &why), run);
+                let why =
+                    format!("skipped: key `{k}` was never created (setup did not get that far)");
+                self.record(
+                    &mut report,
+                    skipped(i + 1, Stage::Finally, step.kind(), &title, &why),
+                    run,
+                );
                 continue;
             }
             let log = self.step_log(&cell.id);
-            let mut p = Phase::new(Stage::Finally, i + 1, step.kind(), title, step.timeout().unwrap_or_else(|| default_timeout(step)));
+            let mut p = Phase::new(
+                Stage::Finally,
+                i + 1,
+                step.kind(),
+                title,
+                step.timeout().unwrap_or_else(|| default_timeout(step)),
+            );
             p.step = Some(step);
             p.uninterruptible = true;
             p.watchdog = Some(environment.watchdog.clone());
             let fut = {
-                let mut ctx = StepCtx { env: environment, state: &mut state, cell, log: &log };
+                let mut ctx = StepCtx {
+                    env: environment,
+                    state: &mut state,
+                    cell,
+                    log: &log,
+                };
                 async move { steps::run(step, &mut ctx).await }.boxed()
             };
             let out = self.phase(&mut report, run, &log, p, fut).await;
@@ -439,10 +600,21 @@ impl Runner {
         if let (Some(environment), None) = (&env, &broke) {
             for (i, undo) in std::mem::take(&mut state.undo).into_iter().enumerate() {
                 let log = self.step_log(&cell.id);
-                let mut p = Phase::new(Stage::Finally, finally_count + i + 1, "undo", undo.title(), Duration::from_secs(60));
+                let mut p = Phase::new(
+                    Stage::Finally,
+                    finally_count + i + 1,
+                    "undo",
+                    undo.title(),
+                    Duration::from_secs(60),
+                );
                 p.uninterruptible = true;
                 let fut = {
-                    let mut ctx = StepCtx { env: environment, state: &mut state, cell, log: &log };
+                    let mut ctx = StepCtx {
+                        env: environment,
+                        state: &mut state,
+                        cell,
+                        log: &log,
+                    };
                     async move { steps::setup::undo(&mut ctx, &undo).await }.boxed()
                 };
                 self.phase(&mut report, run, &log, p, fut).await;
@@ -450,28 +622,56 @@ impl Runner {
         }
 
         // Teardown: always, unless asked to keep a failed environment.
-        let cell_failed = report.steps.iter().any(|s| matches!(s.status, Status::Failed | Status::Error)) || self.cancel.is_cancelled();
+        let cell_failed = report
+            .steps
+            .iter()
+            .any(|s| matches!(s.status, Status::Failed | Status::Error))
+            || self.cancel.is_cancelled();
         if let Some(environment) = env {
             let log = self.step_log(&cell.id);
             if self.options.keep && cell_failed {
                 match environment.stop.hand_over(&log).await {
                     Ok(kept) => {
                         report.kept = Some(kept.clone());
-                        let mut s = skipped(1, Stage::Teardown, "teardown", "teardown", &format!("skipped (--keep): environment kept: {kept}"));
+                        let mut s = skipped(
+                            1,
+                            Stage::Teardown,
+                            "teardown",
+                            "teardown",
+                            &format!("skipped (--keep): environment kept: {kept}"),
+                        );
                         s.log = log.text();
                         self.record(&mut report, s, run);
                     }
                     Err(e) => {
-                        let p = Phase::new(Stage::Teardown, 1, "teardown", "hand over (--keep)".into(), TEARDOWN_TIMEOUT);
-                        let fut = async move { Err(e.context("handing the environment over")) }.boxed();
+                        let p = Phase::new(
+                            Stage::Teardown,
+                            1,
+                            "teardown",
+                            "hand over (--keep)".into(),
+                            TEARDOWN_TIMEOUT,
+                        );
+                        let fut =
+                            async move { Err(e.context("handing the environment over")) }.boxed();
                         self.phase(&mut report, run, &log, p, fut).await;
                     }
                 }
             } else {
-                let mut p = Phase::new(Stage::Teardown, 1, "teardown", "teardown".into(), TEARDOWN_TIMEOUT);
+                let mut p = Phase::new(
+                    Stage::Teardown,
+                    1,
+                    "teardown",
+                    "teardown".into(),
+                    TEARDOWN_TIMEOUT,
+                );
                 p.uninterruptible = true;
                 let fut = {
-                    let mut ctx = StepCtx { env: &environment, state: &mut state, cell, log: &log };
+                    let mut ctx = StepCtx {
+                        env: &environment,
+                        state: &mut state,
+                        cell,
+                        log: &log,
+                    };
                     async move { steps::setup::teardown(&mut ctx).await }.boxed()
                 };
                 self.phase(&mut report, run, &log, p, fut).await;
@@ -484,12 +684,26 @@ impl Runner {
         // (in `finally`, say) does not hide it.
         (report.status, report.verdict) = match cell_status(&report.steps) {
             Status::Failed => {
-                let s = report.steps.iter().find(|s| s.status == Status::Failed).expect("a failed step");
-                (Status::Failed, Some(format!("{}: {}", s.title, s.message.lines().next().unwrap_or_default())))
+                let s = report
+                    .steps
+                    .iter()
+                    .find(|s| s.status == Status::Failed)
+                    .expect("a failed step");
+                (
+                    Status::Failed,
+                    Some(format!(
+                        "{}: {}",
+                        s.title,
+                        s.message.lines().next().unwrap_or_default()
+                    )),
+                )
             }
             Status::Error => {
                 let why = broke.unwrap_or_else(|| "the environment broke during cleanup".into());
-                (Status::Error, Some(format!("{why}; the drill says nothing about Velero")))
+                (
+                    Status::Error,
+                    Some(format!("{why}; the drill says nothing about Velero")),
+                )
             }
             _ if self.cancel.is_cancelled() => (Status::Failed, Some("interrupted".into())),
             status => (status, None),
@@ -498,35 +712,72 @@ impl Runner {
     }
 
     /// Turn what happened into a step report, applying the step's `expect`.
-    fn finish(&self, p: &Phase<'_>, ran: Ran, at: chrono::DateTime<Utc>, started: Instant, log: &StepLog, cell: &CellReport) -> StepReport {
+    fn finish(
+        &self,
+        p: &Phase<'_>,
+        ran: Ran,
+        at: chrono::DateTime<Utc>,
+        started: Instant,
+        log: &StepLog,
+        cell: &CellReport,
+    ) -> StepReport {
         let (mut status, message, mut failure_type, assertions) = match ran {
             Ran::Interrupted => {
                 log.line("interrupted");
-                (Status::Failed, "interrupted by a signal".to_string(), Some("interrupted".to_string()), Vec::new())
+                (
+                    Status::Failed,
+                    "interrupted by a signal".to_string(),
+                    Some("interrupted".to_string()),
+                    Vec::new(),
+                )
             }
-            Ran::TimedOut(_) if p.budget.is_some_and(|(deadline, _)| Instant::now() >= deadline) => {
+            Ran::TimedOut(_)
+                if p.budget
+                    .is_some_and(|(deadline, _)| Instant::now() >= deadline) =>
+            {
                 let budget = p.budget.map(|(_, b)| b).unwrap_or_default();
-                let msg = format!("the cell's time budget of {} ran out (raise the scenario's `timeout`)", humantime::format_duration(budget));
+                let msg = format!(
+                    "the cell's time budget of {} ran out (raise the scenario's `timeout`)",
+                    humantime::format_duration(budget)
+                );
                 log.line(&msg);
                 (Status::Failed, msg, Some("timeout".to_string()), Vec::new())
             }
             Ran::TimedOut(d) => {
                 log.line(format!("timed out after {}", humantime::format_duration(d)));
-                (Status::Failed, format!("timed out after {}", humantime::format_duration(d)), Some("timeout".to_string()), Vec::new())
+                (
+                    Status::Failed,
+                    format!("timed out after {}", humantime::format_duration(d)),
+                    Some("timeout".to_string()),
+                    Vec::new(),
+                )
             }
             Ran::Broke(died) => {
                 log.line(format!("the environment broke: {died}"));
-                (Status::Error, format!("the environment broke: {died}"), Some(ENVIRONMENT.to_string()), Vec::new())
+                (
+                    Status::Error,
+                    format!("the environment broke: {died}"),
+                    Some(ENVIRONMENT.to_string()),
+                    Vec::new(),
+                )
             }
             Ran::Done(result) => {
                 let judged = expect::judge(p.step, result);
                 for a in &judged.assertions {
                     log.line(format!("{}: {} {}", a.status.as_str(), a.name, a.message));
                 }
-                (judged.status, judged.message, judged.failure_type, judged.assertions)
+                (
+                    judged.status,
+                    judged.message,
+                    judged.failure_type,
+                    judged.assertions,
+                )
             }
         };
-        if p.environment && status == Status::Failed && failure_type.as_deref() != Some("interrupted") {
+        if p.environment
+            && status == Status::Failed
+            && failure_type.as_deref() != Some("interrupted")
+        {
             status = Status::Error;
             failure_type = Some(ENVIRONMENT.to_string());
         }
@@ -555,7 +806,10 @@ impl Runner {
     }
 
     fn record(&self, cell: &mut CellReport, step: StepReport, run: &Arc<Mutex<RunReport>>) {
-        self.reporter.event(&Event::StepFinished { cell: &cell.id, step: &step });
+        self.reporter.event(&Event::StepFinished {
+            cell: &cell.id,
+            step: &step,
+        });
         cell.steps.push(step);
         // Keep run.json and JUnit current, so even a hard exit leaves what was done.
         let mut snapshot = run.lock().unwrap_or_else(|e| e.into_inner()).clone();

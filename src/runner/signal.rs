@@ -25,7 +25,9 @@ pub fn install(notify: Arc<dyn Fn(&str) + Send + Sync>) -> std::io::Result<Cance
                 _ = term.recv() => "SIGTERM",
             };
             if count.fetch_add(1, Ordering::SeqCst) == 0 {
-                notify(&format!("{name} received: stopping after cleanup (send it again to exit at once)"));
+                notify(&format!(
+                    "{name} received: stopping after cleanup (send it again to exit at once)"
+                ));
                 t.cancel();
             } else {
                 notify(&format!("{name} received again: exiting now"));

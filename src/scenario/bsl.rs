@@ -40,14 +40,30 @@ pub const AZURE_KEYS: &[&str] = &[
 ];
 
 /// Keys velero-plugin-for-gcp accepts for object storage.
-pub const GCP_KEYS: &[&str] = &["kmsKeyName", "serviceAccount", "credentialsFile", "storeEndpoint"];
+pub const GCP_KEYS: &[&str] = &[
+    "kmsKeyName",
+    "serviceAccount",
+    "credentialsFile",
+    "storeEndpoint",
+];
 
 /// Keys vdrill sets itself for the emulated stores; a scenario must leave them out.
 pub const LOCALSTACK_MANAGED: &[&str] = &["s3Url", "s3ForcePathStyle", "publicUrl"];
-pub const AZURITE_MANAGED: &[&str] = &["storageAccountURI", "storageAccount", "storageAccountKeyEnvVar", "resourceGroup", "subscriptionId"];
+pub const AZURITE_MANAGED: &[&str] = &[
+    "storageAccountURI",
+    "storageAccount",
+    "storageAccountKeyEnvVar",
+    "resourceGroup",
+    "subscriptionId",
+];
 
 const SSE_VALUES: &[&str] = &["AES256", "aws:kms", "aws:kms:dsse"];
-const BOOL_KEYS: &[&str] = &["s3ForcePathStyle", "insecureSkipTLSVerify", "enableSharedConfig", "useAAD"];
+const BOOL_KEYS: &[&str] = &[
+    "s3ForcePathStyle",
+    "insecureSkipTLSVerify",
+    "enableSharedConfig",
+    "useAAD",
+];
 
 /// One problem with a location's config; `key` is the config key it is about, if any.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,14 +73,21 @@ pub struct ConfigIssue {
 }
 
 fn issue(key: &str, message: impl Into<String>) -> ConfigIssue {
-    ConfigIssue { key: Some(key.to_string()), message: message.into() }
+    ConfigIssue {
+        key: Some(key.to_string()),
+        message: message.into(),
+    }
 }
 
 /// The key named by a `${keys.<k>.<attr>}` value, if the whole value is such a reference.
 fn key_ref(value: &str) -> Option<(String, String)> {
     let found = refs::find(value).ok()?;
     match found.as_slice() {
-        [r] if r.start == 0 && r.end == value.len() && r.parts.len() == 3 && r.parts[0] == "keys" => {
+        [r] if r.start == 0
+            && r.end == value.len()
+            && r.parts.len() == 3
+            && r.parts[0] == "keys" =>
+        {
             Some((r.parts[1].clone(), r.parts[2].clone()))
         }
         _ => None,
@@ -89,11 +112,21 @@ pub fn check(
             continue;
         }
         if !allowed.contains(&key.as_str()) {
-            let mut msg = format!("velero-plugin-for-{} rejects config key `{key}`", plugin_name(provider));
+            let mut msg = format!(
+                "velero-plugin-for-{} rejects config key `{key}`",
+                plugin_name(provider)
+            );
             if let Some(best) = super::de::closest(key, allowed) {
                 msg.push_str(&format!(" (did you mean `{best}`?)"));
             }
-            msg.push_str(&format!("; it accepts {}", allowed.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")));
+            msg.push_str(&format!(
+                "; it accepts {}",
+                allowed
+                    .iter()
+                    .map(|k| format!("`{k}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
             out.push(issue(key, msg));
             continue;
         }
@@ -103,22 +136,35 @@ pub fn check(
             _ => &[],
         };
         if managed.contains(&key.as_str()) {
-            out.push(issue(key, format!("`{key}` is set by vdrill for `storage: {}`; remove it", storage.as_str())));
+            out.push(issue(
+                key,
+                format!(
+                    "`{key}` is set by vdrill for `storage: {}`; remove it",
+                    storage.as_str()
+                ),
+            ));
         }
     }
     for key in BOOL_KEYS {
         if let Some(v) = config.get(*key)
             && !["true", "false"].contains(&v.to_lowercase().as_str())
         {
-            out.push(issue(key, format!("expected `true` or `false`, found `{v}`")));
+            out.push(issue(
+                key,
+                format!("expected `true` or `false`, found `{v}`"),
+            ));
         }
     }
 
     if provider == LocationProvider::Aws {
-        let sse_methods: Vec<&str> = ["kmsKeyId", "customerKeyEncryptionFile", "customerKeyEncryptionSecret"]
-            .into_iter()
-            .filter(|k| config.contains_key(*k))
-            .collect();
+        let sse_methods: Vec<&str> = [
+            "kmsKeyId",
+            "customerKeyEncryptionFile",
+            "customerKeyEncryptionSecret",
+        ]
+        .into_iter()
+        .filter(|k| config.contains_key(*k))
+        .collect();
         if sse_methods.len() > 1 {
             out.push(issue(
                 sse_methods[1],
@@ -127,9 +173,15 @@ pub fn check(
         }
         if let Some(v) = config.get("serverSideEncryption") {
             if !SSE_VALUES.contains(&v.as_str()) {
-                out.push(issue("serverSideEncryption", format!("expected one of `AES256`, `aws:kms`, `aws:kms:dsse`, found `{v}`")));
+                out.push(issue(
+                    "serverSideEncryption",
+                    format!("expected one of `AES256`, `aws:kms`, `aws:kms:dsse`, found `{v}`"),
+                ));
             } else if v == "AES256" && config.contains_key("kmsKeyId") {
-                out.push(issue("serverSideEncryption", "`AES256` cannot be combined with `kmsKeyId`; use `aws:kms` or leave it out"));
+                out.push(issue(
+                    "serverSideEncryption",
+                    "`AES256` cannot be combined with `kmsKeyId`; use `aws:kms` or leave it out",
+                ));
             }
         }
         if let Some(v) = config.get("kmsKeyId") {
@@ -180,7 +232,10 @@ pub fn check(
         && !v.contains("${")
         && !v.starts_with("projects/")
     {
-        out.push(issue("kmsKeyName", "expected `projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>`"));
+        out.push(issue(
+            "kmsKeyName",
+            "expected `projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>`",
+        ));
     }
     out
 }
@@ -198,14 +253,23 @@ mod tests {
     use super::*;
 
     fn cfg(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     fn keys() -> BTreeMap<String, KeySpec> {
         let mut m = BTreeMap::new();
         m.insert(
             "k".to_string(),
-            KeySpec { provider: KeyProvider::AwsKms, alias: Some("alias/x".into()), name: None, vault: None, existing: false },
+            KeySpec {
+                provider: KeyProvider::AwsKms,
+                alias: Some("alias/x".into()),
+                name: None,
+                vault: None,
+                existing: false,
+            },
         );
         m
     }
@@ -215,19 +279,44 @@ mod tests {
         let issues = check(
             LocationProvider::Aws,
             StorageKind::Aws,
-            &cfg(&[("kmsKeyID", "x"), ("kmsKeyId", "abc"), ("customerKeyEncryptionFile", "/k")]),
+            &cfg(&[
+                ("kmsKeyID", "x"),
+                ("kmsKeyId", "abc"),
+                ("customerKeyEncryptionFile", "/k"),
+            ]),
             &keys(),
         );
-        assert!(issues[0].message.contains("rejects config key `kmsKeyID` (did you mean `kmsKeyId`?)"), "{issues:?}");
-        assert!(issues.iter().any(|i| i.message.contains("only one of")), "{issues:?}");
+        assert!(
+            issues[0]
+                .message
+                .contains("rejects config key `kmsKeyID` (did you mean `kmsKeyId`?)"),
+            "{issues:?}"
+        );
+        assert!(
+            issues.iter().any(|i| i.message.contains("only one of")),
+            "{issues:?}"
+        );
     }
 
     #[test]
     fn local_store_manages_endpoint_and_needs_key_refs() {
-        let issues = check(LocationProvider::Aws, StorageKind::Localstack, &cfg(&[("s3Url", "http://x"), ("kmsKeyId", "alias/x")]), &keys());
+        let issues = check(
+            LocationProvider::Aws,
+            StorageKind::Localstack,
+            &cfg(&[("s3Url", "http://x"), ("kmsKeyId", "alias/x")]),
+            &keys(),
+        );
         assert_eq!(issues.len(), 2, "{issues:?}");
         assert!(issues[0].message.contains("set by vdrill"));
         assert!(issues[1].message.contains("${keys.<key>.alias}"));
-        assert!(check(LocationProvider::Aws, StorageKind::Localstack, &cfg(&[("kmsKeyId", "${keys.k.alias}")]), &keys()).is_empty());
+        assert!(
+            check(
+                LocationProvider::Aws,
+                StorageKind::Localstack,
+                &cfg(&[("kmsKeyId", "${keys.k.alias}")]),
+                &keys()
+            )
+            .is_empty()
+        );
     }
 }

@@ -28,7 +28,11 @@ impl std::error::Error for DeError {}
 
 impl de::Error for DeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        DeError { message: msg.to_string(), pos: None, path: None }
+        DeError {
+            message: msg.to_string(),
+            pos: None,
+            path: None,
+        }
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -59,7 +63,11 @@ impl de::Error for DeError {
 }
 
 fn list(items: &[&str]) -> String {
-    items.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The candidate closest to `word` by edit distance, if it is close enough to be a typo.
@@ -89,11 +97,18 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Deserialize `T` from `node`, whose field path is `path`.
 pub fn from_node<T: DeserializeOwned>(node: &Node, path: &str) -> Result<T, DeError> {
-    T::deserialize(NodeDe { node, path: path.to_string() })
+    T::deserialize(NodeDe {
+        node,
+        path: path.to_string(),
+    })
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 /// Attach a position and path to an error that does not have one yet.
@@ -153,8 +168,15 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
 
     fn deserialize_any<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         let r = match &self.node.value {
-            Value::Scalar { kind: ScalarKind::Null, .. } => v.visit_unit(),
-            Value::Scalar { kind: ScalarKind::Bool, text, .. } => v.visit_bool(text.eq_ignore_ascii_case("true")),
+            Value::Scalar {
+                kind: ScalarKind::Null,
+                ..
+            } => v.visit_unit(),
+            Value::Scalar {
+                kind: ScalarKind::Bool,
+                text,
+                ..
+            } => v.visit_bool(text.eq_ignore_ascii_case("true")),
             // Numbers go to self-describing targets as the text the author wrote, so a
             // short form like `upgrade-velero: 1.20` keeps its trailing zero. Typed
             // targets (u32, f64, ...) use the typed methods below.
@@ -180,9 +202,24 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
     int_method!(deserialize_i32, visit_i32, i32, "an integer");
     int_method!(deserialize_i64, visit_i64, i64, "an integer");
     int_method!(deserialize_u8, visit_u8, u8, "a whole number from 0 to 255");
-    int_method!(deserialize_u16, visit_u16, u16, "a whole number from 0 to 65535");
-    int_method!(deserialize_u32, visit_u32, u32, "a whole number (0 or more)");
-    int_method!(deserialize_u64, visit_u64, u64, "a whole number (0 or more)");
+    int_method!(
+        deserialize_u16,
+        visit_u16,
+        u16,
+        "a whole number from 0 to 65535"
+    );
+    int_method!(
+        deserialize_u32,
+        visit_u32,
+        u32,
+        "a whole number (0 or more)"
+    );
+    int_method!(
+        deserialize_u64,
+        visit_u64,
+        u64,
+        "a whole number (0 or more)"
+    );
 
     fn deserialize_f32<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         self.deserialize_f64(v)
@@ -251,20 +288,32 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         }
     }
 
-    fn deserialize_unit_struct<V: Visitor<'de>>(self, _name: &'static str, v: V) -> Result<V::Value, DeError> {
+    fn deserialize_unit_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        v: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_unit(v)
     }
 
-    fn deserialize_newtype_struct<V: Visitor<'de>>(self, _name: &'static str, v: V) -> Result<V::Value, DeError> {
+    fn deserialize_newtype_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        v: V,
+    ) -> Result<V::Value, DeError> {
         let pos = self.node.pos;
         let path = self.path.clone();
-        v.visit_newtype_struct(self).map_err(|e| locate(e, pos, &path))
+        v.visit_newtype_struct(self)
+            .map_err(|e| locate(e, pos, &path))
     }
 
     fn deserialize_seq<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Seq(items) => {
-                let r = v.visit_seq(SeqDe { items: items.iter().enumerate(), path: &self.path });
+                let r = v.visit_seq(SeqDe {
+                    items: items.iter().enumerate(),
+                    path: &self.path,
+                });
                 self.done(r)
             }
             _ => self.fail("a list"),
@@ -275,14 +324,23 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         self.deserialize_seq(v)
     }
 
-    fn deserialize_tuple_struct<V: Visitor<'de>>(self, _name: &'static str, _len: usize, v: V) -> Result<V::Value, DeError> {
+    fn deserialize_tuple_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _len: usize,
+        v: V,
+    ) -> Result<V::Value, DeError> {
         self.deserialize_seq(v)
     }
 
     fn deserialize_map<V: Visitor<'de>>(self, v: V) -> Result<V::Value, DeError> {
         match &self.node.value {
             Value::Map(entries) => {
-                let r = v.visit_map(MapDe { entries: entries.iter(), value: None, path: &self.path });
+                let r = v.visit_map(MapDe {
+                    entries: entries.iter(),
+                    value: None,
+                    path: &self.path,
+                });
                 self.done(r)
             }
             _ => self.fail("a mapping"),
@@ -305,20 +363,33 @@ impl<'de, 'a> de::Deserializer<'de> for NodeDe<'a> {
         v: V,
     ) -> Result<V::Value, DeError> {
         match &self.node.value {
-            Value::Scalar { kind: ScalarKind::Str, text, .. } => {
+            Value::Scalar {
+                kind: ScalarKind::Str,
+                text,
+                ..
+            } => {
                 let r = v.visit_enum(text.as_str().into_deserializer());
                 self.done(r)
             }
             Value::Map(entries) if entries.len() == 1 => {
                 let (key, value) = &entries[0];
-                let r = v.visit_enum(EnumDe { key, value, path: &self.path });
+                let r = v.visit_enum(EnumDe {
+                    key,
+                    value,
+                    path: &self.path,
+                });
                 self.done(r)
             }
             Value::Map(entries) if entries.len() > 1 => Err(DeError {
                 message: format!(
                     "expected exactly one key here, found {}: {}",
                     entries.len(),
-                    entries.iter().filter_map(|(k, _)| k.as_str()).map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+                    entries
+                        .iter()
+                        .filter_map(|(k, _)| k.as_str())
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
                 pos: Some(entries[1].0.pos),
                 path: Some(self.path.clone()),
@@ -344,11 +415,19 @@ struct SeqDe<'a, I> {
 impl<'de, 'a, I: Iterator<Item = (usize, &'a Node)>> de::SeqAccess<'de> for SeqDe<'a, I> {
     type Error = DeError;
 
-    fn next_element_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<Option<T::Value>, DeError> {
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, DeError> {
         match self.items.next() {
             Some((i, node)) => {
                 let path = format!("{}[{i}]", self.path);
-                seed.deserialize(NodeDe { node, path: path.clone() }).map(Some).map_err(|e| locate(e, node.pos, &path))
+                seed.deserialize(NodeDe {
+                    node,
+                    path: path.clone(),
+                })
+                .map(Some)
+                .map_err(|e| locate(e, node.pos, &path))
             }
             None => Ok(None),
         }
@@ -364,23 +443,36 @@ struct MapDe<'a, I> {
 impl<'de, 'a, I: Iterator<Item = &'a (Node, Node)>> de::MapAccess<'de> for MapDe<'a, I> {
     type Error = DeError;
 
-    fn next_key_seed<K: DeserializeSeed<'de>>(&mut self, seed: K) -> Result<Option<K::Value>, DeError> {
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, DeError> {
         match self.entries.next() {
             Some((key, value)) => {
                 let name = key.as_str().unwrap_or("?").to_string();
                 let path = join(self.path, &name);
                 self.value = Some((value, path.clone()));
-                seed.deserialize(NodeDe { node: key, path: path.clone() })
-                    .map(Some)
-                    .map_err(|e| locate(e, key.pos, &path))
+                seed.deserialize(NodeDe {
+                    node: key,
+                    path: path.clone(),
+                })
+                .map(Some)
+                .map_err(|e| locate(e, key.pos, &path))
             }
             None => Ok(None),
         }
     }
 
     fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, DeError> {
-        let (node, path) = self.value.take().ok_or_else(|| de::Error::custom("value requested before key"))?;
-        seed.deserialize(NodeDe { node, path: path.clone() }).map_err(|e| locate(e, node.pos, &path))
+        let (node, path) = self
+            .value
+            .take()
+            .ok_or_else(|| de::Error::custom("value requested before key"))?;
+        seed.deserialize(NodeDe {
+            node,
+            path: path.clone(),
+        })
+        .map_err(|e| locate(e, node.pos, &path))
     }
 }
 
@@ -394,13 +486,25 @@ impl<'de, 'a> de::EnumAccess<'de> for EnumDe<'a> {
     type Error = DeError;
     type Variant = VariantDe<'a>;
 
-    fn variant_seed<V: DeserializeSeed<'de>>(self, seed: V) -> Result<(V::Value, VariantDe<'a>), DeError> {
+    fn variant_seed<V: DeserializeSeed<'de>>(
+        self,
+        seed: V,
+    ) -> Result<(V::Value, VariantDe<'a>), DeError> {
         let name = self.key.as_str().unwrap_or("?");
         let path = join(self.path, name);
         let v = seed
-            .deserialize(NodeDe { node: self.key, path: path.clone() })
+            .deserialize(NodeDe {
+                node: self.key,
+                path: path.clone(),
+            })
             .map_err(|e| locate(e, self.key.pos, &path))?;
-        Ok((v, VariantDe { node: self.value, path }))
+        Ok((
+            v,
+            VariantDe {
+                node: self.value,
+                path,
+            },
+        ))
     }
 }
 
@@ -414,7 +518,10 @@ impl<'de, 'a> de::VariantAccess<'de> for VariantDe<'a> {
 
     fn unit_variant(self) -> Result<(), DeError> {
         match &self.node.value {
-            Value::Scalar { kind: ScalarKind::Null, .. } => Ok(()),
+            Value::Scalar {
+                kind: ScalarKind::Null,
+                ..
+            } => Ok(()),
             _ => Err(DeError {
                 message: format!("expected nothing here, found {}", self.node.describe()),
                 pos: Some(self.node.pos),
@@ -426,15 +533,35 @@ impl<'de, 'a> de::VariantAccess<'de> for VariantDe<'a> {
     fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, DeError> {
         let pos = self.node.pos;
         let path = self.path.clone();
-        seed.deserialize(NodeDe { node: self.node, path: self.path }).map_err(|e| locate(e, pos, &path))
+        seed.deserialize(NodeDe {
+            node: self.node,
+            path: self.path,
+        })
+        .map_err(|e| locate(e, pos, &path))
     }
 
     fn tuple_variant<V: Visitor<'de>>(self, _len: usize, v: V) -> Result<V::Value, DeError> {
-        de::Deserializer::deserialize_seq(NodeDe { node: self.node, path: self.path }, v)
+        de::Deserializer::deserialize_seq(
+            NodeDe {
+                node: self.node,
+                path: self.path,
+            },
+            v,
+        )
     }
 
-    fn struct_variant<V: Visitor<'de>>(self, _fields: &'static [&'static str], v: V) -> Result<V::Value, DeError> {
-        de::Deserializer::deserialize_map(NodeDe { node: self.node, path: self.path }, v)
+    fn struct_variant<V: Visitor<'de>>(
+        self,
+        _fields: &'static [&'static str],
+        v: V,
+    ) -> Result<V::Value, DeError> {
+        de::Deserializer::deserialize_map(
+            NodeDe {
+                node: self.node,
+                path: self.path,
+            },
+            v,
+        )
     }
 }
 
@@ -458,7 +585,12 @@ mod tests {
         let e = from_node::<Inner>(n.get("outer").unwrap(), "outer").unwrap_err();
         assert_eq!(e.pos, Some(Pos { line: 3, column: 3 }));
         assert_eq!(e.path.as_deref(), Some("outer.dayz"));
-        assert!(e.message.starts_with("unknown field `dayz` (did you mean `days`?)"), "{}", e.message);
+        assert!(
+            e.message
+                .starts_with("unknown field `dayz` (did you mean `days`?)"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]
@@ -466,7 +598,10 @@ mod tests {
         let n = parse("version: 1.20\ndays: seven\n").unwrap();
         let e = from_node::<Inner>(&n, "").unwrap_err();
         assert_eq!(e.pos, Some(Pos { line: 2, column: 7 }));
-        assert_eq!(e.message, "expected a whole number (0 or more), found string \"seven\"");
+        assert_eq!(
+            e.message,
+            "expected a whole number (0 or more), found string \"seven\""
+        );
         let ok: Inner = from_node(&parse("version: 1.20\ndays: 7\n").unwrap(), "").unwrap();
         assert_eq!(ok.version, "1.20");
         assert_eq!(ok.days, Some(7));

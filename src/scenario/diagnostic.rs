@@ -15,8 +15,18 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(file: &Path, pos: Option<Pos>, path: impl Into<Option<String>>, message: impl Into<String>) -> Self {
-        Diagnostic { file: file.to_path_buf(), pos, path: path.into().filter(|p| !p.is_empty()), message: message.into() }
+    pub fn new(
+        file: &Path,
+        pos: Option<Pos>,
+        path: impl Into<Option<String>>,
+        message: impl Into<String>,
+    ) -> Self {
+        Diagnostic {
+            file: file.to_path_buf(),
+            pos,
+            path: path.into().filter(|p| !p.is_empty()),
+            message: message.into(),
+        }
     }
 }
 
@@ -36,7 +46,14 @@ impl fmt::Display for Diagnostic {
 
 /// Sorted by position, without duplicates (matrix cells repeat the same mistakes).
 pub fn tidy(mut diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
-    diags.sort_by(|a, b| (a.file.as_path(), a.pos, &a.path, &a.message).cmp(&(b.file.as_path(), b.pos, &b.path, &b.message)));
+    diags.sort_by(|a, b| {
+        (a.file.as_path(), a.pos, &a.path, &a.message).cmp(&(
+            b.file.as_path(),
+            b.pos,
+            &b.path,
+            &b.message,
+        ))
+    });
     diags.dedup();
     diags
 }

@@ -44,8 +44,19 @@ pub struct Cell {
     pub dir: PathBuf,
 }
 
-const TOP_LEVEL: &[&str] =
-    &["apiVersion", "kind", "metadata", "matrix", "environment", "keys", "velero", "workloads", "steps", "finally", "timeout"];
+const TOP_LEVEL: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "matrix",
+    "environment",
+    "keys",
+    "velero",
+    "workloads",
+    "steps",
+    "finally",
+    "timeout",
+];
 
 /// Cells a matrix may expand into; beyond this a scenario is almost surely a mistake.
 const MAX_CELLS: usize = 256;
@@ -54,7 +65,11 @@ const MAX_CELLS: usize = 256;
 pub fn load(path: &Path) -> Result<ScenarioFile, Vec<Diagnostic>> {
     let bytes = read_regular(path).map_err(|msg| vec![Diagnostic::new(path, None, None, msg)])?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-    let dir = if dir.as_os_str().is_empty() { PathBuf::from(".") } else { dir };
+    let dir = if dir.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        dir
+    };
     load_bytes(path, &dir, &bytes)
 }
 
@@ -66,13 +81,19 @@ pub fn load_bytes(path: &Path, dir: &Path, bytes: &[u8]) -> Result<ScenarioFile,
 
 /// Load from text already in memory (`path` names it in diagnostics; `dir` resolves fixtures).
 pub fn load_str(path: &Path, dir: &Path, source: &str) -> Result<ScenarioFile, Vec<Diagnostic>> {
-    let diag = |pos: Option<Pos>, p: &str, msg: String| Diagnostic::new(path, pos, Some(p.to_string()), msg);
-    let root = yaml::parse(source).map_err(|e| vec![Diagnostic::new(path, e.pos, None, e.message)])?;
+    let diag = |pos: Option<Pos>, p: &str, msg: String| {
+        Diagnostic::new(path, pos, Some(p.to_string()), msg)
+    };
+    let root =
+        yaml::parse(source).map_err(|e| vec![Diagnostic::new(path, e.pos, None, e.message)])?;
     let Some(entries) = root.as_map() else {
         return Err(vec![diag(
             Some(root.pos),
             "",
-            format!("expected a scenario (a mapping with `apiVersion`, `kind`, `metadata`, ...), found {}", root.describe()),
+            format!(
+                "expected a scenario (a mapping with `apiVersion`, `kind`, `metadata`, ...), found {}",
+                root.describe()
+            ),
         )]);
     };
 
@@ -85,10 +106,21 @@ pub fn load_str(path: &Path, dir: &Path, source: &str) -> Result<ScenarioFile, V
                 if let Some(best) = de::closest(k, TOP_LEVEL) {
                     msg.push_str(&format!(" (did you mean `{best}`?)"));
                 }
-                msg.push_str(&format!("; expected one of {}", TOP_LEVEL.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", ")));
+                msg.push_str(&format!(
+                    "; expected one of {}",
+                    TOP_LEVEL
+                        .iter()
+                        .map(|s| format!("`{s}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
                 diags.push(diag(Some(key.pos), k, msg));
             }
-            None => diags.push(diag(Some(key.pos), "", format!("expected a field name, found {}", key.describe()))),
+            None => diags.push(diag(
+                Some(key.pos),
+                "",
+                format!("expected a field name, found {}", key.describe()),
+            )),
         }
     }
 
@@ -106,7 +138,10 @@ pub fn load_str(path: &Path, dir: &Path, source: &str) -> Result<ScenarioFile, V
         return Err(vec![diag(
             root.get("matrix").map(|n| n.pos),
             "matrix",
-            format!("the matrix expands into {} cells; at most {MAX_CELLS} are allowed", combos.len()),
+            format!(
+                "the matrix expands into {} cells; at most {MAX_CELLS} are allowed",
+                combos.len()
+            ),
         )]);
     }
 
@@ -127,7 +162,13 @@ pub fn load_str(path: &Path, dir: &Path, source: &str) -> Result<ScenarioFile, V
         if let Some(scenario) = resolved.scenario.filter(|_| resolved.diags.is_empty()) {
             metadata.get_or_insert_with(|| scenario.metadata.clone());
             let id = cell_id(&scenario.metadata.name, &combo);
-            cells.push(Cell { id, matrix: combo, scenario, path: path.to_path_buf(), dir: dir.to_path_buf() });
+            cells.push(Cell {
+                id,
+                matrix: combo,
+                scenario,
+                path: path.to_path_buf(),
+                dir: dir.to_path_buf(),
+            });
         } else {
             diags.extend(resolved.diags);
         }
@@ -136,14 +177,26 @@ pub fn load_str(path: &Path, dir: &Path, source: &str) -> Result<ScenarioFile, V
         return Err(diagnostic::tidy(diags));
     }
     let metadata = metadata.expect("at least one cell");
-    Ok(ScenarioFile { path: path.to_path_buf(), dir: dir.to_path_buf(), metadata, cells })
+    Ok(ScenarioFile {
+        path: path.to_path_buf(),
+        dir: dir.to_path_buf(),
+        metadata,
+        cells,
+    })
 }
 
 pub fn cell_id(name: &str, combo: &[(String, String)]) -> String {
     if combo.is_empty() {
         name.to_string()
     } else {
-        format!("{name}[{}]", combo.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","))
+        format!(
+            "{name}[{}]",
+            combo
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )
     }
 }
 
@@ -156,28 +209,40 @@ fn read_regular(path: &Path) -> Result<Vec<u8>, String> {
 
     let meta = std::fs::metadata(path).map_err(|e| unreadable(path, &e))?;
     if let Some(what) = not_regular(&meta) {
-        return Err(format!("cannot read file: it is {what}, not a regular file"));
+        return Err(format!(
+            "cannot read file: it is {what}, not a regular file"
+        ));
     }
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(nix::libc::O_NONBLOCK)
         .open(path)
         .map_err(|e| format!("cannot read file: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot read file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read file: {e}"))?;
     if let Some(what) = not_regular(&meta) {
-        return Err(format!("cannot read file: it is {what}, not a regular file"));
+        return Err(format!(
+            "cannot read file: it is {what}, not a regular file"
+        ));
     }
     if meta.len() > yaml::MAX_FILE_BYTES as u64 {
         return Err(too_big(meta.len()));
     }
     let mut bytes = Vec::new();
     // One byte past the limit is enough to tell a file that grew meanwhile.
-    file.by_ref().take(yaml::MAX_FILE_BYTES as u64 + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read file: {e}"))?;
+    file.by_ref()
+        .take(yaml::MAX_FILE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read file: {e}"))?;
     Ok(bytes)
 }
 
 fn too_big(len: u64) -> String {
-    format!("file is {len} bytes; scenario files are limited to {} bytes", yaml::MAX_FILE_BYTES)
+    format!(
+        "file is {len} bytes; scenario files are limited to {} bytes",
+        yaml::MAX_FILE_BYTES
+    )
 }
 
 /// What a file system entry is when it is not a regular file: "a directory", "a FIFO (named pipe)", ...
@@ -250,7 +315,10 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
             }
         };
         if entries.is_empty() {
-            refuse(p, format!("no scenario files (*.yaml, *.yml) in {}", p.display()));
+            refuse(
+                p,
+                format!("no scenario files (*.yaml, *.yml) in {}", p.display()),
+            );
         }
         for entry in entries {
             match std::fs::metadata(&entry) {
@@ -269,13 +337,23 @@ pub fn collect(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
 /// Reject non-UTF-8 input with the position of the first bad byte.
 fn decode(path: &Path, bytes: &[u8]) -> Result<String, Vec<Diagnostic>> {
     if bytes.len() > yaml::MAX_FILE_BYTES {
-        return Err(vec![Diagnostic::new(path, None, None, too_big(bytes.len() as u64))]);
+        return Err(vec![Diagnostic::new(
+            path,
+            None,
+            None,
+            too_big(bytes.len() as u64),
+        )]);
     }
     match std::str::from_utf8(bytes) {
         Ok(s) => {
             if let Some(i) = s.find('\0') {
                 let pos = position_of(s, i);
-                return Err(vec![Diagnostic::new(path, Some(pos), None, "file contains a NUL byte; is it a binary file?")]);
+                return Err(vec![Diagnostic::new(
+                    path,
+                    Some(pos),
+                    None,
+                    "file contains a NUL byte; is it a binary file?",
+                )]);
             }
             Ok(s.to_string())
         }
@@ -283,7 +361,12 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<String, Vec<Diagnostic>> {
             let valid = &bytes[..e.valid_up_to()];
             let text = String::from_utf8_lossy(valid);
             let pos = position_of(&text, text.len());
-            Err(vec![Diagnostic::new(path, Some(pos), None, "file is not valid UTF-8 text; is it a binary file?")])
+            Err(vec![Diagnostic::new(
+                path,
+                Some(pos),
+                None,
+                "file is not valid UTF-8 text; is it a binary file?",
+            )])
         }
     }
 }
@@ -291,30 +374,64 @@ fn decode(path: &Path, bytes: &[u8]) -> Result<String, Vec<Diagnostic>> {
 fn position_of(text: &str, byte: usize) -> Pos {
     let before = &text[..byte];
     let line = before.matches('\n').count() as u64 + 1;
-    let column = before.rsplit('\n').next().map(|l| l.chars().count()).unwrap_or(0) as u64 + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|l| l.chars().count())
+        .unwrap_or(0) as u64
+        + 1;
     Pos { line, column }
 }
 
 /// The matrix, in document order.
-fn read_matrix(path: &Path, root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<(String, Vec<String>)> {
+fn read_matrix(
+    path: &Path,
+    root: &Node,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<(String, Vec<String>)> {
     let mut out = Vec::new();
-    let Some(node) = root.get("matrix") else { return out };
+    let Some(node) = root.get("matrix") else {
+        return out;
+    };
     let Some(entries) = node.as_map() else {
-        diags.push(Diagnostic::new(path, Some(node.pos), Some("matrix".into()), format!("expected a mapping of dimension names to lists of values, found {}", node.describe())));
+        diags.push(Diagnostic::new(
+            path,
+            Some(node.pos),
+            Some("matrix".into()),
+            format!(
+                "expected a mapping of dimension names to lists of values, found {}",
+                node.describe()
+            ),
+        ));
         return out;
     };
     for (k, v) in entries {
         let name = k.as_str().unwrap_or_default().to_string();
         let p = format!("matrix.{name}");
         if !valid_ident(&name) {
-            diags.push(Diagnostic::new(path, Some(k.pos), Some(p.clone()), "dimension names use letters, digits, `_` and `-`, starting with a letter"));
+            diags.push(Diagnostic::new(
+                path,
+                Some(k.pos),
+                Some(p.clone()),
+                "dimension names use letters, digits, `_` and `-`, starting with a letter",
+            ));
         }
         let Some(items) = v.as_seq() else {
-            diags.push(Diagnostic::new(path, Some(v.pos), Some(p), format!("expected a list of values, found {}", v.describe())));
+            diags.push(Diagnostic::new(
+                path,
+                Some(v.pos),
+                Some(p),
+                format!("expected a list of values, found {}", v.describe()),
+            ));
             continue;
         };
         if items.is_empty() {
-            diags.push(Diagnostic::new(path, Some(v.pos), Some(p), "a matrix dimension needs at least one value"));
+            diags.push(Diagnostic::new(
+                path,
+                Some(v.pos),
+                Some(p),
+                "a matrix dimension needs at least one value",
+            ));
             continue;
         }
         let mut values: Vec<String> = Vec::new();
@@ -323,12 +440,22 @@ fn read_matrix(path: &Path, root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<(St
             match item.as_str() {
                 Some(s) if item.as_map().is_none() && item.as_seq().is_none() => {
                     if values.iter().any(|x| x == s) {
-                        diags.push(Diagnostic::new(path, Some(item.pos), Some(ip), format!("duplicate value `{s}`")));
+                        diags.push(Diagnostic::new(
+                            path,
+                            Some(item.pos),
+                            Some(ip),
+                            format!("duplicate value `{s}`"),
+                        ));
                     } else {
                         values.push(s.to_string());
                     }
                 }
-                _ => diags.push(Diagnostic::new(path, Some(item.pos), Some(ip), format!("expected a plain value, found {}", item.describe()))),
+                _ => diags.push(Diagnostic::new(
+                    path,
+                    Some(item.pos),
+                    Some(ip),
+                    format!("expected a plain value, found {}", item.describe()),
+                )),
             }
         }
         out.push((name, values));
@@ -337,7 +464,9 @@ fn read_matrix(path: &Path, root: &Node, diags: &mut Vec<Diagnostic>) -> Vec<(St
 }
 
 fn valid_ident(s: &str) -> bool {
-    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic()) && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    s.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
 /// Declared key names with their provider (as written), for reference checks.
@@ -346,7 +475,9 @@ fn read_key_names(root: &Node) -> BTreeMap<String, Option<KeyProvider>> {
     if let Some(entries) = root.get("keys").and_then(Node::as_map) {
         for (k, v) in entries {
             if let Some(name) = k.as_str() {
-                let provider = v.get("provider").and_then(Node::as_str).and_then(|p| de::from_node::<KeyProvider>(&Node::scalar(v.pos, ScalarKind::Str, p), "").ok());
+                let provider = v.get("provider").and_then(Node::as_str).and_then(|p| {
+                    de::from_node::<KeyProvider>(&Node::scalar(v.pos, ScalarKind::Str, p), "").ok()
+                });
                 out.insert(name.to_string(), provider);
             }
         }
@@ -439,7 +570,14 @@ fn combinations(matrix: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> 
 fn substitute_matrix(root: &Node, combo: &[(String, String)]) -> Node {
     let mut tree = root.clone();
     let matrix_lookup = |parts: &[String]| -> Option<String> {
-        (parts[0] == "matrix").then(|| combo.iter().find(|(k, _)| *k == parts[1]).map(|(_, v)| v.clone())).flatten()
+        (parts[0] == "matrix")
+            .then(|| {
+                combo
+                    .iter()
+                    .find(|(k, _)| *k == parts[1])
+                    .map(|(_, v)| v.clone())
+            })
+            .flatten()
     };
     substitute_all(&mut tree, &matrix_lookup);
     tree
@@ -458,14 +596,20 @@ fn substitute_key_statics(tree: &Node) -> Node {
                     let name = k.as_str().unwrap_or_default().to_string();
                     ["alias", "name"]
                         .into_iter()
-                        .filter_map(move |attr| v.get(attr).and_then(Node::as_str).map(|s| ((name.clone(), attr.to_string()), s.to_string())))
+                        .filter_map(move |attr| {
+                            v.get(attr)
+                                .and_then(Node::as_str)
+                                .map(|s| ((name.clone(), attr.to_string()), s.to_string()))
+                        })
                         .collect::<Vec<_>>()
                 })
                 .collect()
         })
         .unwrap_or_default();
     let key_lookup = |parts: &[String]| -> Option<String> {
-        (parts[0] == "keys").then(|| statics.get(&(parts[1].clone(), parts[2].clone())).cloned()).flatten()
+        (parts[0] == "keys")
+            .then(|| statics.get(&(parts[1].clone(), parts[2].clone())).cloned())
+            .flatten()
     };
     substitute_all(&mut tree, &key_lookup);
     tree
@@ -498,8 +642,15 @@ struct Typed {
 fn typed(path: &Path, root: &Node) -> Typed {
     let mut diags = Vec::new();
 
-    fn section<T: serde::de::DeserializeOwned>(path: &Path, root: &Node, name: &str, diags: &mut Vec<Diagnostic>) -> Result<Option<T>, ()> {
-        let Some(node) = root.get(name) else { return Ok(None) };
+    fn section<T: serde::de::DeserializeOwned>(
+        path: &Path,
+        root: &Node,
+        name: &str,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Result<Option<T>, ()> {
+        let Some(node) = root.get(name) else {
+            return Ok(None);
+        };
         match de::from_node::<T>(node, name) {
             Ok(v) => Ok(Some(v)),
             Err(e) => {
@@ -516,9 +667,16 @@ fn typed(path: &Path, root: &Node) -> Typed {
         diags: &mut Vec<Diagnostic>,
         step: bool,
     ) -> Result<(Vec<T>, Option<usize>), ()> {
-        let Some(node) = root.get(name) else { return Ok((Vec::new(), None)) };
+        let Some(node) = root.get(name) else {
+            return Ok((Vec::new(), None));
+        };
         let Some(list) = node.as_seq() else {
-            diags.push(Diagnostic::new(path, Some(node.pos), Some(name.to_string()), format!("expected a list, found {}", node.describe())));
+            diags.push(Diagnostic::new(
+                path,
+                Some(node.pos),
+                Some(name.to_string()),
+                format!("expected a list, found {}", node.describe()),
+            ));
             return Err(());
         };
         let mut out = Vec::new();
@@ -540,9 +698,21 @@ fn typed(path: &Path, root: &Node) -> Typed {
     }
 
     let mut sections_ok = true;
-    for name in ["apiVersion", "kind", "metadata", "environment", "velero", "steps"] {
+    for name in [
+        "apiVersion",
+        "kind",
+        "metadata",
+        "environment",
+        "velero",
+        "steps",
+    ] {
         if root.get(name).is_none() {
-            diags.push(Diagnostic::new(path, Some(root.pos), None, format!("missing required field `{name}`")));
+            diags.push(Diagnostic::new(
+                path,
+                Some(root.pos),
+                None,
+                format!("missing required field `{name}`"),
+            ));
             sections_ok = false;
         }
     }
@@ -552,15 +722,29 @@ fn typed(path: &Path, root: &Node) -> Typed {
             None
         })
     }
-    let api_version: Option<String> = ok(section(path, root, "apiVersion", &mut diags), &mut sections_ok);
+    let api_version: Option<String> = ok(
+        section(path, root, "apiVersion", &mut diags),
+        &mut sections_ok,
+    );
     let kind: Option<String> = ok(section(path, root, "kind", &mut diags), &mut sections_ok);
-    let metadata: Option<Metadata> = ok(section(path, root, "metadata", &mut diags), &mut sections_ok);
+    let metadata: Option<Metadata> = ok(
+        section(path, root, "metadata", &mut diags),
+        &mut sections_ok,
+    );
     // The matrix was read (and its errors reported) by `read_matrix`.
-    let matrix: BTreeMap<String, Vec<String>> = read_matrix(path, root, &mut Vec::new()).into_iter().collect();
-    let environment: Option<Environment> = ok(section(path, root, "environment", &mut diags), &mut sections_ok);
-    let keys: Option<BTreeMap<String, KeySpec>> = ok(section(path, root, "keys", &mut diags), &mut sections_ok);
-    let velero: Option<VeleroSpec> = ok(section(path, root, "velero", &mut diags), &mut sections_ok);
-    let timeout: Option<HumanDuration> = ok(section(path, root, "timeout", &mut diags), &mut sections_ok);
+    let matrix: BTreeMap<String, Vec<String>> = read_matrix(path, root, &mut Vec::new())
+        .into_iter()
+        .collect();
+    let environment: Option<Environment> = ok(
+        section(path, root, "environment", &mut diags),
+        &mut sections_ok,
+    );
+    let keys: Option<BTreeMap<String, KeySpec>> =
+        ok(section(path, root, "keys", &mut diags), &mut sections_ok);
+    let velero: Option<VeleroSpec> =
+        ok(section(path, root, "velero", &mut diags), &mut sections_ok);
+    let timeout: Option<HumanDuration> =
+        ok(section(path, root, "timeout", &mut diags), &mut sections_ok);
     let workloads = items::<Workload>(path, root, "workloads", &mut diags, false);
     let steps = items::<Step>(path, root, "steps", &mut diags, true);
     let finally = items::<Step>(path, root, "finally", &mut diags, true);
@@ -569,17 +753,34 @@ fn typed(path: &Path, root: &Node) -> Typed {
         && v != API_VERSION
         && let Some(node) = root.get("apiVersion")
     {
-        diags.push(Diagnostic::new(path, Some(node.pos), Some("apiVersion".into()), format!("unsupported apiVersion `{v}`; this vdrill reads `{API_VERSION}`")));
+        diags.push(Diagnostic::new(
+            path,
+            Some(node.pos),
+            Some("apiVersion".into()),
+            format!("unsupported apiVersion `{v}`; this vdrill reads `{API_VERSION}`"),
+        ));
     }
     if let Some(k) = &kind
         && k != KIND
         && let Some(node) = root.get("kind")
     {
-        diags.push(Diagnostic::new(path, Some(node.pos), Some("kind".into()), format!("unsupported kind `{k}`; expected `{KIND}`")));
+        diags.push(Diagnostic::new(
+            path,
+            Some(node.pos),
+            Some("kind".into()),
+            format!("unsupported kind `{k}`; expected `{KIND}`"),
+        ));
     }
 
-    let (Ok((workloads, None)), Ok((steps, first_bad_step)), Ok((finally, bad_finally))) = (workloads, steps, finally) else {
-        return Typed { scenario: None, diags, first_bad_step: None, bad_finally: false };
+    let (Ok((workloads, None)), Ok((steps, first_bad_step)), Ok((finally, bad_finally))) =
+        (workloads, steps, finally)
+    else {
+        return Typed {
+            scenario: None,
+            diags,
+            first_bad_step: None,
+            bad_finally: false,
+        };
     };
     let scenario = match (sections_ok, metadata, environment, velero) {
         (true, Some(metadata), Some(environment), Some(velero)) => Some(Scenario {
@@ -597,13 +798,20 @@ fn typed(path: &Path, root: &Node) -> Typed {
         }),
         _ => None,
     };
-    Typed { scenario, diags, first_bad_step, bad_finally: bad_finally.is_some() }
+    Typed {
+        scenario,
+        diags,
+        first_bad_step,
+        bad_finally: bad_finally.is_some(),
+    }
 }
 
 /// Semantic checks on what parsed. Step checks look backwards (a restore needs an
 /// earlier backup), so they are kept only for steps before the first that failed.
 fn check_partial(path: &Path, dir: &Path, tree: &Node, t: &Typed) -> Vec<Diagnostic> {
-    let Some(scenario) = &t.scenario else { return Vec::new() };
+    let Some(scenario) = &t.scenario else {
+        return Vec::new();
+    };
     let found = validate::check(path, dir, tree, scenario);
     if t.first_bad_step.is_none() && !t.bad_finally {
         return found;
@@ -613,8 +821,12 @@ fn check_partial(path: &Path, dir: &Path, tree: &Node, t: &Typed) -> Vec<Diagnos
         .filter(|d| match d.path.as_deref() {
             Some(p) if p.starts_with("finally") => false,
             Some(p) if p.starts_with("steps[") => {
-                let index: Option<usize> = p["steps[".len()..].split(']').next().and_then(|n| n.parse().ok());
-                matches!((index, t.first_bad_step), (Some(i), Some(bad)) if i < bad) || t.first_bad_step.is_none()
+                let index: Option<usize> = p["steps[".len()..]
+                    .split(']')
+                    .next()
+                    .and_then(|n| n.parse().ok());
+                matches!((index, t.first_bad_step), (Some(i), Some(bad)) if i < bad)
+                    || t.first_bad_step.is_none()
             }
             Some("steps") => false,
             _ => true,
@@ -627,13 +839,24 @@ fn explain_step_error(item: &Node, e: &mut de::DeError) {
     if e.message.starts_with("unknown value") {
         e.message = e.message.replacen("unknown value", "unknown step kind", 1);
     } else if e.message.starts_with("expected exactly one key here") {
-        let key = |i: usize| item.as_map().and_then(|m| m.get(i)).and_then(|(k, _)| k.as_str()).unwrap_or_default();
+        let key = |i: usize| {
+            item.as_map()
+                .and_then(|m| m.get(i))
+                .and_then(|(k, _)| k.as_str())
+                .unwrap_or_default()
+        };
         let (kind, extra) = (key(0), key(1));
         e.message = format!(
             "a step is a single key naming its kind; `{extra}` belongs inside the step's mapping: `- {kind}: {{..., {extra}: ...}}`"
         );
-    } else if e.message.starts_with("expected a name or a single-key mapping") {
-        e.message = format!("expected a step such as `- backup: {{name: b1}}`, found {}", item.describe());
+    } else if e
+        .message
+        .starts_with("expected a name or a single-key mapping")
+    {
+        e.message = format!(
+            "expected a step such as `- backup: {{name: b1}}`, found {}",
+            item.describe()
+        );
     }
 }
 
@@ -652,7 +875,10 @@ pub fn json_schema() -> serde_json::Value {
     let schema = schemars::schema_for!(Scenario);
     let mut v = serde_json::to_value(schema).expect("schema serializes");
     if let Some(obj) = v.as_object_mut() {
-        obj.insert("$id".into(), serde_json::Value::String("https://vdrill.dev/schema/v1alpha1/scenario.json".into()));
+        obj.insert(
+            "$id".into(),
+            serde_json::Value::String("https://vdrill.dev/schema/v1alpha1/scenario.json".into()),
+        );
     }
     v
 }

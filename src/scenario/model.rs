@@ -57,22 +57,34 @@ impl Scenario {
         // Azure: the key is a property of the storage account, not of the location;
         // with one Key Vault key in the scenario, that is the one.
         if location.provider == LocationProvider::Azure {
-            let mut vault_keys = self.keys.iter().filter(|(_, k)| k.provider == KeyProvider::AzureKeyvault);
+            let mut vault_keys = self
+                .keys
+                .iter()
+                .filter(|(_, k)| k.provider == KeyProvider::AzureKeyvault);
             return match (vault_keys.next(), vault_keys.next()) {
                 (Some((name, _)), None) => Some(name.clone()),
                 _ => None,
             };
         }
-        ["kmsKeyId", "customerKeyEncryptionFile", "kmsKeyName"].iter().find_map(|field| {
-            let value = location.config.get(*field)?;
-            if let Some(r) = super::refs::find(value).ok()?.first().filter(|r| r.parts[0] == "keys") {
-                return Some(r.parts[1].clone());
-            }
-            self.keys
-                .iter()
-                .find(|(_, k)| k.alias.as_deref() == Some(value.as_str()) || k.name.as_deref() == Some(value.as_str()))
-                .map(|(name, _)| name.clone())
-        })
+        ["kmsKeyId", "customerKeyEncryptionFile", "kmsKeyName"]
+            .iter()
+            .find_map(|field| {
+                let value = location.config.get(*field)?;
+                if let Some(r) = super::refs::find(value)
+                    .ok()?
+                    .first()
+                    .filter(|r| r.parts[0] == "keys")
+                {
+                    return Some(r.parts[1].clone());
+                }
+                self.keys
+                    .iter()
+                    .find(|(_, k)| {
+                        k.alias.as_deref() == Some(value.as_str())
+                            || k.name.as_deref() == Some(value.as_str())
+                    })
+                    .map(|(name, _)| name.clone())
+            })
     }
 
     /// What the drill does to resources it did not create (`existing: true` keys and
@@ -87,9 +99,15 @@ impl Scenario {
             if let Some(kc) = &self.environment.kubeconfig {
                 which.push(format!("kubeconfig `{kc}`"));
             }
-            let which = if which.is_empty() { "the current kubeconfig context".to_string() } else { which.join(" of ") };
+            let which = if which.is_empty() {
+                "the current kubeconfig context".to_string()
+            } else {
+                which.join(" of ")
+            };
             let ns = self.velero.namespace.as_deref().unwrap_or("velero");
-            let mut line = format!("cluster ({which}, existing): Velero is installed in namespace `{ns}`, which is deleted at teardown");
+            let mut line = format!(
+                "cluster ({which}, existing): Velero is installed in namespace `{ns}`, which is deleted at teardown"
+            );
             let steps = || self.steps.iter().chain(&self.finally);
             let mut deployed: Vec<&str> = Vec::new();
             let mut deleted: Vec<&str> = Vec::new();
@@ -102,16 +120,29 @@ impl Scenario {
                             deployed.push(&w.namespace);
                         }
                     }
-                    Step::DeleteNamespace(d) if !deleted.contains(&d.namespace.as_str()) => deleted.push(&d.namespace),
+                    Step::DeleteNamespace(d) if !deleted.contains(&d.namespace.as_str()) => {
+                        deleted.push(&d.namespace)
+                    }
                     _ => {}
                 }
             }
-            let quoted = |v: &[&str]| v.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ");
+            let quoted = |v: &[&str]| {
+                v.iter()
+                    .map(|n| format!("`{n}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
             if !deployed.is_empty() {
-                line.push_str(&format!("; workloads are deployed into namespace(s) {}", quoted(&deployed)));
+                line.push_str(&format!(
+                    "; workloads are deployed into namespace(s) {}",
+                    quoted(&deployed)
+                ));
             }
             if !deleted.is_empty() {
-                line.push_str(&format!("; namespace(s) {} are deleted with everything in them", quoted(&deleted)));
+                line.push_str(&format!(
+                    "; namespace(s) {} are deleted with everything in them",
+                    quoted(&deleted)
+                ));
             }
             out.push(line);
         }
@@ -122,7 +153,9 @@ impl Scenario {
                     continue;
                 }
                 let action = match step {
-                    Step::RotateKey(r) if r.mode == RotateMode::OnDemand => "rotate-key (on-demand: new key material, cannot be undone)".to_string(),
+                    Step::RotateKey(r) if r.mode == RotateMode::OnDemand => {
+                        "rotate-key (on-demand: new key material, cannot be undone)".to_string()
+                    }
                     Step::RotateKey(_) => "rotate-key (new key: repoints the alias)".to_string(),
                     other => other.kind().to_string(),
                 };
@@ -130,8 +163,17 @@ impl Scenario {
                     actions.push(action);
                 }
             }
-            let address = key.alias.as_deref().or(key.name.as_deref()).map(|a| format!("{a}, ")).unwrap_or_default();
-            let what = if actions.is_empty() { "used, never changed".to_string() } else { actions.join(", ") };
+            let address = key
+                .alias
+                .as_deref()
+                .or(key.name.as_deref())
+                .map(|a| format!("{a}, "))
+                .unwrap_or_default();
+            let what = if actions.is_empty() {
+                "used, never changed".to_string()
+            } else {
+                actions.join(", ")
+            };
             out.push(format!("key `{name}` ({address}existing): {what}"));
         }
         for loc in self.velero.locations.iter().filter(|l| l.existing) {
@@ -139,7 +181,10 @@ impl Scenario {
                 Some(p) => format!("under prefix `{p}/`"),
                 None => "at the top of the bucket (no `prefix`)".to_string(),
             };
-            let line = format!("bucket `{}` (existing): the drill writes its backups {place} and leaves them; it creates and deletes nothing", loc.bucket);
+            let line = format!(
+                "bucket `{}` (existing): the drill writes its backups {place} and leaves them; it creates and deletes nothing",
+                loc.bucket
+            );
             if !out.contains(&line) {
                 out.push(line);
             }
@@ -254,7 +299,12 @@ impl KeyProvider {
     pub fn attributes(self) -> &'static [(&'static str, bool)] {
         match self {
             KeyProvider::AwsKms => &[("alias", true), ("arn", false), ("id", false)],
-            KeyProvider::AzureKeyvault => &[("name", true), ("id", false), ("version", false), ("vault", false)],
+            KeyProvider::AzureKeyvault => &[
+                ("name", true),
+                ("id", false),
+                ("version", false),
+                ("vault", false),
+            ],
             KeyProvider::CustomerKey => &[("file", false)],
         }
     }
@@ -512,7 +562,10 @@ macro_rules! short_form {
             const SHORT: &'static str = $what;
             #[allow(clippy::needless_update)] // some step bodies have no field besides the short one
             fn from_short(value: String) -> Self {
-                $ty { $field: value, ..Default::default() }
+                $ty {
+                    $field: value,
+                    ..Default::default()
+                }
             }
         }
     };
@@ -737,7 +790,10 @@ impl Step {
         match self {
             Step::Deploy(s) => s.workload.clone(),
             Step::Backup(s) => s.name.clone(),
-            Step::Restore(s) => s.name.clone().unwrap_or_else(|| format!("from {}", s.backup)),
+            Step::Restore(s) => s
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("from {}", s.backup)),
             Step::DeleteNamespace(s) => s.namespace.clone(),
             Step::RotateKey(s) => match s.mode {
                 RotateMode::OnDemand => s.key.clone(),
@@ -780,7 +836,9 @@ impl Step {
             Step::Restore(s) => s.expect.as_ref(),
             Step::DeleteNamespace(s) => s.expect.as_ref(),
             Step::RotateKey(s) => s.expect.as_ref(),
-            Step::DisableKey(s) | Step::EnableKey(s) | Step::CancelKeyDeletion(s) => s.expect.as_ref(),
+            Step::DisableKey(s) | Step::EnableKey(s) | Step::CancelKeyDeletion(s) => {
+                s.expect.as_ref()
+            }
             Step::ScheduleKeyDeletion(s) => s.expect.as_ref(),
             Step::UpgradeVelero(s) => s.expect.as_ref(),
             Step::Wait(_) | Step::AssertEncryption(_) | Step::AssertRestored(_) => None,

@@ -63,7 +63,9 @@ fn segments(path: &str) -> Vec<Seg> {
             }
             rest = &rest[i..];
             while let Some(stripped) = rest.strip_prefix('[') {
-                let Some(close) = stripped.find(']') else { break };
+                let Some(close) = stripped.find(']') else {
+                    break;
+                };
                 if let Ok(n) = stripped[..close].parse() {
                     out.push(Seg::Index(n));
                 }
@@ -86,46 +88,76 @@ impl Checker<'_> {
     fn err(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         let path = path.into();
         let pos = locate(self.root, &path);
-        self.out.push(Diagnostic::new(self.file, Some(pos), Some(path), msg));
+        self.out
+            .push(Diagnostic::new(self.file, Some(pos), Some(path), msg));
     }
 
     fn err_key(&mut self, path: impl Into<String>, msg: impl Into<String>) {
         let path = path.into();
         let pos = locate_key(self.root, &path);
-        self.out.push(Diagnostic::new(self.file, Some(pos), Some(path), msg));
+        self.out
+            .push(Diagnostic::new(self.file, Some(pos), Some(path), msg));
     }
 }
 
 fn dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
 fn names(list: impl IntoIterator<Item = impl AsRef<str>>) -> String {
-    let v: Vec<String> = list.into_iter().map(|s| format!("`{}`", s.as_ref())).collect();
-    if v.is_empty() { "none".into() } else { v.join(", ") }
+    let v: Vec<String> = list
+        .into_iter()
+        .map(|s| format!("`{}`", s.as_ref()))
+        .collect();
+    if v.is_empty() {
+        "none".into()
+    } else {
+        v.join(", ")
+    }
 }
 
 /// `1.18`, `v1.18.3`: the Velero versions vdrill can resolve.
 pub fn valid_version(v: &str) -> bool {
     let v = v.strip_prefix('v').unwrap_or(v);
     let parts: Vec<&str> = v.split('.').collect();
-    (2..=3).contains(&parts.len()) && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+    (2..=3).contains(&parts.len())
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnostic> {
-    let mut c = Checker { file, root, out: Vec::new() };
+    let mut c = Checker {
+        file,
+        root,
+        out: Vec::new(),
+    };
 
     // metadata
     if !dns_label(&s.metadata.name) {
-        c.err("metadata.name", format!("`{}` is not a valid name: use lower-case letters, digits and `-` (at most 63)", s.metadata.name));
+        c.err(
+            "metadata.name",
+            format!(
+                "`{}` is not a valid name: use lower-case letters, digits and `-` (at most 63)",
+                s.metadata.name
+            ),
+        );
     }
     for (i, tag) in s.metadata.tags.iter().enumerate() {
-        if tag.is_empty() || !tag.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-            c.err(format!("metadata.tags[{i}]"), format!("tag `{tag}` may use letters, digits, `-` and `_` only"));
+        if tag.is_empty()
+            || !tag
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            c.err(
+                format!("metadata.tags[{i}]"),
+                format!("tag `{tag}` may use letters, digits, `-` and `_` only"),
+            );
         }
     }
 
@@ -133,10 +165,16 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
     let env = &s.environment;
     if env.cluster != ClusterKind::Existing {
         if env.kubeconfig.is_some() {
-            c.err_key("environment.kubeconfig", "`kubeconfig` applies to `cluster: existing` only");
+            c.err_key(
+                "environment.kubeconfig",
+                "`kubeconfig` applies to `cluster: existing` only",
+            );
         }
         if env.context.is_some() {
-            c.err_key("environment.context", "`context` applies to `cluster: existing` only");
+            c.err_key(
+                "environment.context",
+                "`context` applies to `cluster: existing` only",
+            );
         }
     }
     match env.storage {
@@ -163,14 +201,20 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
         );
     }
     if env.region.is_some() && env.storage.is_azure() {
-        c.err_key("environment.region", "`region` applies to AWS storage (`localstack`, `aws`) only");
+        c.err_key(
+            "environment.region",
+            "`region` applies to AWS storage (`localstack`, `aws`) only",
+        );
     }
 
     // keys
     for (name, key) in &s.keys {
         let p = format!("keys.{name}");
         if !dns_label(name) {
-            c.err_key(&p, format!("key name `{name}` may use lower-case letters, digits and `-` only"));
+            c.err_key(
+                &p,
+                format!("key name `{name}` may use lower-case letters, digits and `-` only"),
+            );
         }
         match key.provider {
             KeyProvider::AwsKms | KeyProvider::CustomerKey if !env.storage.is_aws() => c.err(
@@ -207,73 +251,139 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
             KeyProvider::CustomerKey => {}
         }
         if key.alias.is_some() && key.provider != KeyProvider::AwsKms {
-            c.err_key(format!("{p}.alias"), "`alias` applies to `aws-kms` keys only");
+            c.err_key(
+                format!("{p}.alias"),
+                "`alias` applies to `aws-kms` keys only",
+            );
         }
         if key.name.is_some() && key.provider != KeyProvider::AzureKeyvault {
-            c.err_key(format!("{p}.name"), "`name` applies to `azure-keyvault` keys only");
+            c.err_key(
+                format!("{p}.name"),
+                "`name` applies to `azure-keyvault` keys only",
+            );
         }
         if key.vault.is_some() && key.provider != KeyProvider::AzureKeyvault {
-            c.err_key(format!("{p}.vault"), "`vault` applies to `azure-keyvault` keys only");
+            c.err_key(
+                format!("{p}.vault"),
+                "`vault` applies to `azure-keyvault` keys only",
+            );
         }
         if key.existing && env.storage.is_local() {
             c.err_key(format!("{p}.existing"), "the local test bed starts empty; `existing: true` needs real `aws` or `azure` storage");
         }
         if key.existing && key.provider == KeyProvider::CustomerKey {
-            c.err_key(format!("{p}.existing"), "customer keys are generated per run; `existing` does not apply");
+            c.err_key(
+                format!("{p}.existing"),
+                "customer keys are generated per run; `existing` does not apply",
+            );
         }
     }
-    let aliases: Vec<(&String, &String)> = s.keys.iter().filter_map(|(n, k)| k.alias.as_ref().map(|a| (n, a))).collect();
+    let aliases: Vec<(&String, &String)> = s
+        .keys
+        .iter()
+        .filter_map(|(n, k)| k.alias.as_ref().map(|a| (n, a)))
+        .collect();
     for (i, (n, a)) in aliases.iter().enumerate() {
         if let Some((first, _)) = aliases[..i].iter().find(|(_, b)| b == a) {
-            c.err(format!("keys.{n}.alias"), format!("alias `{a}` is already used by key `{first}`"));
+            c.err(
+                format!("keys.{n}.alias"),
+                format!("alias `{a}` is already used by key `{first}`"),
+            );
         }
     }
 
     // velero
     let v = &s.velero;
     if !valid_version(&v.version) {
-        c.err("velero.version", format!("`{}` is not a Velero version; write `1.18` or `1.18.3`", v.version));
+        c.err(
+            "velero.version",
+            format!(
+                "`{}` is not a Velero version; write `1.18` or `1.18.3`",
+                v.version
+            ),
+        );
     }
     if let Some(ns) = &v.namespace
         && !dns_label(ns)
     {
-        c.err("velero.namespace", format!("`{ns}` is not a valid namespace name"));
+        c.err(
+            "velero.namespace",
+            format!("`{ns}` is not a valid namespace name"),
+        );
     }
     for (i, plugin) in v.plugins.iter().enumerate() {
         let is_image = plugin.contains('/') || plugin.contains(':');
         if !is_image && !["aws", "azure", "gcp"].contains(&plugin.as_str()) {
-            c.err(format!("velero.plugins[{i}]"), format!("unknown plugin `{plugin}`; use `aws`, `azure`, `gcp` or an image reference"));
+            c.err(
+                format!("velero.plugins[{i}]"),
+                format!(
+                    "unknown plugin `{plugin}`; use `aws`, `azure`, `gcp` or an image reference"
+                ),
+            );
         }
         if is_image && s.environment.cluster == ClusterKind::Local {
-            c.err(format!("velero.plugins[{i}]"), "the local test bed builds its plugins; name them `aws`, `azure` or `gcp`");
+            c.err(
+                format!("velero.plugins[{i}]"),
+                "the local test bed builds its plugins; name them `aws`, `azure` or `gcp`",
+            );
         }
     }
     if let Some(pw) = &v.repository_password {
         match (&pw.from_env, pw.generate) {
-            (Some(_), true) | (None, false) => {
-                c.err("velero.repositoryPassword", "set exactly one of `fromEnv: <VARIABLE>` or `generate: true`")
-            }
-            (Some(var), false) if var.is_empty() || !var.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_') => {
-                c.err("velero.repositoryPassword.fromEnv", format!("`{var}` is not an environment variable name"))
+            (Some(_), true) | (None, false) => c.err(
+                "velero.repositoryPassword",
+                "set exactly one of `fromEnv: <VARIABLE>` or `generate: true`",
+            ),
+            (Some(var), false)
+                if var.is_empty()
+                    || !var
+                        .chars()
+                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_') =>
+            {
+                c.err(
+                    "velero.repositoryPassword.fromEnv",
+                    format!("`{var}` is not an environment variable name"),
+                )
             }
             _ => {}
         }
     }
     if v.locations.is_empty() {
-        c.err("velero.locations", "at least one backup storage location is needed");
+        c.err(
+            "velero.locations",
+            "at least one backup storage location is needed",
+        );
     }
     let mut seen = BTreeSet::new();
-    let defaults: Vec<usize> = v.locations.iter().enumerate().filter(|(_, l)| l.default).map(|(i, _)| i).collect();
+    let defaults: Vec<usize> = v
+        .locations
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.default)
+        .map(|(i, _)| i)
+        .collect();
     if defaults.len() > 1 {
-        c.err(format!("velero.locations[{}].default", defaults[1]), format!("only one location can be the default; `{}` already is", v.locations[defaults[0]].name));
+        c.err(
+            format!("velero.locations[{}].default", defaults[1]),
+            format!(
+                "only one location can be the default; `{}` already is",
+                v.locations[defaults[0]].name
+            ),
+        );
     }
     for (i, loc) in v.locations.iter().enumerate() {
         let p = format!("velero.locations[{i}]");
         if !dns_label(&loc.name) {
-            c.err(format!("{p}.name"), format!("`{}` is not a valid location name", loc.name));
+            c.err(
+                format!("{p}.name"),
+                format!("`{}` is not a valid location name", loc.name),
+            );
         }
         if !seen.insert(loc.name.clone()) {
-            c.err(format!("{p}.name"), format!("duplicate location name `{}`", loc.name));
+            c.err(
+                format!("{p}.name"),
+                format!("duplicate location name `{}`", loc.name),
+            );
         }
         let fits = match loc.provider {
             LocationProvider::Aws => env.storage.is_aws(),
@@ -282,14 +392,24 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
         };
         if !fits {
             let msg = match loc.provider {
-                LocationProvider::Gcp => "`gcp` locations are validated but not run: vdrill has no GCS environment yet".to_string(),
-                p => format!("a `{}` location does not fit `storage: {}`", p.as_str(), env.storage.as_str()),
+                LocationProvider::Gcp => {
+                    "`gcp` locations are validated but not run: vdrill has no GCS environment yet"
+                        .to_string()
+                }
+                p => format!(
+                    "a `{}` location does not fit `storage: {}`",
+                    p.as_str(),
+                    env.storage.as_str()
+                ),
             };
             c.err(format!("{p}.provider"), msg);
         }
         let bucket_ok = loc.bucket.len() >= 3
             && loc.bucket.len() <= 63
-            && loc.bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+            && loc
+                .bucket
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
             && loc.bucket.as_bytes()[0].is_ascii_alphanumeric();
         if !bucket_ok {
             c.err(format!("{p}.bucket"), format!("`{}` is not a valid bucket/container name (3-63 lower-case letters, digits, `-`, `.`)", loc.bucket));
@@ -297,7 +417,10 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
         if let Some(prefix) = &loc.prefix
             && (prefix.starts_with('/') || prefix.ends_with('/') || prefix.is_empty())
         {
-            c.err(format!("{p}.prefix"), "a prefix must not start or end with `/`");
+            c.err(
+                format!("{p}.prefix"),
+                "a prefix must not start or end with `/`",
+            );
         }
         if loc.existing && env.storage.is_local() {
             c.err_key(format!("{p}.existing"), "the local test bed starts empty; `existing: true` needs real `aws` or `azure` storage");
@@ -311,15 +434,29 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
         if let Some(k) = &loc.bucket_default_key {
             match s.keys.get(k) {
                 Some(spec) if spec.provider == KeyProvider::AwsKms => {}
-                Some(spec) => c.err(format!("{p}.bucketDefaultKey"), format!("bucket default encryption needs an `aws-kms` key; `{k}` is `{}`", spec.provider.as_str())),
-                None => c.err(format!("{p}.bucketDefaultKey"), format!("no key named `{k}`; declared keys: {}", names(s.keys.keys()))),
+                Some(spec) => c.err(
+                    format!("{p}.bucketDefaultKey"),
+                    format!(
+                        "bucket default encryption needs an `aws-kms` key; `{k}` is `{}`",
+                        spec.provider.as_str()
+                    ),
+                ),
+                None => c.err(
+                    format!("{p}.bucketDefaultKey"),
+                    format!(
+                        "no key named `{k}`; declared keys: {}",
+                        names(s.keys.keys())
+                    ),
+                ),
             }
         }
         for issue in bsl::check(loc.provider, env.storage, &loc.config, &s.keys) {
             match issue.key {
                 Some(k) => {
                     let path = format!("{p}.config.{k}");
-                    if issue.message.contains("rejects config key") || issue.message.contains("is set by") {
+                    if issue.message.contains("rejects config key")
+                        || issue.message.contains("is set by")
+                    {
                         c.err_key(path, issue.message)
                     } else {
                         c.err(path, issue.message)
@@ -337,28 +474,53 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
     for (i, w) in s.workloads.iter().enumerate() {
         let p = format!("workloads[{i}]");
         if !dns_label(&w.namespace) {
-            c.err(format!("{p}.namespace"), format!("`{}` is not a valid namespace name", w.namespace));
-        } else if ["default", "kube-system", "kube-public", "kube-node-lease"].contains(&w.namespace.as_str())
+            c.err(
+                format!("{p}.namespace"),
+                format!("`{}` is not a valid namespace name", w.namespace),
+            );
+        } else if ["default", "kube-system", "kube-public", "kube-node-lease"]
+            .contains(&w.namespace.as_str())
             || Some(w.namespace.as_str()) == Some(v.namespace.as_deref().unwrap_or("velero"))
         {
-            c.err(format!("{p}.namespace"), format!("namespace `{}` is reserved; a drill deletes its workload namespaces", w.namespace));
+            c.err(
+                format!("{p}.namespace"),
+                format!(
+                    "namespace `{}` is reserved; a drill deletes its workload namespaces",
+                    w.namespace
+                ),
+            );
         }
         if !namespaces.insert(w.namespace.clone()) {
-            c.err(format!("{p}.namespace"), format!("two workloads share namespace `{}`", w.namespace));
+            c.err(
+                format!("{p}.namespace"),
+                format!("two workloads share namespace `{}`", w.namespace),
+            );
         }
         if ids.insert(w.id().to_string(), i).is_some() {
-            c.err(format!("{p}.name"), format!("duplicate workload `{}`", w.id()));
+            c.err(
+                format!("{p}.name"),
+                format!("duplicate workload `{}`", w.id()),
+            );
         }
         let fixture = dir.join(&w.fixture);
         match crate::fixture::load(&fixture) {
             Ok(_) => {}
-            Err(errors) if errors.len() == 1 && errors[0].pos.is_none() && !fixture.exists() => c.err(
-                format!("{p}.fixture"),
-                format!("fixture `{}` not found (fixture paths are relative to the scenario file)", w.fixture),
-            ),
+            Err(errors) if errors.len() == 1 && errors[0].pos.is_none() && !fixture.exists() => c
+                .err(
+                    format!("{p}.fixture"),
+                    format!(
+                        "fixture `{}` not found (fixture paths are relative to the scenario file)",
+                        w.fixture
+                    ),
+                ),
             Err(errors) => {
                 for e in errors {
-                    c.out.push(Diagnostic::new(&e.file, e.pos, None, format!("{} (fixture of workload `{}`)", e.message, w.id())));
+                    c.out.push(Diagnostic::new(
+                        &e.file,
+                        e.pos,
+                        None,
+                        format!("{} (fixture of workload `{}`)", e.message, w.id()),
+                    ));
                 }
             }
         }
@@ -373,12 +535,29 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
         .steps
         .iter()
         .chain(&s.finally)
-        .filter_map(|st| if let Step::Backup(b) = st { Some(b.name.clone()) } else { None })
+        .filter_map(|st| {
+            if let Step::Backup(b) = st {
+                Some(b.name.clone())
+            } else {
+                None
+            }
+        })
         .collect();
     for (list, section) in [(&s.steps, "steps"), (&s.finally, "finally")] {
         for (i, step) in list.iter().enumerate() {
             let p = format!("{section}[{i}].{}", step.kind());
-            check_step(&mut c, s, step, &p, &workload_ids, &location_names, &all_backups, &mut backups, &mut restores, &mut deployed);
+            check_step(
+                &mut c,
+                s,
+                step,
+                &p,
+                &workload_ids,
+                &location_names,
+                &all_backups,
+                &mut backups,
+                &mut restores,
+                &mut deployed,
+            );
         }
     }
     if s.steps.is_empty() {
@@ -406,8 +585,13 @@ fn check_step(
             return true;
         }
         let mut msg = format!("no workload `{w}`; workloads: {}", names(workloads));
-        if let Some(best) = super::de::closest(w, &workloads.iter().map(String::as_str).collect::<Vec<_>>()) {
-            msg = format!("no workload `{w}` (did you mean `{best}`?); workloads: {}", names(workloads));
+        if let Some(best) =
+            super::de::closest(w, &workloads.iter().map(String::as_str).collect::<Vec<_>>())
+        {
+            msg = format!(
+                "no workload `{w}` (did you mean `{best}`?); workloads: {}",
+                names(workloads)
+            );
         }
         c.err(path, msg);
         false
@@ -428,12 +612,21 @@ fn check_step(
         }
     };
     let existing = |k: &str| s.keys.get(k).is_some_and(|spec| spec.existing);
-    let backup_before = |c: &mut Checker, path: String, b: &str, backups: &BTreeMap<String, String>| {
+    let backup_before = |c: &mut Checker,
+                         path: String,
+                         b: &str,
+                         backups: &BTreeMap<String, String>| {
         if !backups.contains_key(b) {
             if all_backups.contains(b) {
                 c.err(path, format!("backup `{b}` is taken later in the drill; a step can only use a backup taken before it"));
             } else {
-                c.err(path, format!("no backup step named `{b}`; backups: {}", names(backups.keys())));
+                c.err(
+                    path,
+                    format!(
+                        "no backup step named `{b}`; backups: {}",
+                        names(backups.keys())
+                    ),
+                );
             }
         }
     };
@@ -443,13 +636,26 @@ fn check_step(
             c.err(format!("{p}.expect.phase"), "`phase` applies to `backup` and `restore` steps; use `error` to expect another step to fail");
         }
         if expect.phase == Some(Phase::Completed) && expect.error.is_some() {
-            c.err(format!("{p}.expect.error"), "`error` contradicts `phase: Completed`");
+            c.err(
+                format!("{p}.expect.error"),
+                "`error` contradicts `phase: Completed`",
+            );
         }
         if let Some(re) = &expect.error
             && let Err(e) = Regex::new(re)
         {
-            let first = e.to_string().lines().last().unwrap_or_default().trim().trim_start_matches("error: ").to_string();
-            c.err(format!("{p}.expect.error"), format!("not a valid regular expression: {first}"));
+            let first = e
+                .to_string()
+                .lines()
+                .last()
+                .unwrap_or_default()
+                .trim()
+                .trim_start_matches("error: ")
+                .to_string();
+            c.err(
+                format!("{p}.expect.error"),
+                format!("not a valid regular expression: {first}"),
+            );
         }
     }
 
@@ -461,7 +667,13 @@ fn check_step(
         }
         Step::Backup(b) => {
             if !dns_label(&b.name) {
-                c.err(field("name"), format!("`{}` is not a valid backup name: lower-case letters, digits and `-`", b.name));
+                c.err(
+                    field("name"),
+                    format!(
+                        "`{}` is not a valid backup name: lower-case letters, digits and `-`",
+                        b.name
+                    ),
+                );
             }
             for (i, w) in b.workloads.iter().enumerate() {
                 workload_exists(c, format!("{p}.workloads[{i}]"), w);
@@ -470,7 +682,10 @@ fn check_step(
             if let Some(l) = &b.location
                 && !locations.contains(&l.as_str())
             {
-                c.err(field("location"), format!("no location `{l}`; locations: {}", names(locations)));
+                c.err(
+                    field("location"),
+                    format!("no location `{l}`; locations: {}", names(locations)),
+                );
             }
             if b.file_system_backup && s.environment.cluster == ClusterKind::Local {
                 c.err(field("fileSystemBackup"), "file-system (Kopia) backups need pods and a kubelet; the local test bed (`cluster: local`) has none");
@@ -504,7 +719,11 @@ fn check_step(
             {
                 c.err(field("key"), "customer keys cannot be rotated by the key manager; declare a second `customer-key` key and a second location instead");
             }
-            if r.mode == RotateMode::NewKey && s.keys.get(&r.key).is_some_and(|k| k.provider == KeyProvider::AzureKeyvault) {
+            if r.mode == RotateMode::NewKey
+                && s.keys
+                    .get(&r.key)
+                    .is_some_and(|k| k.provider == KeyProvider::AzureKeyvault)
+            {
                 c.err(
                     field("mode"),
                     "Key Vault has no aliases to repoint: rotating an `azure-keyvault` key makes a new version of the same key; leave `mode` out (`on-demand`)",
@@ -523,7 +742,10 @@ fn check_step(
             {
                 c.err(field("key"), format!("`{}` is a customer key, which no key manager holds; `{}` needs an `aws-kms` or `azure-keyvault` key", k.key, step.kind()));
             }
-            let re_enabled = s.finally.iter().any(|f| matches!(f, Step::EnableKey(e) if e.key == k.key));
+            let re_enabled = s
+                .finally
+                .iter()
+                .any(|f| matches!(f, Step::EnableKey(e) if e.key == k.key));
             if matches!(step, Step::DisableKey(_)) && existing(&k.key) && !re_enabled {
                 c.err(field("key"), format!("an existing key disabled by the drill must be re-enabled in `finally`: add `- enable-key: {}`", k.key));
             }
@@ -540,7 +762,10 @@ fn check_step(
                     && provider == KeyProvider::AwsKms
                     && !(7..=30).contains(&days)
                 {
-                    c.err(field("days"), format!("AWS KMS accepts a waiting period of 7 to 30 days, not {days}"));
+                    c.err(
+                        field("days"),
+                        format!("AWS KMS accepts a waiting period of 7 to 30 days, not {days}"),
+                    );
                 }
                 if k.days.is_some() && provider == KeyProvider::AzureKeyvault {
                     c.err(
@@ -552,20 +777,33 @@ fn check_step(
         }
         Step::UpgradeVelero(u) => {
             if !valid_version(&u.version) {
-                c.err(field("version"), format!("`{}` is not a Velero version; write `1.18` or `1.18.3`", u.version));
+                c.err(
+                    field("version"),
+                    format!(
+                        "`{}` is not a Velero version; write `1.18` or `1.18.3`",
+                        u.version
+                    ),
+                );
             }
         }
         Step::Wait(w) => match humantime::parse_duration(&w.duration) {
             Ok(d) if d.as_secs() > 3600 => c.err(field("duration"), "waits are limited to 1h"),
             Ok(_) => {}
-            Err(_) => c.err(field("duration"), format!("`{}` is not a duration; write it like `30s` or `5m`", w.duration)),
+            Err(_) => c.err(
+                field("duration"),
+                format!(
+                    "`{}` is not a duration; write it like `30s` or `5m`",
+                    w.duration
+                ),
+            ),
         },
         Step::AssertEncryption(a) => {
             backup_before(c, field("backup"), &a.backup, backups);
             key_exists(c, field("key"), &a.key);
         }
         Step::AssertRestored(a) => {
-            if workload_exists(c, field("workload"), &a.workload) && !deployed.contains(&a.workload) {
+            if workload_exists(c, field("workload"), &a.workload) && !deployed.contains(&a.workload)
+            {
                 c.err(field("workload"), format!("workload `{}` is never deployed before this step; add `- deploy: {}` earlier", a.workload, a.workload));
             }
         }

@@ -46,7 +46,11 @@ pub enum ScalarKind {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// `text` is what the author wrote (without quotes for quoted strings).
-    Scalar { kind: ScalarKind, text: String, plain: bool },
+    Scalar {
+        kind: ScalarKind,
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     /// Keys are kept in document order.
     Map(Vec<(Node, Node)>),
@@ -60,7 +64,14 @@ pub struct Node {
 
 impl Node {
     pub fn scalar(pos: Pos, kind: ScalarKind, text: impl Into<String>) -> Node {
-        Node { pos, value: Value::Scalar { kind, text: text.into(), plain: true } }
+        Node {
+            pos,
+            value: Value::Scalar {
+                kind,
+                text: text.into(),
+                plain: true,
+            },
+        }
     }
 
     /// The scalar text, for any scalar that is not null.
@@ -87,22 +98,47 @@ impl Node {
 
     /// The entry of a mapping whose key is `key`.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(_, v)| v)
     }
 
     /// The entry's key node (for pointing at a field name rather than its value).
     pub fn key_node(&self, key: &str) -> Option<&Node> {
-        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(k, _)| k)
+        self.as_map()?
+            .iter()
+            .find(|(k, _)| k.as_str() == Some(key))
+            .map(|(k, _)| k)
     }
 
     /// A short description of what the node is, for "expected X, found Y" messages.
     pub fn describe(&self) -> String {
         match &self.value {
-            Value::Scalar { kind: ScalarKind::Null, .. } => "nothing (null)".into(),
-            Value::Scalar { kind: ScalarKind::Bool, text, .. } => format!("boolean `{text}`"),
-            Value::Scalar { kind: ScalarKind::Int, text, .. } => format!("integer `{text}`"),
-            Value::Scalar { kind: ScalarKind::Float, text, .. } => format!("number `{text}`"),
-            Value::Scalar { kind: ScalarKind::Str, text, .. } => {
+            Value::Scalar {
+                kind: ScalarKind::Null,
+                ..
+            } => "nothing (null)".into(),
+            Value::Scalar {
+                kind: ScalarKind::Bool,
+                text,
+                ..
+            } => format!("boolean `{text}`"),
+            Value::Scalar {
+                kind: ScalarKind::Int,
+                text,
+                ..
+            } => format!("integer `{text}`"),
+            Value::Scalar {
+                kind: ScalarKind::Float,
+                text,
+                ..
+            } => format!("number `{text}`"),
+            Value::Scalar {
+                kind: ScalarKind::Str,
+                text,
+                ..
+            } => {
                 let short: String = text.chars().take(40).collect();
                 if short.len() < text.len() {
                     format!("string \"{short}...\"")
@@ -138,7 +174,11 @@ impl Node {
             Value::Map(entries) => {
                 for (k, v) in entries {
                     let key = k.as_str().unwrap_or("?");
-                    let child = if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+                    let child = if path.is_empty() {
+                        key.to_string()
+                    } else {
+                        format!("{path}.{key}")
+                    };
                     v.walk(&child, f);
                 }
             }
@@ -151,16 +191,24 @@ pub fn infer_kind(text: &str) -> ScalarKind {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return ScalarKind::Null,
         "true" | "True" | "TRUE" | "false" | "False" | "FALSE" => return ScalarKind::Bool,
-        ".inf" | "-.inf" | "+.inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN" => return ScalarKind::Float,
+        ".inf" | "-.inf" | "+.inf" | ".Inf" | ".INF" | ".nan" | ".NaN" | ".NAN" => {
+            return ScalarKind::Float;
+        }
         _ => {}
     }
     if text.parse::<i64>().is_ok()
-        || text.strip_prefix("0x").is_some_and(|h| i64::from_str_radix(h, 16).is_ok())
-        || text.strip_prefix("0o").is_some_and(|o| i64::from_str_radix(o, 8).is_ok())
+        || text
+            .strip_prefix("0x")
+            .is_some_and(|h| i64::from_str_radix(h, 16).is_ok())
+        || text
+            .strip_prefix("0o")
+            .is_some_and(|o| i64::from_str_radix(o, 8).is_ok())
     {
         return ScalarKind::Int;
     }
-    let numeric = text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
+    let numeric = text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'));
     if numeric && text.bytes().any(|b| b.is_ascii_digit()) && text.parse::<f64>().is_ok() {
         return ScalarKind::Float;
     }
@@ -190,8 +238,15 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
             ),
         });
     }
-    if source.trim().is_empty() || source.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
-        return Err(ParseError { pos: Some(Pos { line: 1, column: 1 }), message: "file is empty".into() });
+    if source.trim().is_empty()
+        || source
+            .lines()
+            .all(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+    {
+        return Err(ParseError {
+            pos: Some(Pos { line: 1, column: 1 }),
+            message: "file is empty".into(),
+        });
     }
     let seed = NodeSeed { source };
     match serde_saphyr::from_str_with_options::<Spanned<RawNode>>(source, options()) {
@@ -203,7 +258,14 @@ pub fn parse(source: &str) -> Result<Node, ParseError> {
 /// Parse a stream of `---`-separated documents (fixtures).
 pub fn parse_multi(source: &str) -> Result<Vec<Node>, ParseError> {
     if source.len() > MAX_FILE_BYTES {
-        return Err(ParseError { pos: None, message: format!("file is {} bytes; the limit is {}", source.len(), MAX_FILE_BYTES) });
+        return Err(ParseError {
+            pos: None,
+            message: format!(
+                "file is {} bytes; the limit is {}",
+                source.len(),
+                MAX_FILE_BYTES
+            ),
+        });
     }
     let seed = NodeSeed { source };
     match serde_saphyr::from_multiple_with_options::<Spanned<RawNode>>(source, options()) {
@@ -225,12 +287,18 @@ fn options() -> serde_saphyr::Options {
 }
 
 fn to_parse_error(err: &serde_saphyr::Error) -> ParseError {
-    let pos = err.location().map(|l| Pos::from_location(&l)).filter(|p| p.line > 0);
+    let pos = err
+        .location()
+        .map(|l| Pos::from_location(&l))
+        .filter(|p| p.line > 0);
     // The plain message, without serde-saphyr's source snippet (we print our own location).
     let mut message = first_line(&err.without_snippet().to_string());
     // serde-saphyr's wording carries a hint for its API users; say it for scenario authors.
     if let Some(rest) = message.strip_prefix("duplicate mapping key: ") {
-        let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+        let key = rest
+            .split(", set DuplicateKeyPolicy")
+            .next()
+            .unwrap_or(rest);
         message = format!("duplicate key `{key}`: it is already set earlier in the same mapping");
     }
     ParseError { pos, message }
@@ -269,25 +337,48 @@ impl NodeSeed<'_> {
             let span = loc.span();
             let start = span.byte_offset()? as usize;
             let len = span.byte_len()? as usize;
-            self.source.get(start..start + len).map(|s| s.trim().to_string())
+            self.source
+                .get(start..start + len)
+                .map(|s| s.trim().to_string())
         };
         let value = match spanned.value {
-            RawNode::Null => Value::Scalar { kind: ScalarKind::Null, text: String::new(), plain: true },
-            RawNode::Bool(b) => Value::Scalar { kind: ScalarKind::Bool, text: raw_text().unwrap_or_else(|| b.to_string()), plain: true },
-            RawNode::Int(t) => Value::Scalar { kind: ScalarKind::Int, text: raw_text().unwrap_or(t), plain: true },
+            RawNode::Null => Value::Scalar {
+                kind: ScalarKind::Null,
+                text: String::new(),
+                plain: true,
+            },
+            RawNode::Bool(b) => Value::Scalar {
+                kind: ScalarKind::Bool,
+                text: raw_text().unwrap_or_else(|| b.to_string()),
+                plain: true,
+            },
+            RawNode::Int(t) => Value::Scalar {
+                kind: ScalarKind::Int,
+                text: raw_text().unwrap_or(t),
+                plain: true,
+            },
             RawNode::Float(f) => Value::Scalar {
                 kind: ScalarKind::Float,
-                text: raw_text().filter(|t| t.parse::<f64>().is_ok()).unwrap_or_else(|| f.to_string()),
+                text: raw_text()
+                    .filter(|t| t.parse::<f64>().is_ok())
+                    .unwrap_or_else(|| f.to_string()),
                 plain: true,
             },
             RawNode::Str(s) => {
                 let plain = raw_text().is_some_and(|t| t == s);
-                Value::Scalar { kind: ScalarKind::Str, text: s, plain }
+                Value::Scalar {
+                    kind: ScalarKind::Str,
+                    text: s,
+                    plain,
+                }
             }
             RawNode::Seq(items) => Value::Seq(items.into_iter().map(|n| self.finish(n)).collect()),
-            RawNode::Map(entries) => {
-                Value::Map(entries.into_iter().map(|(k, v)| (self.finish(k), self.finish(v))).collect())
-            }
+            RawNode::Map(entries) => Value::Map(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (self.finish(k), self.finish(v)))
+                    .collect(),
+            ),
         };
         Node { pos, value }
     }
@@ -375,9 +466,22 @@ mod tests {
         assert_eq!(a.pos, Pos { line: 1, column: 4 });
         let b = n.get("b").unwrap().as_seq().unwrap();
         assert_eq!(b[0].pos, Pos { line: 3, column: 5 });
-        assert!(matches!(&b[0].value, Value::Scalar { kind: ScalarKind::Str, plain: false, .. }));
+        assert!(matches!(
+            &b[0].value,
+            Value::Scalar {
+                kind: ScalarKind::Str,
+                plain: false,
+                ..
+            }
+        ));
         // YAML 1.2: `yes` is a string, not a boolean.
-        assert!(matches!(&b[1].value, Value::Scalar { kind: ScalarKind::Str, .. }));
+        assert!(matches!(
+            &b[1].value,
+            Value::Scalar {
+                kind: ScalarKind::Str,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -394,6 +498,10 @@ mod tests {
     fn rejects_duplicate_keys_with_position() {
         let e = parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!(e.pos.map(|p| p.line), Some(2));
-        assert!(e.message.to_lowercase().contains("duplicate"), "{}", e.message);
+        assert!(
+            e.message.to_lowercase().contains("duplicate"),
+            "{}",
+            e.message
+        );
     }
 }

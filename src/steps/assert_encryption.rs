@@ -3,37 +3,70 @@
 
 use anyhow::{Context, Result};
 
-use crate::assert::encryption::{Expected, KeyVaultKey, Observed, account_binding, customer_key_md5, judge, judge_azure};
-use crate::assert::{fail, pass, skip};
 use super::state::Undo;
-use crate::env::{KeyInfo, KeyState, Limitation};
 use super::{StepCtx, StepOutput};
+use crate::assert::encryption::{
+    Expected, KeyVaultKey, Observed, account_binding, customer_key_md5, judge, judge_azure,
+};
+use crate::assert::{fail, pass, skip};
+use crate::env::{KeyInfo, KeyState, Limitation};
 use crate::scenario::{AssertEncryptionStep, KeyProvider};
 
 pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
-    let record = ctx.state.backups.get(&step.backup).with_context(|| format!("backup `{}` was not taken", step.backup))?.clone();
-    let location = ctx.state.location(&record.location).with_context(|| format!("no location `{}`", record.location))?.clone();
+    let record = ctx
+        .state
+        .backups
+        .get(&step.backup)
+        .with_context(|| format!("backup `{}` was not taken", step.backup))?
+        .clone();
+    let location = ctx
+        .state
+        .location(&record.location)
+        .with_context(|| format!("no location `{}`", record.location))?
+        .clone();
     // The key as it was when the backup was taken, if the backup used this key; else as it is now.
     let key: KeyInfo = match ctx.state.backup_keys.get(&step.backup) {
         Some(k) if k.name == step.key => k.clone(),
         _ => super::key(ctx, &step.key)?.clone(),
     };
-    let base = location.prefix.as_ref().map(|p| format!("{p}/")).unwrap_or_default();
-    let mut keys = ctx.env.store.list(&location.bucket, &format!("{base}backups/{}/", step.backup)).await?;
+    let base = location
+        .prefix
+        .as_ref()
+        .map(|p| format!("{p}/"))
+        .unwrap_or_default();
+    let mut keys = ctx
+        .env
+        .store
+        .list(&location.bucket, &format!("{base}backups/{}/", step.backup))
+        .await?;
     let backup_objects = keys.len();
     if step.repository != Some(false) {
-        let repo = ctx.env.store.list(&location.bucket, &format!("{base}kopia/")).await?;
+        let repo = ctx
+            .env
+            .store
+            .list(&location.bucket, &format!("{base}kopia/"))
+            .await?;
         if !repo.is_empty() {
-            ctx.log.line(format!("including {} Kopia repository objects", repo.len()));
+            ctx.log
+                .line(format!("including {} Kopia repository objects", repo.len()));
         }
         keys.extend(repo);
     }
-    ctx.log.line(format!("checking {} objects in bucket {} ({backup_objects} from the backup)", keys.len(), location.bucket));
+    ctx.log.line(format!(
+        "checking {} objects in bucket {} ({backup_objects} from the backup)",
+        keys.len(),
+        location.bucket
+    ));
 
     let customer_key = key.customer_key.clone();
     let mut observed = Vec::new();
     for k in &keys {
-        let head = ctx.env.store.head(&location.bucket, k, customer_key.as_ref()).await.map_err(|e| crate::log::error_text(&e));
+        let head = ctx
+            .env
+            .store
+            .head(&location.bucket, k, customer_key.as_ref())
+            .await
+            .map_err(|e| crate::log::error_text(&e));
         let resolved_arn = match &head {
             Ok(h) => match h.kms_key_id.as_deref() {
                 Some(id) if !id.starts_with("arn:") => ctx.env.keys.resolve(id).await.ok(),
@@ -45,7 +78,10 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
         match &head {
             Ok(h) if key.provider == KeyProvider::AzureKeyvault => ctx.log.line(format!(
                 "  {k}: server-encrypted={} scope={} cpk={}",
-                h.server_encrypted.map(|b| b.to_string()).as_deref().unwrap_or("-"),
+                h.server_encrypted
+                    .map(|b| b.to_string())
+                    .as_deref()
+                    .unwrap_or("-"),
                 h.encryption_scope.as_deref().unwrap_or("-"),
                 h.encryption_key_sha256.as_deref().unwrap_or("-")
             )),
@@ -57,7 +93,11 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
             )),
             Err(_) => {}
         }
-        observed.push(Observed { key: k.clone(), head, resolved_arn });
+        observed.push(Observed {
+            key: k.clone(),
+            head,
+            resolved_arn,
+        });
     }
 
     let label = match &key.alias {
@@ -67,8 +107,16 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
     let mut assertions;
     match key.provider {
         KeyProvider::CustomerKey => {
-            let bytes = customer_key.as_ref().context("the customer key's bytes are not known")?;
-            assertions = judge(&observed, &Expected::CustomerKey { key_md5: customer_key_md5(bytes.expose()), label: label.clone() });
+            let bytes = customer_key
+                .as_ref()
+                .context("the customer key's bytes are not known")?;
+            assertions = judge(
+                &observed,
+                &Expected::CustomerKey {
+                    key_md5: customer_key_md5(bytes.expose()),
+                    label: label.clone(),
+                },
+            );
             // Without the key, the store must refuse to describe the object.
             let mut readable = Vec::new();
             for k in &keys {
@@ -82,35 +130,71 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
             } else if readable.is_empty() {
                 pass(name, format!("all {} objects refused", keys.len()))
             } else {
-                fail(name, format!("readable without the key: {}", crate::assert::offenders(&readable)))
+                fail(
+                    name,
+                    format!(
+                        "readable without the key: {}",
+                        crate::assert::offenders(&readable)
+                    ),
+                )
             });
         }
         KeyProvider::AzureKeyvault => {
             let expected = KeyVaultKey::from_key_id(&key.arn, key.version.clone(), label.clone())
                 .with_context(|| format!("`{}` is not a Key Vault key id", key.arn))?;
-            let account = ctx.env.store.account_encryption().await.map_err(|e| crate::log::error_text(&e));
+            let account = ctx
+                .env
+                .store
+                .account_encryption()
+                .await
+                .map_err(|e| crate::log::error_text(&e));
             let account = match account {
                 Ok(Some(a)) => Ok(a),
-                Ok(None) => anyhow::bail!("this object store has no account-level encryption to check a Key Vault key against"),
+                Ok(None) => anyhow::bail!(
+                    "this object store has no account-level encryption to check a Key Vault key against"
+                ),
                 Err(e) => Err(e),
             };
             assertions = judge_azure(&observed, &expected, &account);
             assertions.push(key_usable(ctx, &key, &label).await);
-            let binding_name = format!("blobs are bound to key {label} (reads fail while it is disabled)");
+            let binding_name =
+                format!("blobs are bound to key {label} (reads fail while it is disabled)");
             let bound = account_binding(&expected, &account);
             match bound.status {
-                crate::report::Status::Passed => assertions.push(binding(ctx, &key, &location.bucket, &keys, &label).await),
-                crate::report::Status::Skipped => assertions.push(skip(binding_name, bound.message)),
-                _ => assertions.push(skip(binding_name, "the account is not bound to this key (see above)")),
+                crate::report::Status::Passed => {
+                    assertions.push(binding(ctx, &key, &location.bucket, &keys, &label).await)
+                }
+                crate::report::Status::Skipped => {
+                    assertions.push(skip(binding_name, bound.message))
+                }
+                _ => assertions.push(skip(
+                    binding_name,
+                    "the account is not bound to this key (see above)",
+                )),
             }
         }
         KeyProvider::AwsKms => {
-            let alias_only = location.config.get("kmsKeyId").is_some_and(|v| v.starts_with("alias/"));
-            let unfaithful = alias_only && ctx.env.keys.limitations().contains(&Limitation::AliasKeyIdNotReported);
+            let alias_only = location
+                .config
+                .get("kmsKeyId")
+                .is_some_and(|v| v.starts_with("alias/"));
+            let unfaithful = alias_only
+                && ctx
+                    .env
+                    .keys
+                    .limitations()
+                    .contains(&Limitation::AliasKeyIdNotReported);
             let arn_checkable = unfaithful.then(|| {
                 "this store reports a made-up key id for objects written through an alias (a LocalStack divergence from AWS); the binding to the key is checked by disabling it instead".to_string()
             });
-            assertions = judge(&observed, &Expected::Kms { arn: key.arn.clone(), label: label.clone(), arn_checkable: arn_checkable.clone() });
+            assertions = judge(
+                &observed,
+                &Expected::Kms {
+                    arn: key.arn.clone(),
+                    label: label.clone(),
+                    arn_checkable: arn_checkable.clone(),
+                },
+            );
             if arn_checkable.is_some() {
                 let current = super::key(ctx, &step.key)?.clone();
                 if current.arn == key.arn {
@@ -129,37 +213,76 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
             }
         }
     }
-    let failed = assertions.iter().filter(|a| a.status == crate::report::Status::Failed).count();
+    let failed = assertions
+        .iter()
+        .filter(|a| a.status == crate::report::Status::Failed)
+        .count();
     Ok(StepOutput {
-        summary: format!("{} objects checked, {} assertions failed", keys.len(), failed),
+        summary: format!(
+            "{} objects checked, {} assertions failed",
+            keys.len(),
+            failed
+        ),
         assertions,
         outcome: None,
     })
 }
 
 /// The key itself: present and enabled in the vault, at the version the backup saw or a newer one.
-async fn key_usable(ctx: &StepCtx<'_>, key: &KeyInfo, label: &str) -> crate::report::AssertionReport {
+async fn key_usable(
+    ctx: &StepCtx<'_>,
+    key: &KeyInfo,
+    label: &str,
+) -> crate::report::AssertionReport {
     let name = format!("key {label} is enabled in the key manager");
     match ctx.env.keys.state(key).await {
-        Ok(KeyState::Enabled) => pass(name, format!("{} (version {})", key.arn, key.version.as_deref().unwrap_or("?"))),
+        Ok(KeyState::Enabled) => pass(
+            name,
+            format!(
+                "{} (version {})",
+                key.arn,
+                key.version.as_deref().unwrap_or("?")
+            ),
+        ),
         Ok(other) => fail(name, format!("{}: {other:?}", key.arn)),
-        Err(e) => fail(name, format!("cannot read the key: {}", crate::log::error_text(&e))),
+        Err(e) => fail(
+            name,
+            format!("cannot read the key: {}", crate::log::error_text(&e)),
+        ),
     }
 }
 
 /// Bind the objects to a KMS key by disabling it and seeing reads fail, then enabling it again.
-async fn binding(ctx: &mut StepCtx<'_>, key: &KeyInfo, bucket: &str, objects: &[String], label: &str) -> crate::report::AssertionReport {
+async fn binding(
+    ctx: &mut StepCtx<'_>,
+    key: &KeyInfo,
+    bucket: &str,
+    objects: &[String],
+    label: &str,
+) -> crate::report::AssertionReport {
     let name = format!("objects are bound to key {label} (reads fail while it is disabled)");
-    let Some(sample) = objects.iter().find(|k| k.ends_with("velero-backup.json")).or(objects.first()) else {
+    let Some(sample) = objects
+        .iter()
+        .find(|k| k.ends_with("velero-backup.json"))
+        .or(objects.first())
+    else {
         return skip(name, "no objects");
     };
     match ctx.env.keys.state(key).await {
         Ok(KeyState::Enabled) => {}
-        Ok(other) => return skip(name, format!("the key is {other:?}; the check needs it enabled")),
+        Ok(other) => {
+            return skip(
+                name,
+                format!("the key is {other:?}; the check needs it enabled"),
+            );
+        }
         Err(e) => return fail(name, format!("cannot read the key's state: {e}")),
     }
     if let Err(e) = ctx.env.store.read(bucket, sample, None).await {
-        return fail(name, format!("{sample} is not readable even with the key enabled: {e}"));
+        return fail(
+            name,
+            format!("{sample} is not readable even with the key enabled: {e}"),
+        );
     }
     // Recorded before the change: whatever happens to this step (a timeout, Ctrl-C),
     // the runner enables the key again.
@@ -170,11 +293,18 @@ async fn binding(ctx: &mut StepCtx<'_>, key: &KeyInfo, bucket: &str, objects: &[
     let read = ctx.env.store.read(bucket, sample, None).await;
     let enabled = ctx.env.keys.enable(key, ctx.log).await;
     if enabled.is_ok() {
-        ctx.state.undo.retain(|u| !matches!(u, Undo::EnableKey(k) if k.arn == key.arn));
+        ctx.state
+            .undo
+            .retain(|u| !matches!(u, Undo::EnableKey(k) if k.arn == key.arn));
     }
     match (read, enabled) {
         (_, Err(e)) => fail(name, format!("could not enable the key again: {e}")),
-        (Ok(_), _) => fail(name, format!("{sample} was still readable with the key disabled: it is not encrypted with this key")),
+        (Ok(_), _) => fail(
+            name,
+            format!(
+                "{sample} was still readable with the key disabled: it is not encrypted with this key"
+            ),
+        ),
         (Err(e), _) => pass(name, format!("{sample}: {}", crate::log::error_text(&e))),
     }
 }

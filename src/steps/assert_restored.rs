@@ -2,14 +2,19 @@
 
 use anyhow::{Context, Result};
 
+use super::{StepCtx, StepOutput};
 use crate::assert::restored::{diff, normalize, prune};
 use crate::assert::{fail, pass};
 use crate::env::ObjectRef;
-use super::{StepCtx, StepOutput};
 use crate::scenario::AssertRestoredStep;
 
 pub async fn run(step: &AssertRestoredStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
-    let snapshot = ctx.state.snapshots.get(&step.workload).with_context(|| format!("workload `{}` was not deployed", step.workload))?.clone();
+    let snapshot = ctx
+        .state
+        .snapshots
+        .get(&step.workload)
+        .with_context(|| format!("workload `{}` was not deployed", step.workload))?
+        .clone();
     let refs: Vec<ObjectRef> = snapshot.iter().map(ObjectRef::of).collect();
     let live = ctx.env.cluster.get(&refs).await?;
     let mut assertions = Vec::new();
@@ -34,6 +39,13 @@ pub async fn run(step: &AssertRestoredStep, ctx: &mut StepCtx<'_>) -> Result<Ste
             }
         }
     }
-    let bad = assertions.iter().filter(|a| a.status == crate::report::Status::Failed).count();
-    Ok(StepOutput { summary: format!("{} objects compared, {bad} differ", refs.len()), assertions, outcome: None })
+    let bad = assertions
+        .iter()
+        .filter(|a| a.status == crate::report::Status::Failed)
+        .count();
+    Ok(StepOutput {
+        summary: format!("{} objects compared, {bad} differ", refs.len()),
+        assertions,
+        outcome: None,
+    })
 }

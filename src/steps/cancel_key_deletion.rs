@@ -4,13 +4,16 @@
 
 use anyhow::Result;
 
-use super::{done, key};
 use super::{StepCtx, StepOutput};
+use super::{done, key};
 use crate::scenario::KeyStep;
 
 pub async fn run(step: &KeyStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     let k = key(ctx, &step.key)?.clone();
     ctx.env.keys.cancel_deletion(&k, ctx.log).await?;
     let state = ctx.env.keys.state(&k).await?;
-    Ok(done(format!("deletion of {} cancelled; key state is now {state:?}", step.key)))
+    Ok(done(format!(
+        "deletion of {} cancelled; key state is now {state:?}",
+        step.key
+    )))
 }

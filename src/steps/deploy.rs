@@ -20,23 +20,38 @@ pub async fn run(step: &DeployStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput>
     // A drill deletes its workload namespaces: it only deploys into ones it creates.
     let ours = ctx.state.created.namespaces.contains(ns);
     if !ours && ctx.env.cluster.namespace_exists(ns).await? {
-        bail!("namespace {ns} already exists; a drill deploys into namespaces it creates (it deletes them in the drill and at the end), so it will not use this one");
+        bail!(
+            "namespace {ns} already exists; a drill deploys into namespaces it creates (it deletes them in the drill and at the end), so it will not use this one"
+        );
     }
     // The workload's Secret values are secrets of the run.
-    for m in manifests.iter().filter(|m| m.kind() == "Secret" && m.api_version() == "v1") {
+    for m in manifests
+        .iter()
+        .filter(|m| m.kind() == "Secret" && m.api_version() == "v1")
+    {
         register_secret_values(&m.object, ctx.log.redactor());
     }
-    ctx.log.line(format!("applying {} manifests from {} into namespace {ns}", manifests.len(), path.display()));
+    ctx.log.line(format!(
+        "applying {} manifests from {} into namespace {ns}",
+        manifests.len(),
+        path.display()
+    ));
     if !ours {
         ctx.state.created.namespaces.push(ns.clone());
     }
     let created = ctx.env.cluster.apply(ns, &manifests, ctx.log).await?;
     for obj in &created {
-        ctx.log.line(format!("  {}", crate::env::ObjectRef::of(obj)));
+        ctx.log
+            .line(format!("  {}", crate::env::ObjectRef::of(obj)));
     }
     let count = created.len();
-    ctx.state.snapshots.insert(workload.id().to_string(), created);
-    Ok(done(format!("applied {count} objects to namespace {}", workload.namespace)))
+    ctx.state
+        .snapshots
+        .insert(workload.id().to_string(), created);
+    Ok(done(format!(
+        "applied {count} objects to namespace {}",
+        workload.namespace
+    )))
 }
 
 /// Register every value of a Secret manifest (`data` decoded, `stringData` as is).

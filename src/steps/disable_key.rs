@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 
-use super::{done, key};
 use super::{StepCtx, StepOutput};
+use super::{done, key};
 use crate::scenario::KeyStep;
 
 pub async fn run(step: &KeyStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {

@@ -61,9 +61,15 @@ pub async fn run(step: &Step, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
 
 /// The key a step names, as it is now.
 pub fn key<'a>(ctx: &'a StepCtx<'_>, name: &str) -> Result<&'a KeyInfo> {
-    ctx.state.keys.get(name).with_context(|| format!("key `{name}` was not created during setup"))
+    ctx.state
+        .keys
+        .get(name)
+        .with_context(|| format!("key `{name}` was not created during setup"))
 }
 
 pub fn done(summary: impl Into<String>) -> StepOutput {
-    StepOutput { summary: summary.into(), ..Default::default() }
+    StepOutput {
+        summary: summary.into(),
+        ..Default::default()
+    }
 }

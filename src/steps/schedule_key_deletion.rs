@@ -2,8 +2,8 @@
 
 use anyhow::Result;
 
-use super::{done, key};
 use super::{StepCtx, StepOutput};
+use super::{done, key};
 use crate::scenario::ScheduleKeyDeletionStep;
 
 /// AWS's shortest waiting period, and vdrill's default.
@@ -16,7 +16,13 @@ pub async fn run(step: &ScheduleKeyDeletionStep, ctx: &mut StepCtx<'_>) -> Resul
     if k.provider == crate::scenario::KeyProvider::AzureKeyvault {
         // Key Vault: a soft delete; the vault's retention period applies.
         let state = ctx.env.keys.state(&k).await?;
-        return Ok(done(format!("{} deleted (soft delete, recoverable); key state is now {state:?}", step.key)));
+        return Ok(done(format!(
+            "{} deleted (soft delete, recoverable); key state is now {state:?}",
+            step.key
+        )));
     }
-    Ok(done(format!("{} scheduled for deletion in {days} days", step.key)))
+    Ok(done(format!(
+        "{} scheduled for deletion in {days} days",
+        step.key
+    )))
 }

@@ -4,8 +4,8 @@ use anyhow::{Context, Result, bail};
 
 use super::done;
 use super::state::Undo;
-use crate::env::{KeyInfo, ResolvedLocation, VeleroInstall, hex, random_bytes};
 use super::{StepCtx, StepOutput};
+use crate::env::{KeyInfo, ResolvedLocation, VeleroInstall, hex, random_bytes};
 use crate::scenario::{KeyProvider, refs};
 
 /// A 32-byte SSE-C key written to a 0600 file, as velero-plugin-for-aws reads it.
@@ -32,7 +32,9 @@ pub fn resolve(value: &str, keys: &std::collections::BTreeMap<String, KeyInfo>) 
     let out = refs::substitute(
         value,
         &|parts| {
-            (parts[0] == "keys").then(|| keys.get(&parts[1]).and_then(|k| k.attribute(&parts[2]))).flatten()
+            (parts[0] == "keys")
+                .then(|| keys.get(&parts[1]).and_then(|k| k.attribute(&parts[2])))
+                .flatten()
         },
         true,
     );
@@ -53,14 +55,20 @@ pub const VELERO_CRD: &str = "backups.velero.io";
 pub async fn prepare(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     let scenario = &ctx.cell.scenario;
     // A Velero this run did not install is never changed or removed.
-    let namespace = scenario.velero.namespace.clone().unwrap_or_else(|| "velero".into());
+    let namespace = scenario
+        .velero
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "velero".into());
     if ctx.env.cluster.crd_exists(VELERO_CRD).await? {
         bail!(
             "the cluster already has a Velero install (CustomResourceDefinition {VELERO_CRD} exists); vdrill installs the Velero under test itself and never changes or removes one it did not install: use a cluster without Velero"
         );
     }
     if ctx.env.cluster.namespace_exists(&namespace).await? {
-        bail!("namespace {namespace} already exists; vdrill installs Velero into a namespace it creates (set `velero.namespace` to another one)");
+        bail!(
+            "namespace {namespace} already exists; vdrill installs Velero into a namespace it creates (set `velero.namespace` to another one)"
+        );
     }
     // CustomResourceDefinitions of the workloads first: Velero learns the API types
     // when it starts (and every 5 minutes after), so a CRD applied after it starts
@@ -69,17 +77,30 @@ pub async fn prepare(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     for w in &scenario.workloads {
         let path = ctx.cell.dir.join(&w.fixture);
         let manifests = crate::fixture::load_all(&path)?;
-        crds.extend(manifests.into_iter().filter(|m| m.kind() == "CustomResourceDefinition"));
+        crds.extend(
+            manifests
+                .into_iter()
+                .filter(|m| m.kind() == "CustomResourceDefinition"),
+        );
     }
     for crd in &crds {
         if ctx.env.cluster.crd_exists(crd.name()).await? {
-            bail!("CustomResourceDefinition {} already exists; vdrill does not change definitions it did not create", crd.name());
+            bail!(
+                "CustomResourceDefinition {} already exists; vdrill does not change definitions it did not create",
+                crd.name()
+            );
         }
     }
     if !crds.is_empty() {
-        ctx.log.line(format!("installing {} CustomResourceDefinition(s) of the workloads before Velero", crds.len()));
+        ctx.log.line(format!(
+            "installing {} CustomResourceDefinition(s) of the workloads before Velero",
+            crds.len()
+        ));
         ctx.env.cluster.install_crds(&crds, ctx.log).await?;
-        ctx.state.created.crds.extend(crds.iter().map(|c| c.name().to_string()));
+        ctx.state
+            .created
+            .crds
+            .extend(crds.iter().map(|c| c.name().to_string()));
     }
     // Keys: created (their alias must be free), or looked up when `existing`.
     for (name, spec) in &scenario.keys {
@@ -94,7 +115,12 @@ pub async fn prepare(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
                         "key `{name}`: alias {alias} already exists; vdrill creates its keys under aliases that are free and never takes one over: pick another alias, or declare the key `existing: true` to use the key it names"
                     );
                 }
-                let info = ctx.env.keys.create(name, spec, ctx.log).await.with_context(|| format!("creating key `{name}`"))?;
+                let info = ctx
+                    .env
+                    .keys
+                    .create(name, spec, ctx.log)
+                    .await
+                    .with_context(|| format!("creating key `{name}`"))?;
                 if !spec.existing {
                     ctx.state.created.keys.push(info.clone());
                     ctx.state.created.aliases.extend(spec.alias.clone());
@@ -102,15 +128,24 @@ pub async fn prepare(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
                 info
             }
         };
-        ctx.log.line(format!("key {name}: {}{}", info.arn, if spec.existing { " (existing)" } else { "" }));
-        ctx.state.key_history.entry(name.clone()).or_default().push(info.clone());
+        ctx.log.line(format!(
+            "key {name}: {}{}",
+            info.arn,
+            if spec.existing { " (existing)" } else { "" }
+        ));
+        ctx.state
+            .key_history
+            .entry(name.clone())
+            .or_default()
+            .push(info.clone());
         ctx.state.keys.insert(name.clone(), info);
     }
     // Buckets (created unless `existing`; never one that exists), and the locations
     // with every reference resolved.
     let mut locations = Vec::new();
     for (i, loc) in scenario.velero.locations.iter().enumerate() {
-        let exists = ctx.state.created.buckets.contains(&loc.bucket) || ctx.env.store.bucket_exists(&loc.bucket).await?;
+        let exists = ctx.state.created.buckets.contains(&loc.bucket)
+            || ctx.env.store.bucket_exists(&loc.bucket).await?;
         match (loc.existing, exists) {
             (true, true) => ctx.log.line(format!("bucket {} exists (location {} says `existing: true`): vdrill creates and deletes nothing in it", loc.bucket, loc.name)),
             (true, false) => bail!("location {}: bucket {} does not exist, but the location says `existing: true`", loc.name, loc.bucket),
@@ -128,9 +163,14 @@ pub async fn prepare(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
         }
         let mut config = ctx.env.store.location_config(loc.provider);
         for (k, v) in &loc.config {
-            config.insert(k.clone(), resolve(v, &ctx.state.keys).with_context(|| format!("location {} config {k}", loc.name))?);
+            config.insert(
+                k.clone(),
+                resolve(v, &ctx.state.keys)
+                    .with_context(|| format!("location {} config {k}", loc.name))?,
+            );
         }
-        let default = loc.default || (i == 0 && !scenario.velero.locations.iter().any(|l| l.default));
+        let default =
+            loc.default || (i == 0 && !scenario.velero.locations.iter().any(|l| l.default));
         locations.push(ResolvedLocation {
             name: loc.name.clone(),
             provider: loc.provider,
@@ -145,7 +185,9 @@ pub async fn prepare(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     let password = match &scenario.velero.repository_password {
         Some(src) if src.from_env.is_some() => {
             let var = src.from_env.as_deref().unwrap_or_default();
-            std::env::var(var).with_context(|| format!("velero.repositoryPassword.fromEnv: environment variable {var} is not set"))?
+            std::env::var(var).with_context(|| {
+                format!("velero.repositoryPassword.fromEnv: environment variable {var} is not set")
+            })?
         }
         _ => hex(&random_bytes(24)?),
     };
@@ -169,7 +211,12 @@ pub async fn prepare(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     };
     ctx.env.velero.install(&install, ctx.log).await?;
     ctx.state.velero_installed = true;
-    Ok(done(format!("{} keys, {} locations, Velero {}", ctx.state.keys.len(), ctx.state.locations.len(), ctx.env.velero.version())))
+    Ok(done(format!(
+        "{} keys, {} locations, Velero {}",
+        ctx.state.keys.len(),
+        ctx.state.locations.len(),
+        ctx.env.velero.version()
+    )))
 }
 
 /// Undo a change a step left behind.
@@ -191,7 +238,8 @@ pub async fn teardown(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     }
     let created = ctx.state.created.clone();
     if ctx.env.disposable {
-        ctx.log.line("the environment is thrown away whole: keys, buckets and namespaces go with it");
+        ctx.log
+            .line("the environment is thrown away whole: keys, buckets and namespaces go with it");
     } else {
         for ns in created.namespaces.iter().rev() {
             let gone = match ctx.env.cluster.namespace_exists(ns).await {
@@ -233,5 +281,9 @@ pub async fn teardown(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     {
         errors.push(format!("removing {}: {e}", work.display()));
     }
-    if errors.is_empty() { Ok(done("environment torn down")) } else { bail!(errors.join("; ")) }
+    if errors.is_empty() {
+        Ok(done("environment torn down"))
+    } else {
+        bail!(errors.join("; "))
+    }
 }

@@ -60,14 +60,20 @@ pub enum Undo {
 impl Undo {
     pub fn title(&self) -> String {
         match self {
-            Undo::EnableKey(k) => format!("enable-key {} (left disabled by an interrupted check)", k.name),
+            Undo::EnableKey(k) => format!(
+                "enable-key {} (left disabled by an interrupted check)",
+                k.name
+            ),
         }
     }
 }
 
 impl DrillState {
     pub fn default_location(&self) -> Option<&ResolvedLocation> {
-        self.locations.iter().find(|l| l.default).or_else(|| self.locations.first())
+        self.locations
+            .iter()
+            .find(|l| l.default)
+            .or_else(|| self.locations.first())
     }
 
     pub fn location(&self, name: &str) -> Option<&ResolvedLocation> {

@@ -9,5 +9,8 @@ use crate::scenario::UpgradeVeleroStep;
 pub async fn run(step: &UpgradeVeleroStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     let before = ctx.env.velero.version();
     ctx.env.velero.upgrade(&step.version, ctx.log).await?;
-    Ok(done(format!("Velero {before} -> {}", ctx.env.velero.version())))
+    Ok(done(format!(
+        "Velero {before} -> {}",
+        ctx.env.velero.version()
+    )))
 }

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use vdrill::report::artifacts::Artifacts;
 use vdrill::log::Redactor;
+use vdrill::report::artifacts::Artifacts;
 use vdrill::runner::{Event, Reporter, RunOptions, Runner};
 use vdrill::scenario::{self, Cell};
 
@@ -31,7 +31,9 @@ pub struct Recorder {
 impl Reporter for Recorder {
     fn event(&self, event: &Event) {
         let line = match event {
-            Event::StepFinished { cell, step } => format!("{cell} {} {}", step.status.as_str(), step.title),
+            Event::StepFinished { cell, step } => {
+                format!("{cell} {} {}", step.status.as_str(), step.title)
+            }
             Event::CellFinished { cell } => format!("{} cell {}", cell.id, cell.status.as_str()),
             Event::Interrupted => "interrupted".into(),
             _ => return,
@@ -54,18 +56,35 @@ impl Harness {
         let root = tempfile::tempdir().unwrap();
         let redactor = Redactor::new();
         // A run id of its own: the work folder (keys, data) is per run id, and tests run in parallel.
-        let run_id = format!("test-{}", root.path().file_name().unwrap().to_string_lossy());
+        let run_id = format!(
+            "test-{}",
+            root.path().file_name().unwrap().to_string_lossy()
+        );
         let artifacts = Artifacts::create(root.path(), None, &run_id, redactor.clone()).unwrap();
-        Harness { artifacts, root, redactor, recorder: Arc::default() }
+        Harness {
+            artifacts,
+            root,
+            redactor,
+            recorder: Arc::default(),
+        }
     }
 
-    pub fn runner(&self, factory: Arc<dyn vdrill::env::EnvironmentFactory>, keep: bool, cancel: tokio_util::sync::CancellationToken) -> Runner {
+    pub fn runner(
+        &self,
+        factory: Arc<dyn vdrill::env::EnvironmentFactory>,
+        keep: bool,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Runner {
         Runner::new(
             factory,
             self.recorder.clone(),
             self.artifacts.clone(),
             self.redactor.clone(),
-            RunOptions { run_id: "test-run".into(), keep, verbose: false },
+            RunOptions {
+                run_id: "test-run".into(),
+                keep,
+                verbose: false,
+            },
             cancel,
         )
     }
@@ -90,7 +109,10 @@ impl Harness {
                 if p.is_dir() {
                     walk(&p, out);
                 } else {
-                    out.push((p.clone(), String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned()));
+                    out.push((
+                        p.clone(),
+                        String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned(),
+                    ));
                 }
             }
         }
@@ -141,11 +163,20 @@ finally:
 pub fn azure_absent() -> Option<String> {
     use vdrill::env::provision::Need;
     let m = vdrill::env::local::manifest::Manifest::load().expect("the bed is provisioned");
-    let plugin = |v: &str| Need::Plugin { velero: v.into(), plugin: "azure".into() };
-    let why: Vec<String> = [Need::LowkeyVault, plugin("1.17"), plugin("1.18")].iter().filter_map(|n| m.lacks(n)).collect();
+    let plugin = |v: &str| Need::Plugin {
+        velero: v.into(),
+        plugin: "azure".into(),
+    };
+    let why: Vec<String> = [Need::LowkeyVault, plugin("1.17"), plugin("1.18")]
+        .iter()
+        .filter_map(|n| m.lacks(n))
+        .collect();
     // Where the Azure side must be there (this project's CI sets it), its absence fails.
     if !why.is_empty() && std::env::var_os("VDRILL_REQUIRE_AZURE").is_some_and(|v| v == "1") {
-        panic!("VDRILL_REQUIRE_AZURE=1, but the test bed has no Azure side: {}", why.join("; "));
+        panic!(
+            "VDRILL_REQUIRE_AZURE=1, but the test bed has no Azure side: {}",
+            why.join("; ")
+        );
     }
     (!why.is_empty()).then(|| why.join("; "))
 }

@@ -25,17 +25,34 @@ pub fn properties_url(subscription: &str, resource_group: &str, account: &str) -
 
 /// The account's encryption at rest, from the body of a Get Properties answer.
 pub fn parse(body: &Json) -> Result<AccountEncryption> {
-    let encryption = body.pointer("/properties/encryption").context("the answer has no properties.encryption")?;
-    let source = encryption["keySource"].as_str().context("properties.encryption.keySource is missing")?;
+    let encryption = body
+        .pointer("/properties/encryption")
+        .context("the answer has no properties.encryption")?;
+    let source = encryption["keySource"]
+        .as_str()
+        .context("properties.encryption.keySource is missing")?;
     match source.to_ascii_lowercase().as_str() {
         "microsoft.storage" => Ok(AccountEncryption::PlatformManaged),
         "microsoft.keyvault" => {
             let kv = &encryption["keyvaultproperties"];
-            let vault_uri = kv["keyvaulturi"].as_str().filter(|s| !s.is_empty()).context("keyvaultproperties.keyvaulturi is missing")?;
-            let key_name = kv["keyname"].as_str().filter(|s| !s.is_empty()).context("keyvaultproperties.keyname is missing")?;
+            let vault_uri = kv["keyvaulturi"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .context("keyvaultproperties.keyvaulturi is missing")?;
+            let key_name = kv["keyname"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .context("keyvaultproperties.keyname is missing")?;
             // An empty version means the account follows the key's current version.
-            let key_version = kv["keyversion"].as_str().filter(|s| !s.is_empty()).map(str::to_string);
-            Ok(AccountEncryption::KeyVault { vault_uri: vault_uri.trim_end_matches('/').to_string(), key_name: key_name.to_string(), key_version })
+            let key_version = kv["keyversion"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_string);
+            Ok(AccountEncryption::KeyVault {
+                vault_uri: vault_uri.trim_end_matches('/').to_string(),
+                key_name: key_name.to_string(),
+                key_version,
+            })
         }
         other => bail!("unknown key source `{other}`"),
     }
@@ -67,17 +84,36 @@ mod tests {
         });
         assert_eq!(
             parse(&body).unwrap(),
-            AccountEncryption::KeyVault { vault_uri: "https://backups-vault.vault.azure.net".into(), key_name: "velero".into(), key_version: Some("3c7a".into()) }
+            AccountEncryption::KeyVault {
+                vault_uri: "https://backups-vault.vault.azure.net".into(),
+                key_name: "velero".into(),
+                key_version: Some("3c7a".into())
+            }
         );
         let mut auto = body.clone();
         auto["properties"]["encryption"]["keyvaultproperties"]["keyversion"] = json!("");
-        assert!(matches!(parse(&auto).unwrap(), AccountEncryption::KeyVault { key_version: None, .. }));
+        assert!(matches!(
+            parse(&auto).unwrap(),
+            AccountEncryption::KeyVault {
+                key_version: None,
+                ..
+            }
+        ));
     }
 
     #[test]
     fn platform_keys_and_broken_answers() {
-        assert_eq!(parse(&json!({"properties": {"encryption": {"keySource": "Microsoft.Storage"}}})).unwrap(), AccountEncryption::PlatformManaged);
-        assert!(parse(&json!({"properties": {}})).unwrap_err().to_string().contains("properties.encryption"));
+        assert_eq!(
+            parse(&json!({"properties": {"encryption": {"keySource": "Microsoft.Storage"}}}))
+                .unwrap(),
+            AccountEncryption::PlatformManaged
+        );
+        assert!(
+            parse(&json!({"properties": {}}))
+                .unwrap_err()
+                .to_string()
+                .contains("properties.encryption")
+        );
         let no_name = json!({"properties": {"encryption": {"keySource": "Microsoft.Keyvault", "keyvaultproperties": {"keyvaulturi": "https://v"}}}});
         assert!(parse(&no_name).unwrap_err().to_string().contains("keyname"));
         assert!(parse(&json!({"properties": {"encryption": {"keySource": "Other"}}})).is_err());

@@ -11,7 +11,8 @@ use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, ExponentialRetryOptions, RequestContent, RetryOptions, Url};
 use azure_core::time::Duration;
 use azure_storage_blob::models::{
-    BlobClientDownloadOptions, BlobClientGetPropertiesOptions, BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
+    BlobClientDownloadOptions, BlobClientGetPropertiesOptions,
+    BlobClientGetPropertiesResultHeaders, BlobContainerClientListBlobsOptions,
     EncryptionAlgorithmType,
 };
 use azure_storage_blob::{BlobServiceClient, BlobServiceClientOptions, StorageError};
@@ -54,11 +55,24 @@ fn err(e: azure_core::Error) -> anyhow::Error {
     }
     match StorageError::try_from(e) {
         Ok(se) => {
-            let code = se.error_code.as_ref().map(|c| c.to_string()).unwrap_or_else(|| "ServiceError".to_string());
+            let code = se
+                .error_code
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "ServiceError".to_string());
             // Azure's messages end with RequestId and Time lines: keep them, on one line.
-            let mut msg = se.message.clone().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut msg = se
+                .message
+                .clone()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
             if let Some(detail) = &se.authentication_error_detail {
-                msg.push_str(&format!(" ({})", detail.split_whitespace().collect::<Vec<_>>().join(" ")));
+                msg.push_str(&format!(
+                    " ({})",
+                    detail.split_whitespace().collect::<Vec<_>>().join(" ")
+                ));
             }
             anyhow!("{code}: {msg} (HTTP {})", u16::from(se.status_code))
         }
@@ -75,18 +89,30 @@ impl BlobStore {
     /// The store, and the credentials file Velero will read (a secret). The account key,
     /// its decoded bytes and the file are declared to `redactor`.
     pub async fn new(target: BlobTarget, redactor: &Redactor) -> Result<BlobStore> {
-        let url = Url::parse(target.endpoint.trim_end_matches('/')).with_context(|| format!("the account URL `{}`", target.endpoint))?;
+        let url = Url::parse(target.endpoint.trim_end_matches('/'))
+            .with_context(|| format!("the account URL `{}`", target.endpoint))?;
         if url.cannot_be_a_base() || url.query().is_some() {
-            bail!("the account URL `{}` must be a plain http(s) URL", target.endpoint);
+            bail!(
+                "the account URL `{}` must be a plain http(s) URL",
+                target.endpoint
+            );
         }
         if !target.emulator && url.scheme() != "https" {
-            bail!("the account URL `{}` must use https (plain http is for the emulator only)", target.endpoint);
+            bail!(
+                "the account URL `{}` must use https (plain http is for the emulator only)",
+                target.endpoint
+            );
         }
         // Declared here too, in case the key was made by another run's redactor.
         let _ = redactor.secret(target.key.expose().to_vec());
         let raw = base64::engine::general_purpose::STANDARD
             .decode(target.key.expose())
-            .map_err(|_| anyhow!("the key of storage account {} is not base64", target.account))?;
+            .map_err(|_| {
+                anyhow!(
+                    "the key of storage account {} is not base64",
+                    target.account
+                )
+            })?;
         let raw = redactor.secret(raw);
         let policy = SharedKeyPolicy::new(&target.account, &raw);
         // Fewer, shorter retries than the SDK's default (8 retries within 60 s per call):
@@ -99,12 +125,26 @@ impl BlobStore {
             max_delay: Duration::seconds(5),
         });
         let options = BlobServiceClientOptions {
-            client_options: ClientOptions { per_try_policies: vec![Arc::new(policy)], retry, ..Default::default() },
+            client_options: ClientOptions {
+                per_try_policies: vec![Arc::new(policy)],
+                retry,
+                ..Default::default()
+            },
             ..Default::default()
         };
-        let service = BlobServiceClient::new(url, None, Some(options)).map_err(err).context("creating the Blob service client")?;
-        let credentials_file = redactor.secret(format!("{ACCESS_KEY_VAR}={}\nAZURE_CLOUD_NAME=AzurePublicCloud\n", target.key.expose_str()));
-        Ok(BlobStore { service, target, credentials_file, page_size: None })
+        let service = BlobServiceClient::new(url, None, Some(options))
+            .map_err(err)
+            .context("creating the Blob service client")?;
+        let credentials_file = redactor.secret(format!(
+            "{ACCESS_KEY_VAR}={}\nAZURE_CLOUD_NAME=AzurePublicCloud\n",
+            target.key.expose_str()
+        ));
+        Ok(BlobStore {
+            service,
+            target,
+            credentials_file,
+            page_size: None,
+        })
     }
 
     /// List in pages of at most `n` names (the service's default is 5000).
@@ -116,7 +156,10 @@ impl BlobStore {
     /// Write a block blob (replacing one of the same name).
     pub async fn put(&self, container: &str, name: &str, bytes: Vec<u8>) -> Result<()> {
         let blob = self.service.blob_client(container, name);
-        blob.upload(RequestContent::from(bytes), None).await.map_err(err).with_context(|| format!("uploading blob {container}/{name}"))?;
+        blob.upload(RequestContent::from(bytes), None)
+            .await
+            .map_err(err)
+            .with_context(|| format!("uploading blob {container}/{name}"))?;
         Ok(())
     }
 
@@ -139,11 +182,26 @@ impl BlobStore {
 impl ObjectStore for BlobStore {
     async fn bucket_exists(&self, bucket: &str) -> Result<bool> {
         // Container names are scoped to the account: there is no one else's container to find.
-        self.service.blob_container_client(bucket).exists().await.map_err(err).with_context(|| format!("GetContainerProperties {bucket}"))
+        self.service
+            .blob_container_client(bucket)
+            .exists()
+            .await
+            .map_err(err)
+            .with_context(|| format!("GetContainerProperties {bucket}"))
     }
 
-    async fn create_bucket(&self, bucket: &str, default_key: Option<&KeyInfo>, log: &StepLog) -> Result<()> {
-        self.service.blob_container_client(bucket).create(None).await.map_err(err).with_context(|| format!("creating container {bucket}"))?;
+    async fn create_bucket(
+        &self,
+        bucket: &str,
+        default_key: Option<&KeyInfo>,
+        log: &StepLog,
+    ) -> Result<()> {
+        self.service
+            .blob_container_client(bucket)
+            .create(None)
+            .await
+            .map_err(err)
+            .with_context(|| format!("creating container {bucket}"))?;
         log.line(format!("created container {bucket}"));
         if let Some(key) = default_key {
             log.line(format!(
@@ -161,16 +219,32 @@ impl ObjectStore for BlobStore {
             ..Default::default()
         };
         let container = self.service.blob_container_client(bucket);
-        let mut pages = container.list_blobs(Some(options)).map_err(err)?.into_pages();
+        let mut pages = container
+            .list_blobs(Some(options))
+            .map_err(err)?
+            .into_pages();
         let mut out = Vec::new();
-        while let Some(page) = pages.try_next().await.map_err(err).with_context(|| format!("listing {bucket}/{prefix}"))? {
-            let page = page.into_model().map_err(err).context("reading a List Blobs page")?;
+        while let Some(page) = pages
+            .try_next()
+            .await
+            .map_err(err)
+            .with_context(|| format!("listing {bucket}/{prefix}"))?
+        {
+            let page = page
+                .into_model()
+                .map_err(err)
+                .context("reading a List Blobs page")?;
             out.extend(page.blob_items.into_iter().filter_map(|b| b.name));
         }
         Ok(out)
     }
 
-    async fn head(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<ObjectEncryption> {
+    async fn head(
+        &self,
+        bucket: &str,
+        key: &str,
+        customer_key: Option<&Secret>,
+    ) -> Result<ObjectEncryption> {
         let mut options = BlobClientGetPropertiesOptions::default();
         if let Some((k, sha)) = Self::cpk(customer_key) {
             options.encryption_algorithm = Some(EncryptionAlgorithmType::Aes256);
@@ -200,7 +274,13 @@ impl ObjectStore for BlobStore {
             options.encryption_key_sha256 = Some(sha);
         }
         let what = || format!("GetBlob {bucket}/{key}");
-        let out = self.service.blob_client(bucket, key).download(Some(options)).await.map_err(err).with_context(what)?;
+        let out = self
+            .service
+            .blob_client(bucket, key)
+            .download(Some(options))
+            .await
+            .map_err(err)
+            .with_context(what)?;
         let body = out.body.collect().await.map_err(err).with_context(what)?;
         Ok(body.len() as u64)
     }
@@ -210,7 +290,10 @@ impl ObjectStore for BlobStore {
         if provider == LocationProvider::Azure {
             m.insert("storageAccount".to_string(), self.target.account.clone());
             // Velero's plugin reads the key from its credentials file under this name.
-            m.insert("storageAccountKeyEnvVar".to_string(), ACCESS_KEY_VAR.to_string());
+            m.insert(
+                "storageAccountKeyEnvVar".to_string(),
+                ACCESS_KEY_VAR.to_string(),
+            );
             let endpoint = self.target.endpoint.trim_end_matches('/');
             if self.target.emulator || endpoint != self.default_endpoint() {
                 m.insert("storageAccountURI".to_string(), endpoint.to_string());
@@ -225,9 +308,16 @@ impl ObjectStore for BlobStore {
 
     async fn delete_bucket(&self, bucket: &str, log: &StepLog) -> Result<()> {
         // Deleting a container deletes its blobs.
-        match self.service.blob_container_client(bucket).delete(None).await {
+        match self
+            .service
+            .blob_container_client(bucket)
+            .delete(None)
+            .await
+        {
             Ok(_) => log.line(format!("deleted container {bucket}")),
-            Err(e) if status_of(&e) == Some(404) => log.line(format!("container {bucket} was already gone")),
+            Err(e) if status_of(&e) == Some(404) => {
+                log.line(format!("container {bucket} was already gone"))
+            }
             Err(e) => return Err(err(e)).with_context(|| format!("DeleteContainer {bucket}")),
         }
         Ok(())
@@ -235,7 +325,9 @@ impl ObjectStore for BlobStore {
 
     async fn account_encryption(&self) -> Result<Option<AccountEncryption>> {
         if self.target.emulator {
-            return Ok(Some(AccountEncryption::Unknowable(EMULATOR_CMK.to_string())));
+            return Ok(Some(AccountEncryption::Unknowable(
+                EMULATOR_CMK.to_string(),
+            )));
         }
         // A real account's key is read from Azure Resource Manager (super::account),
         // which needs an Entra ID token vdrill does not obtain yet.
@@ -255,30 +347,78 @@ mod tests {
     async fn store(endpoint: &str, emulator: bool) -> Result<BlobStore> {
         let r = Redactor::new();
         let key = r.secret(base64::engine::general_purpose::STANDARD.encode([7u8; 64]));
-        BlobStore::new(BlobTarget { endpoint: endpoint.to_string(), account: "vdrilltest".to_string(), key, emulator }, &r).await
+        BlobStore::new(
+            BlobTarget {
+                endpoint: endpoint.to_string(),
+                account: "vdrilltest".to_string(),
+                key,
+                emulator,
+            },
+            &r,
+        )
+        .await
     }
 
     #[tokio::test]
     async fn real_azure_needs_https_and_gets_no_uri() {
-        let e = store("http://vdrilltest.blob.core.windows.net", false).await.err().expect("http refused");
+        let e = store("http://vdrilltest.blob.core.windows.net", false)
+            .await
+            .err()
+            .expect("http refused");
         assert!(e.to_string().contains("must use https"), "{e}");
-        let s = store("https://vdrilltest.blob.core.windows.net/", false).await.unwrap();
+        let s = store("https://vdrilltest.blob.core.windows.net/", false)
+            .await
+            .unwrap();
         let c = s.location_config(LocationProvider::Azure);
-        assert_eq!(c.get("storageAccount").map(String::as_str), Some("vdrilltest"));
-        assert_eq!(c.get("storageAccountKeyEnvVar").map(String::as_str), Some(ACCESS_KEY_VAR));
+        assert_eq!(
+            c.get("storageAccount").map(String::as_str),
+            Some("vdrilltest")
+        );
+        assert_eq!(
+            c.get("storageAccountKeyEnvVar").map(String::as_str),
+            Some(ACCESS_KEY_VAR)
+        );
         assert!(!c.contains_key("storageAccountURI"), "{c:?}");
         assert!(s.location_config(LocationProvider::Aws).is_empty());
-        assert_eq!(s.service.blob_container_client("c").url().as_str(), "https://vdrilltest.blob.core.windows.net/c");
+        assert_eq!(
+            s.service.blob_container_client("c").url().as_str(),
+            "https://vdrilltest.blob.core.windows.net/c"
+        );
     }
 
     #[tokio::test]
     async fn the_emulator_gets_its_uri_and_a_key_that_is_not_base64_is_refused() {
         let s = store("http://127.0.0.1:1/vdrilltest", true).await.unwrap();
-        assert_eq!(s.location_config(LocationProvider::Azure).get("storageAccountURI").map(String::as_str), Some("http://127.0.0.1:1/vdrilltest"));
-        assert_eq!(s.service.blob_client("c", "backups/b/x.json").url().as_str(), "http://127.0.0.1:1/vdrilltest/c/backups%2Fb%2Fx.json");
+        assert_eq!(
+            s.location_config(LocationProvider::Azure)
+                .get("storageAccountURI")
+                .map(String::as_str),
+            Some("http://127.0.0.1:1/vdrilltest")
+        );
+        assert_eq!(
+            s.service
+                .blob_client("c", "backups/b/x.json")
+                .url()
+                .as_str(),
+            "http://127.0.0.1:1/vdrilltest/c/backups%2Fb%2Fx.json"
+        );
         let r = Redactor::new();
         let key = r.secret("not base64 at all!");
-        let e = BlobStore::new(BlobTarget { endpoint: "http://127.0.0.1:1/a".into(), account: "a".into(), key, emulator: true }, &r).await.err().unwrap();
-        assert!(!e.to_string().contains("not base64 at all"), "the key is not echoed: {e}");
+        let e = BlobStore::new(
+            BlobTarget {
+                endpoint: "http://127.0.0.1:1/a".into(),
+                account: "a".into(),
+                key,
+                emulator: true,
+            },
+            &r,
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(
+            !e.to_string().contains("not base64 at all"),
+            "the key is not echoed: {e}"
+        );
     }
 }

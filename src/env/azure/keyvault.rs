@@ -21,7 +21,8 @@ use azure_core::error::ErrorKind;
 use azure_core::http::{ClientOptions, RetryOptions, StatusCode, Transport, Url};
 use azure_security_keyvault_keys::models::{
     CreateKeyParameters, EncryptionAlgorithm, Key, KeyAttributes, KeyClientGetKeyOptions,
-    KeyClientUpdateKeyPropertiesOptions, KeyClientWrapKeyOptions, KeyOperation, KeyOperationParameters, KeyType, UpdateKeyPropertiesParameters,
+    KeyClientUpdateKeyPropertiesOptions, KeyClientWrapKeyOptions, KeyOperation,
+    KeyOperationParameters, KeyType, UpdateKeyPropertiesParameters,
 };
 use azure_security_keyvault_keys::{KeyClient, KeyClientOptions, ResourceExt, ResourceId};
 use futures::StreamExt;
@@ -54,8 +55,13 @@ struct StaticToken(Secret);
 
 #[async_trait]
 impl TokenCredential for StaticToken {
-    async fn get_token(&self, _scopes: &[&str], _options: Option<TokenRequestOptions<'_>>) -> azure_core::Result<AccessToken> {
-        let expires = azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1);
+    async fn get_token(
+        &self,
+        _scopes: &[&str],
+        _options: Option<TokenRequestOptions<'_>>,
+    ) -> azure_core::Result<AccessToken> {
+        let expires =
+            azure_core::time::OffsetDateTime::now_utc() + azure_core::time::Duration::hours(1);
         Ok(AccessToken::new(self.0.expose_str().to_string(), expires))
     }
 }
@@ -63,10 +69,23 @@ impl TokenCredential for StaticToken {
 /// `Code: message (HTTP status)` for service errors (the code and message Key Vault
 /// sent), the whole cause chain otherwise.
 fn err(e: azure_core::Error) -> anyhow::Error {
-    if let ErrorKind::HttpResponse { status, error_code, raw_response } = e.kind() {
-        let body: Option<serde_json::Value> = raw_response.as_ref().and_then(|r| serde_json::from_slice(r.body()).ok());
-        let field = |k: &str| body.as_ref().and_then(|b| b["error"][k].as_str()).map(str::to_string);
-        let code = field("code").or_else(|| error_code.clone()).unwrap_or_else(|| "HttpError".to_string());
+    if let ErrorKind::HttpResponse {
+        status,
+        error_code,
+        raw_response,
+    } = e.kind()
+    {
+        let body: Option<serde_json::Value> = raw_response
+            .as_ref()
+            .and_then(|r| serde_json::from_slice(r.body()).ok());
+        let field = |k: &str| {
+            body.as_ref()
+                .and_then(|b| b["error"][k].as_str())
+                .map(str::to_string)
+        };
+        let code = field("code")
+            .or_else(|| error_code.clone())
+            .unwrap_or_else(|| "HttpError".to_string());
         let message = field("message").unwrap_or_else(|| e.to_string());
         return anyhow!("{code}: {message} (HTTP {})", u16::from(*status));
     }
@@ -101,9 +120,13 @@ pub struct KeyVault {
 
 impl KeyVault {
     pub async fn new(target: VaultTarget) -> Result<KeyVault> {
-        let url = Url::parse(&target.url).with_context(|| format!("Key Vault URL {}", target.url))?;
+        let url =
+            Url::parse(&target.url).with_context(|| format!("Key Vault URL {}", target.url))?;
         if url.scheme() != "https" {
-            bail!("Key Vault URL {}: the SDK sends tokens over https only", target.url);
+            bail!(
+                "Key Vault URL {}: the SDK sends tokens over https only",
+                target.url
+            );
         }
         let token = match (&target.token, target.emulator) {
             (Some(t), _) => t.clone(),
@@ -112,20 +135,41 @@ impl KeyVault {
                 "real Azure Key Vault credentials are not supported yet (no Entra ID credential is wired in); only a static bearer token issued for https://vault.azure.net works for now"
             ),
         };
-        let mut http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).timeout(Duration::from_secs(60));
+        let mut http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(60));
         if let Some(pem) = &target.ca_pem {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).context("the vault's CA certificate")?;
-            http = if target.emulator { http.tls_certs_only(certs) } else { http.tls_certs_merge(certs) };
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+                .context("the vault's CA certificate")?;
+            http = if target.emulator {
+                http.tls_certs_only(certs)
+            } else {
+                http.tls_certs_merge(certs)
+            };
         }
-        let http = http.build().context("building the HTTPS client for Key Vault")?;
+        let http = http
+            .build()
+            .context("building the HTTPS client for Key Vault")?;
         let client_options = ClientOptions {
             transport: Some(Transport::new(Arc::new(http))),
-            retry: if target.emulator { RetryOptions::none() } else { RetryOptions::default() },
+            retry: if target.emulator {
+                RetryOptions::none()
+            } else {
+                RetryOptions::default()
+            },
             ..Default::default()
         };
-        let options = KeyClientOptions { client_options, verify_challenge_resource: Some(!target.emulator), ..Default::default() };
-        let client = KeyClient::new(url.as_str(), Arc::new(StaticToken(token)), Some(options)).map_err(err)?;
-        Ok(KeyVault { client, vault: url.origin().ascii_serialization() })
+        let options = KeyClientOptions {
+            client_options,
+            verify_challenge_resource: Some(!target.emulator),
+            ..Default::default()
+        };
+        let client = KeyClient::new(url.as_str(), Arc::new(StaticToken(token)), Some(options))
+            .map_err(err)?;
+        Ok(KeyVault {
+            client,
+            vault: url.origin().ascii_serialization(),
+        })
     }
 
     /// The vault's origin, `https://host[:port]`.
@@ -136,13 +180,24 @@ impl KeyVault {
     /// A key name, or a key id URL of this vault (with or without version).
     fn parse(&self, reference: &str) -> Result<(String, Option<String>)> {
         if !reference.contains("://") {
-            if reference.is_empty() || !reference.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-                bail!("`{reference}` is not a Key Vault key name (letters, digits and dashes) nor a key id URL");
+            if reference.is_empty()
+                || !reference
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-')
+            {
+                bail!(
+                    "`{reference}` is not a Key Vault key name (letters, digits and dashes) nor a key id URL"
+                );
             }
             return Ok((reference.to_string(), None));
         }
-        let id: ResourceId = reference.parse().map_err(err).with_context(|| format!("`{reference}` is not a Key Vault key id"))?;
-        let origin = Url::parse(&id.vault_url).map(|u| u.origin().ascii_serialization()).unwrap_or_default();
+        let id: ResourceId = reference
+            .parse()
+            .map_err(err)
+            .with_context(|| format!("`{reference}` is not a Key Vault key id"))?;
+        let origin = Url::parse(&id.vault_url)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default();
         if origin != self.vault {
             bail!("key {reference} is not in the vault {}", self.vault);
         }
@@ -152,13 +207,22 @@ impl KeyVault {
     /// The name and version a drill key stands for.
     fn name_version(&self, key: &KeyInfo) -> Result<(String, String)> {
         let (name, version) = self.parse(&key.id)?;
-        let version = version.or_else(|| key.version.clone()).with_context(|| format!("key {}: no version known", key.id))?;
+        let version = version
+            .or_else(|| key.version.clone())
+            .with_context(|| format!("key {}: no version known", key.id))?;
         Ok((name, version))
     }
 
     fn info(&self, scenario_name: &str, key: &Key) -> Result<KeyInfo> {
-        let id = key.resource_id().map_err(err).context("Key Vault returned a key without an id")?;
-        let version = id.version.clone().filter(|v| !v.is_empty()).context("Key Vault returned a key id without a version")?;
+        let id = key
+            .resource_id()
+            .map_err(err)
+            .context("Key Vault returned a key without an id")?;
+        let version = id
+            .version
+            .clone()
+            .filter(|v| !v.is_empty())
+            .context("Key Vault returned a key id without a version")?;
         Ok(KeyInfo {
             name: scenario_name.to_string(),
             provider: KeyProvider::AzureKeyvault,
@@ -172,23 +236,40 @@ impl KeyVault {
     }
 
     async fn get(&self, name: &str, version: Option<&str>) -> azure_core::Result<Key> {
-        let options = KeyClientGetKeyOptions { key_version: version.map(str::to_string), ..Default::default() };
+        let options = KeyClientGetKeyOptions {
+            key_version: version.map(str::to_string),
+            ..Default::default()
+        };
         self.client.get_key(name, Some(options)).await?.into_model()
     }
 
     /// Every version of a live key with its `enabled` flag; None if there is no live key of that name.
     async fn versions(&self, name: &str) -> Result<Option<Vec<(String, bool)>>> {
-        let mut pager = self.client.list_key_properties_versions(name, None).map_err(err)?;
+        let mut pager = self
+            .client
+            .list_key_properties_versions(name, None)
+            .map_err(err)?;
         let mut out = Vec::new();
         while let Some(item) = pager.next().await {
             match item {
                 Ok(p) => {
-                    let Some(kid) = p.kid.as_deref() else { continue };
+                    let Some(kid) = p.kid.as_deref() else {
+                        continue;
+                    };
                     let version = kid.rsplit('/').next().unwrap_or_default().to_string();
-                    out.push((version, p.attributes.as_ref().and_then(|a| a.enabled).unwrap_or(false)));
+                    out.push((
+                        version,
+                        p.attributes
+                            .as_ref()
+                            .and_then(|a| a.enabled)
+                            .unwrap_or(false),
+                    ));
                 }
                 Err(e) if not_found(&e) => return Ok(None),
-                Err(e) => return Err(err(e)).with_context(|| format!("listing the versions of key {name}")),
+                Err(e) => {
+                    return Err(err(e))
+                        .with_context(|| format!("listing the versions of key {name}"));
+                }
             }
         }
         Ok(if out.is_empty() { None } else { Some(out) })
@@ -206,7 +287,11 @@ impl KeyVault {
         let mut pager = self.client.list_deleted_key_properties(None).map_err(err)?;
         while let Some(item) = pager.next().await {
             let p = item.map_err(err).context("listing deleted keys")?;
-            if p.kid.as_deref().and_then(|kid| kid.parse::<ResourceId>().ok()).is_some_and(|id| id.name == name) {
+            if p.kid
+                .as_deref()
+                .and_then(|kid| kid.parse::<ResourceId>().ok())
+                .is_some_and(|id| id.name == name)
+            {
                 return Ok(true);
             }
         }
@@ -217,7 +302,11 @@ impl KeyVault {
         if let Some(v) = self.versions(name).await? {
             return Ok(Found::Live(v));
         }
-        Ok(if self.deleted(name).await? { Found::Deleted } else { Found::Missing })
+        Ok(if self.deleted(name).await? {
+            Found::Deleted
+        } else {
+            Found::Missing
+        })
     }
 
     /// Poll `check` every second until it holds, for at most [`SETTLE`].
@@ -240,8 +329,17 @@ impl KeyVault {
 
     async fn set_enabled(&self, key: &KeyInfo, enabled: bool, log: &StepLog) -> Result<()> {
         let (name, version) = self.name_version(key)?;
-        let params = UpdateKeyPropertiesParameters { key_attributes: Some(KeyAttributes { enabled: Some(enabled), ..Default::default() }), ..Default::default() };
-        let options = KeyClientUpdateKeyPropertiesOptions { key_version: Some(version.clone()), ..Default::default() };
+        let params = UpdateKeyPropertiesParameters {
+            key_attributes: Some(KeyAttributes {
+                enabled: Some(enabled),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let options = KeyClientUpdateKeyPropertiesOptions {
+            key_version: Some(version.clone()),
+            ..Default::default()
+        };
         let verb = if enabled { "enabling" } else { "disabling" };
         self.client
             .update_key_properties(&name, params.try_into().map_err(err)?, Some(options))
@@ -249,25 +347,48 @@ impl KeyVault {
             .map_err(err)
             .with_context(|| format!("{verb} key {name} version {version}"))?;
         // Read back: the version must now say so.
-        let now = self.versions(&name).await?.and_then(|vs| vs.into_iter().find(|(v, _)| *v == version)).map(|(_, e)| e);
+        let now = self
+            .versions(&name)
+            .await?
+            .and_then(|vs| vs.into_iter().find(|(v, _)| *v == version))
+            .map(|(_, e)| e);
         if now != Some(enabled) {
-            bail!("{verb} key {name} version {version}: the vault still lists it as {}", match now {
-                Some(true) => "enabled",
-                Some(false) => "disabled",
-                None => "absent",
-            });
+            bail!(
+                "{verb} key {name} version {version}: the vault still lists it as {}",
+                match now {
+                    Some(true) => "enabled",
+                    Some(false) => "disabled",
+                    None => "absent",
+                }
+            );
         }
-        log.line(format!("{} {} (version {version})", if enabled { "enabled" } else { "disabled" }, key.arn));
+        log.line(format!(
+            "{} {} (version {version})",
+            if enabled { "enabled" } else { "disabled" },
+            key.arn
+        ));
         Ok(())
     }
 
     /// Wrap `plain` (RSA-OAEP-256) with a version of the key (its current one if None);
     /// fails as the vault refuses (e.g. a disabled or deleted key).
-    pub async fn wrap(&self, key: &KeyInfo, version: Option<&str>, plain: &[u8]) -> Result<Vec<u8>> {
+    pub async fn wrap(
+        &self,
+        key: &KeyInfo,
+        version: Option<&str>,
+        plain: &[u8],
+    ) -> Result<Vec<u8>> {
         let (name, current) = self.name_version(key)?;
         let version = version.map(str::to_string).unwrap_or(current);
-        let params = KeyOperationParameters { algorithm: Some(EncryptionAlgorithm::RsaOaep256), value: Some(plain.to_vec()), ..Default::default() };
-        let options = KeyClientWrapKeyOptions { key_version: Some(version.clone()), ..Default::default() };
+        let params = KeyOperationParameters {
+            algorithm: Some(EncryptionAlgorithm::RsaOaep256),
+            value: Some(plain.to_vec()),
+            ..Default::default()
+        };
+        let options = KeyClientWrapKeyOptions {
+            key_version: Some(version.clone()),
+            ..Default::default()
+        };
         let out = self
             .client
             .wrap_key(&name, params.try_into().map_err(err)?, Some(options))
@@ -282,7 +403,11 @@ impl KeyVault {
     /// Unwrap what [`KeyVault::wrap`] returned, with the version that wrapped it.
     pub async fn unwrap(&self, key: &KeyInfo, version: &str, wrapped: &[u8]) -> Result<Vec<u8>> {
         let (name, _) = self.name_version(key)?;
-        let params = KeyOperationParameters { algorithm: Some(EncryptionAlgorithm::RsaOaep256), value: Some(wrapped.to_vec()), ..Default::default() };
+        let params = KeyOperationParameters {
+            algorithm: Some(EncryptionAlgorithm::RsaOaep256),
+            value: Some(wrapped.to_vec()),
+            ..Default::default()
+        };
         let out = self
             .client
             .unwrap_key(&name, version, params.try_into().map_err(err)?, None)
@@ -298,7 +423,11 @@ impl KeyVault {
     /// lowkey-vault for a disabled version too (real Key Vault returns it).
     pub async fn read(&self, key: &KeyInfo) -> Result<KeyInfo> {
         let (name, version) = self.name_version(key)?;
-        let got = self.get(&name, Some(&version)).await.map_err(err).with_context(|| format!("reading key {name} version {version}"))?;
+        let got = self
+            .get(&name, Some(&version))
+            .await
+            .map_err(err)
+            .with_context(|| format!("reading key {name} version {version}"))?;
         self.info(&key.name, &got)
     }
 
@@ -312,10 +441,17 @@ impl KeyVault {
 #[async_trait]
 impl KeyManager for KeyVault {
     async fn create(&self, name: &str, spec: &KeySpec, log: &StepLog) -> Result<KeyInfo> {
-        let key_name = spec.name.as_deref().with_context(|| format!("key `{name}`: an azure-keyvault key needs `name`"))?;
+        let key_name = spec
+            .name
+            .as_deref()
+            .with_context(|| format!("key `{name}`: an azure-keyvault key needs `name`"))?;
         self.parse(key_name)?;
         if spec.existing {
-            let key = self.get(key_name, None).await.map_err(err).with_context(|| format!("reading key {key_name} in {}", self.vault))?;
+            let key = self
+                .get(key_name, None)
+                .await
+                .map_err(err)
+                .with_context(|| format!("reading key {key_name} in {}", self.vault))?;
             return self.info(name, &key);
         }
         match self.find(key_name).await? {
@@ -333,8 +469,16 @@ impl KeyManager for KeyVault {
             kty: Some(KeyType::Rsa),
             key_size: Some(2048),
             // Named explicitly: lowkey-vault grants none when none are asked for (Key Vault grants all).
-            key_ops: Some(vec![KeyOperation::WrapKey, KeyOperation::UnwrapKey, KeyOperation::Encrypt, KeyOperation::Decrypt]),
-            tags: Some(HashMap::from([("created-by".to_string(), "vdrill".to_string()), ("vdrill-key".to_string(), name.to_string())])),
+            key_ops: Some(vec![
+                KeyOperation::WrapKey,
+                KeyOperation::UnwrapKey,
+                KeyOperation::Encrypt,
+                KeyOperation::Decrypt,
+            ]),
+            tags: Some(HashMap::from([
+                ("created-by".to_string(), "vdrill".to_string()),
+                ("vdrill-key".to_string(), name.to_string()),
+            ])),
             ..Default::default()
         };
         let key = self
@@ -346,7 +490,11 @@ impl KeyManager for KeyVault {
             .into_model()
             .map_err(err)?;
         let info = self.info(name, &key)?;
-        log.line(format!("created Key Vault key {} (RSA 2048, version {})", info.arn, info.version.as_deref().unwrap_or("?")));
+        log.line(format!(
+            "created Key Vault key {} (RSA 2048, version {})",
+            info.arn,
+            info.version.as_deref().unwrap_or("?")
+        ));
         Ok(info)
     }
 
@@ -376,7 +524,14 @@ impl KeyManager for KeyVault {
             );
         }
         let (name, old) = self.name_version(key)?;
-        let rotated = self.client.rotate_key(&name, None).await.map_err(err).with_context(|| format!("rotating key {name}"))?.into_model().map_err(err)?;
+        let rotated = self
+            .client
+            .rotate_key(&name, None)
+            .await
+            .map_err(err)
+            .with_context(|| format!("rotating key {name}"))?
+            .into_model()
+            .map_err(err)?;
         let info = self.info(&key.name, &rotated)?;
         let new = info.version.clone().unwrap_or_default();
         if new == old {
@@ -388,23 +543,51 @@ impl KeyManager for KeyVault {
 
     async fn schedule_deletion(&self, key: &KeyInfo, _days: u32, log: &StepLog) -> Result<()> {
         let (name, _) = self.name_version(key)?;
-        let deleted = self.client.delete_key(&name, None).await.map_err(err).with_context(|| format!("deleting key {name}"))?.into_model().map_err(err)?;
-        let retention = deleted.attributes.as_ref().and_then(|a| a.recoverable_days).map(|d| format!("{d} days")).unwrap_or_else(|| "the vault's".to_string());
-        let purge = deleted.scheduled_purge_date.map(|d| format!(", purge scheduled for {d}")).unwrap_or_default();
+        let deleted = self
+            .client
+            .delete_key(&name, None)
+            .await
+            .map_err(err)
+            .with_context(|| format!("deleting key {name}"))?
+            .into_model()
+            .map_err(err)?;
+        let retention = deleted
+            .attributes
+            .as_ref()
+            .and_then(|a| a.recoverable_days)
+            .map(|d| format!("{d} days"))
+            .unwrap_or_else(|| "the vault's".to_string());
+        let purge = deleted
+            .scheduled_purge_date
+            .map(|d| format!(", purge scheduled for {d}"))
+            .unwrap_or_default();
         log.line(format!(
             "{} is soft-deleted (recoverable; the vault's retention: {retention}{purge})",
             key.arn
         ));
-        self.settle(&format!("key {name} reads as deleted"), || async { Ok(matches!(self.find(&name).await?, Found::Deleted)) }).await
+        self.settle(&format!("key {name} reads as deleted"), || async {
+            Ok(matches!(self.find(&name).await?, Found::Deleted))
+        })
+        .await
     }
 
     async fn cancel_deletion(&self, key: &KeyInfo, log: &StepLog) -> Result<()> {
         let (name, version) = self.name_version(key)?;
-        self.client.recover_deleted_key(&name, None).await.map_err(err).with_context(|| format!("recovering deleted key {name}"))?;
+        self.client
+            .recover_deleted_key(&name, None)
+            .await
+            .map_err(err)
+            .with_context(|| format!("recovering deleted key {name}"))?;
         // Recovery is asynchronous on real Key Vault: wait until the version is back.
-        self.settle(&format!("key {name} readable again after recovery"), || async {
-            Ok(self.versions(&name).await?.is_some_and(|vs| vs.iter().any(|(v, _)| *v == version)))
-        })
+        self.settle(
+            &format!("key {name} readable again after recovery"),
+            || async {
+                Ok(self
+                    .versions(&name)
+                    .await?
+                    .is_some_and(|vs| vs.iter().any(|(v, _)| *v == version)))
+            },
+        )
         .await?;
         log.line(format!("recovered {} (deletion cancelled)", key.arn));
         Ok(())
@@ -439,19 +622,30 @@ impl KeyManager for KeyVault {
             Err(e) if not_found(&e) => {}
             Err(e) => return Err(err(e)).with_context(|| format!("deleting key {name}")),
         }
-        self.settle(&format!("key {name} reads as deleted"), || async { Ok(!matches!(self.find(&name).await?, Found::Live(_))) }).await?;
+        self.settle(&format!("key {name} reads as deleted"), || async {
+            Ok(!matches!(self.find(&name).await?, Found::Live(_)))
+        })
+        .await?;
         // Real Key Vault may answer 409 while the deletion is still in progress.
         let deadline = tokio::time::Instant::now() + SETTLE;
         loop {
             match self.client.purge_deleted_key(&name, None).await {
                 Ok(_) => break,
-                Err(e) if e.http_status() == Some(StatusCode::Conflict) && tokio::time::Instant::now() < deadline => {
+                Err(e)
+                    if e.http_status() == Some(StatusCode::Conflict)
+                        && tokio::time::Instant::now() < deadline =>
+                {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
-                Err(e) => return Err(err(e)).with_context(|| format!("purging deleted key {name}")),
+                Err(e) => {
+                    return Err(err(e)).with_context(|| format!("purging deleted key {name}"));
+                }
             }
         }
-        self.settle(&format!("key {name} purged"), || async { Ok(matches!(self.find(&name).await?, Found::Missing)) }).await?;
+        self.settle(&format!("key {name} purged"), || async {
+            Ok(matches!(self.find(&name).await?, Found::Missing))
+        })
+        .await?;
         log.line(format!("deleted and purged Key Vault key {}", key.arn));
         Ok(())
     }

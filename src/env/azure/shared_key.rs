@@ -32,26 +32,40 @@ pub(crate) struct SharedKeyPolicy {
 
 impl std::fmt::Debug for SharedKeyPolicy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SharedKeyPolicy").field("account", &self.account).finish_non_exhaustive()
+        f.debug_struct("SharedKeyPolicy")
+            .field("account", &self.account)
+            .finish_non_exhaustive()
     }
 }
 
 impl SharedKeyPolicy {
     /// `key` is the decoded account key (the bytes, not their base64).
     pub(crate) fn new(account: &str, key: &Secret) -> SharedKeyPolicy {
-        SharedKeyPolicy { account: account.to_string(), key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose()) }
+        SharedKeyPolicy {
+            account: account.to_string(),
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key.expose()),
+        }
     }
 
     /// The `Authorization` header value for a string-to-sign.
     fn authorization(&self, string_to_sign: &str) -> String {
         let tag = aws_lc_rs::hmac::sign(&self.key, string_to_sign.as_bytes());
-        format!("SharedKey {}:{}", self.account, base64::engine::general_purpose::STANDARD.encode(tag.as_ref()))
+        format!(
+            "SharedKey {}:{}",
+            self.account,
+            base64::engine::general_purpose::STANDARD.encode(tag.as_ref())
+        )
     }
 }
 
 #[async_trait]
 impl Policy for SharedKeyPolicy {
-    async fn send(&self, ctx: &Context, request: &mut Request, next: &[Arc<dyn Policy>]) -> PolicyResult {
+    async fn send(
+        &self,
+        ctx: &Context,
+        request: &mut Request,
+        next: &[Arc<dyn Policy>],
+    ) -> PolicyResult {
         request.insert_header("x-ms-date", to_rfc7231(&OffsetDateTime::now_utc()));
         let sts = string_to_sign(request, &self.account);
         request.insert_header("authorization", self.authorization(&sts));
@@ -62,11 +76,22 @@ impl Policy for SharedKeyPolicy {
 /// The string-to-sign of a Blob service request (Shared Key, not Shared Key Lite).
 fn string_to_sign(request: &Request, account: &str) -> String {
     let headers = request.headers();
-    let header = |name: &'static str| headers.get_optional_str(&azure_core::http::headers::HeaderName::from_static(name)).unwrap_or_default().to_string();
+    let header = |name: &'static str| {
+        headers
+            .get_optional_str(&azure_core::http::headers::HeaderName::from_static(name))
+            .unwrap_or_default()
+            .to_string()
+    };
     // The length the transport will send: a zero length is signed as empty (since 2015-02-21).
-    let length = match headers.get_optional_str(&azure_core::http::headers::HeaderName::from_static("content-length")) {
+    let length = match headers.get_optional_str(
+        &azure_core::http::headers::HeaderName::from_static("content-length"),
+    ) {
         Some(v) => v.to_string(),
-        None => request.body().len().map(|n| n.to_string()).unwrap_or_default(),
+        None => request
+            .body()
+            .len()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
     };
     let length = if length == "0" { String::new() } else { length };
     let mut s = String::new();
@@ -98,7 +123,12 @@ fn canonicalized_headers(request: &Request) -> String {
     let ms: BTreeMap<String, String> = request
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.as_str().trim().to_string()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.as_str().trim().to_string(),
+            )
+        })
         .filter(|(k, _)| k.starts_with("x-ms-"))
         .collect();
     ms.into_iter().map(|(k, v)| format!("{k}:{v}\n")).collect()
@@ -112,7 +142,10 @@ fn canonicalized_resource(url: &azure_core::http::Url, account: &str) -> String 
     let mut s = format!("/{account}{}", url.path());
     let mut params: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (k, v) in url.query_pairs() {
-        params.entry(k.to_lowercase()).or_default().push(v.into_owned());
+        params
+            .entry(k.to_lowercase())
+            .or_default()
+            .push(v.into_owned());
     }
     for (k, mut values) in params {
         values.sort();
@@ -142,7 +175,10 @@ mod tests {
         let r = request(
             Method::Get,
             "http://myaccount.blob.core.windows.net/myaccount/mycontainer?restype=container&comp=metadata&timeout=20",
-            &[("x-ms-version", "2009-09-19"), ("x-ms-date", "Sun, 11 Oct 2009 21:49:13 GMT")],
+            &[
+                ("x-ms-version", "2009-09-19"),
+                ("x-ms-date", "Sun, 11 Oct 2009 21:49:13 GMT"),
+            ],
         );
         let expected = "GET\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:Sun, 11 Oct 2009 21:49:13 GMT\nx-ms-version:2009-09-19\n/myaccount/myaccount/mycontainer\ncomp:metadata\nrestype:container\ntimeout:20";
         assert_eq!(string_to_sign(&r, "myaccount"), expected);
@@ -156,9 +192,18 @@ mod tests {
             "https://myaccount.blob.core.windows.net/mycontainer?restype=container&comp=list&include=snapshots&include=metadata&include=uncommittedblobs",
         )
         .unwrap();
-        assert_eq!(canonicalized_resource(&url, "myaccount"), "/myaccount/mycontainer\ncomp:list\ninclude:metadata,snapshots,uncommittedblobs\nrestype:container");
-        let url = Url::parse("http://127.0.0.1:10000/devstoreaccount1/c?Prefix=backups%2Fa%20b&comp=list").unwrap();
-        assert_eq!(canonicalized_resource(&url, "devstoreaccount1"), "/devstoreaccount1/devstoreaccount1/c\ncomp:list\nprefix:backups/a b");
+        assert_eq!(
+            canonicalized_resource(&url, "myaccount"),
+            "/myaccount/mycontainer\ncomp:list\ninclude:metadata,snapshots,uncommittedblobs\nrestype:container"
+        );
+        let url = Url::parse(
+            "http://127.0.0.1:10000/devstoreaccount1/c?Prefix=backups%2Fa%20b&comp=list",
+        )
+        .unwrap();
+        assert_eq!(
+            canonicalized_resource(&url, "devstoreaccount1"),
+            "/devstoreaccount1/devstoreaccount1/c\ncomp:list\nprefix:backups/a b"
+        );
     }
 
     /// A blob upload: the standard headers in their places, a zero length empty,
@@ -180,11 +225,21 @@ mod tests {
         );
         let expected = "PUT\n\n\n11\n\napplication/octet-stream\n\n\n\n*\n\n\nx-ms-blob-type:BlockBlob\nx-ms-date:Mon, 01 Jan 2026 00:00:00 GMT\nx-ms-version:2026-02-06\n/acct/acct/c/b";
         assert_eq!(string_to_sign(&r, "acct"), expected);
-        let mut empty = request(Method::Put, "http://127.0.0.1:10000/acct/c?restype=container", &[("content-length", "0")]);
-        assert!(string_to_sign(&empty, "acct").starts_with("PUT\n\n\n\n"), "a zero length is signed as empty");
+        let mut empty = request(
+            Method::Put,
+            "http://127.0.0.1:10000/acct/c?restype=container",
+            &[("content-length", "0")],
+        );
+        assert!(
+            string_to_sign(&empty, "acct").starts_with("PUT\n\n\n\n"),
+            "a zero length is signed as empty"
+        );
         empty.headers_mut().remove("content-length");
         empty.set_body(azure_core::Bytes::from_static(b"abc"));
-        assert!(string_to_sign(&empty, "acct").starts_with("PUT\n\n\n3\n"), "the body's length when no header says it");
+        assert!(
+            string_to_sign(&empty, "acct").starts_with("PUT\n\n\n3\n"),
+            "the body's length when no header says it"
+        );
     }
 
     /// HMAC-SHA256 with the decoded key, base64: checked against Python's
@@ -194,7 +249,13 @@ mod tests {
         let redactor = crate::log::Redactor::new();
         let key = redactor.secret(b"0123456789abcdef0123456789abcdef".to_vec());
         let p = SharedKeyPolicy::new("acct", &key);
-        assert_eq!(p.authorization("GET\n"), "SharedKey acct:wJRNkAKdw4rogJ74klIG4aGftO9NNWIQqxYsPOwsvZ0=");
-        assert!(!format!("{p:?}").contains("0123456789"), "Debug shows no key");
+        assert_eq!(
+            p.authorization("GET\n"),
+            "SharedKey acct:wJRNkAKdw4rogJ74klIG4aGftO9NNWIQqxYsPOwsvZ0="
+        );
+        assert!(
+            !format!("{p:?}").contains("0123456789"),
+            "Debug shows no key"
+        );
     }
 }

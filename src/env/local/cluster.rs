@@ -45,22 +45,35 @@ pub fn write_kubeconfig(path: &Path, server: &str, pki: &Pki) -> Result<()> {
 
 async fn etcd_healthy(client: &reqwest::Client, url: &str) -> bool {
     match client.get(url).send().await {
-        Ok(r) => r.text().await.map(|t| t.contains("\"health\":\"true\"")).unwrap_or(false),
+        Ok(r) => r
+            .text()
+            .await
+            .map(|t| t.contains("\"health\":\"true\""))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
 
 async fn apiserver_ready(client: &kube::Client) -> bool {
-    let req = http::Request::get("/readyz").body(Vec::new()).expect("static request");
+    let req = http::Request::get("/readyz")
+        .body(Vec::new())
+        .expect("static request");
     matches!(client.request_text(req).await, Ok(t) if t.trim() == "ok")
 }
 
 impl ControlPlane {
-    pub async fn start(m: &Manifest, work: &Path, supervisor: &Supervisor, log: &StepLog) -> Result<ControlPlane> {
+    pub async fn start(
+        m: &Manifest,
+        work: &Path,
+        supervisor: &Supervisor,
+        log: &StepLog,
+    ) -> Result<ControlPlane> {
         let k = m.kubernetes()?;
         let etcd = m.etcd()?;
         let pki = Pki::create(&work.join("pki"))?;
-        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
 
         // etcd
         let (client_port, peer_port) = (free_port()?, free_port()?);
@@ -80,8 +93,18 @@ impl ControlPlane {
         ]);
         let mut etcd_proc = supervisor.spawn(&spec)?;
         let health = format!("{client_url}/health");
-        let took = wait_for("etcd", Duration::from_secs(30), &mut [&mut etcd_proc], || etcd_healthy(&http, &health)).await?;
-        log.line(format!("etcd {} ready at {client_url} in {:.1}s", etcd.version, took.as_secs_f64()));
+        let took = wait_for(
+            "etcd",
+            Duration::from_secs(30),
+            &mut [&mut etcd_proc],
+            || etcd_healthy(&http, &health),
+        )
+        .await?;
+        log.line(format!(
+            "etcd {} ready at {client_url} in {:.1}s",
+            etcd.version,
+            took.as_secs_f64()
+        ));
 
         // kube-apiserver
         let api_port = free_port()?;
@@ -97,7 +120,10 @@ impl ControlPlane {
             format!("--client-ca-file={}", pki.ca_cert.display()),
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local".to_string(),
             format!("--service-account-key-file={}", pki.sa_pub.display()),
-            format!("--service-account-signing-key-file={}", pki.sa_key.display()),
+            format!(
+                "--service-account-signing-key-file={}",
+                pki.sa_key.display()
+            ),
             "--service-cluster-ip-range=10.0.0.0/24".to_string(),
             "--authorization-mode=RBAC".to_string(),
             "--allow-privileged=true".to_string(),
@@ -109,8 +135,18 @@ impl ControlPlane {
         let kubeconfig = work.join("kubeconfig");
         write_kubeconfig(&kubeconfig, &server, &pki)?;
         let client = crate::env::kube::client_for(&kubeconfig, None).await?;
-        let took = wait_for("kube-apiserver", Duration::from_secs(90), &mut [&mut etcd_proc, &mut api_proc], || apiserver_ready(&client)).await?;
-        log.line(format!("kube-apiserver {} ready at {server} in {:.1}s", k.version, took.as_secs_f64()));
+        let took = wait_for(
+            "kube-apiserver",
+            Duration::from_secs(90),
+            &mut [&mut etcd_proc, &mut api_proc],
+            || apiserver_ready(&client),
+        )
+        .await?;
+        log.line(format!(
+            "kube-apiserver {} ready at {server} in {:.1}s",
+            k.version,
+            took.as_secs_f64()
+        ));
 
         // kube-controller-manager
         let spec = ProcessSpec::new("kube-controller-manager", &k.kube_controller_manager).args([
@@ -126,22 +162,40 @@ impl ControlPlane {
         ]);
         let mut cm_proc = supervisor.spawn(&spec)?;
         // Ready when it has created the default service account of an existing namespace.
-        let sa_api: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> = kube::Api::namespaced(client.clone(), "default");
-        let took = wait_for("kube-controller-manager", Duration::from_secs(60), &mut [&mut api_proc, &mut cm_proc], || {
-            let sa_api = sa_api.clone();
-            async move { matches!(sa_api.get_opt("default").await, Ok(Some(_))) }
-        })
+        let sa_api: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            kube::Api::namespaced(client.clone(), "default");
+        let took = wait_for(
+            "kube-controller-manager",
+            Duration::from_secs(60),
+            &mut [&mut api_proc, &mut cm_proc],
+            || {
+                let sa_api = sa_api.clone();
+                async move { matches!(sa_api.get_opt("default").await, Ok(Some(_))) }
+            },
+        )
         .await?;
-        log.line(format!("kube-controller-manager ready in {:.1}s", took.as_secs_f64()));
+        log.line(format!(
+            "kube-controller-manager ready in {:.1}s",
+            took.as_secs_f64()
+        ));
 
-        Ok(ControlPlane { kubeconfig, server, version: k.version.clone(), client, pki, processes: vec![etcd_proc, api_proc, cm_proc] })
+        Ok(ControlPlane {
+            kubeconfig,
+            server,
+            version: k.version.clone(),
+            client,
+            pki,
+            processes: vec![etcd_proc, api_proc, cm_proc],
+        })
     }
 
     /// Stop in reverse order. The data is thrown away, so a short grace period is enough;
     /// kube-apiserver otherwise waits for its watches to drain.
     pub async fn stop(&mut self) -> Result<()> {
         while let Some(mut p) = self.processes.pop() {
-            p.stop(Duration::from_secs(3)).await.with_context(|| format!("stopping {}", p.name))?;
+            p.stop(Duration::from_secs(3))
+                .await
+                .with_context(|| format!("stopping {}", p.name))?;
         }
         Ok(())
     }

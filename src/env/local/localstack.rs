@@ -21,14 +21,23 @@ pub struct LocalStack {
 }
 
 async fn kms_running(client: &reqwest::Client, url: &str) -> bool {
-    let Ok(resp) = client.get(url).send().await else { return false };
-    let Ok(v) = resp.json::<serde_json::Value>().await else { return false };
+    let Ok(resp) = client.get(url).send().await else {
+        return false;
+    };
+    let Ok(v) = resp.json::<serde_json::Value>().await else {
+        return false;
+    };
     let up = |s: &serde_json::Value| matches!(s.as_str(), Some("running") | Some("available"));
     up(&v["services"]["kms"]) && up(&v["services"]["s3"])
 }
 
 impl LocalStack {
-    pub async fn start(m: &Manifest, work: &Path, supervisor: &Supervisor, log: &StepLog) -> Result<LocalStack> {
+    pub async fn start(
+        m: &Manifest,
+        work: &Path,
+        supervisor: &Supervisor,
+        log: &StepLog,
+    ) -> Result<LocalStack> {
         let ls = m.localstack()?;
         let port = free_port()?;
         let root = work.join("localstack");
@@ -65,7 +74,9 @@ impl LocalStack {
         if let Ok(extra) = std::env::var("VDRILL_LOCALSTACK_ENV") {
             for pair in extra.split([',', ' ']).filter(|p| !p.is_empty()) {
                 if let Some((k, v)) = pair.split_once('=') {
-                    log.line(format!("LocalStack override from VDRILL_LOCALSTACK_ENV: {k}={v}"));
+                    log.line(format!(
+                        "LocalStack override from VDRILL_LOCALSTACK_ENV: {k}={v}"
+                    ));
                     spec = spec.env(k, v);
                 }
             }
@@ -73,9 +84,21 @@ impl LocalStack {
         let mut process = supervisor.spawn(&spec)?;
         let endpoint = format!("http://127.0.0.1:{port}");
         let health = format!("{endpoint}/_localstack/health");
-        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
-        let took = wait_for("LocalStack (S3 + KMS)", Duration::from_secs(90), &mut [&mut process], || kms_running(&client, &health)).await?;
-        log.line(format!("LocalStack {} ready at {endpoint} in {:.1}s", ls.version, took.as_secs_f64()));
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let took = wait_for(
+            "LocalStack (S3 + KMS)",
+            Duration::from_secs(90),
+            &mut [&mut process],
+            || kms_running(&client, &health),
+        )
+        .await?;
+        log.line(format!(
+            "LocalStack {} ready at {endpoint} in {:.1}s",
+            ls.version,
+            took.as_secs_f64()
+        ));
         Ok(LocalStack { endpoint, process })
     }
 

@@ -62,13 +62,19 @@ pub struct LowkeyVault {
 
 impl std::fmt::Debug for LowkeyVault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LowkeyVault").field("url", &self.url).field("pid", &self.process.pid).finish_non_exhaustive()
+        f.debug_struct("LowkeyVault")
+            .field("url", &self.url)
+            .field("pid", &self.process.pid)
+            .finish_non_exhaustive()
     }
 }
 
 /// An HTTPS client that trusts only the vault's CA, for probing it.
 fn probe_client(ca_pem: &str) -> Result<reqwest::Client> {
-    Ok(reqwest::Client::builder().tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?]).timeout(Duration::from_secs(3)).build()?)
+    Ok(reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem.as_bytes())?])
+        .timeout(Duration::from_secs(3))
+        .build()?)
 }
 
 /// The vault's key list: 401 without a token (with its Bearer challenge), 200 with one.
@@ -93,11 +99,18 @@ fn tool(name: &str, package: &str) -> Result<PathBuf> {
 
 /// The network namespace a process is in, as the kernel names it (`net:[4026531840]`).
 pub fn netns_of(pid: &str) -> Option<String> {
-    std::fs::read_link(format!("/proc/{pid}/ns/net")).ok().map(|p| p.display().to_string())
+    std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .ok()
+        .map(|p| p.display().to_string())
 }
 
 impl LowkeyVault {
-    pub async fn start(m: &Manifest, work: &Path, supervisor: &Supervisor, log: &StepLog) -> Result<LowkeyVault> {
+    pub async fn start(
+        m: &Manifest,
+        work: &Path,
+        supervisor: &Supervisor,
+        log: &StepLog,
+    ) -> Result<LowkeyVault> {
         let lk = m.lowkey_vault.as_ref().context("lowkey-vault (the Key Vault emulator) is not in the local test bed; run ci/testbed/setup.sh lowkey-vault")?;
         let euid = nix::unistd::geteuid();
         if !euid.is_root() {
@@ -111,7 +124,8 @@ impl LowkeyVault {
 
         // The relay's port is taken (bound) now, so nothing can take it while the
         // JVM starts; inside the namespace the same number is free by construction.
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("binding the relay for lowkey-vault")?;
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .context("binding the relay for lowkey-vault")?;
         let port = listener.local_addr()?.port();
 
         let dir = work.join("lowkey-vault");
@@ -128,15 +142,29 @@ impl LowkeyVault {
         let key = tls.join("server.key");
         crate::env::write_private(&cert, cert_pem.as_bytes())?;
         crate::env::write_private(&key, key_pem.as_bytes())?;
-        let token = redactor.secret(format!("lowkey-{}", crate::env::hex(&crate::env::random_bytes(24)?)));
+        let token = redactor.secret(format!(
+            "lowkey-{}",
+            crate::env::hex(&crate::env::random_bytes(24)?)
+        ));
 
         // `unshare --net` makes the namespace and execs sh, which brings its loopback
         // up and execs the JVM: one process (the group leader the supervisor records).
         let spec = ProcessSpec::new("lowkey-vault", &unshare)
-            .args(["--net", "--", "sh", "-c", r#""$0" link set lo up && exec "$@""#])
+            .args([
+                "--net",
+                "--",
+                "sh",
+                "-c",
+                r#""$0" link set lo up && exec "$@""#,
+            ])
             .arg(ip.display().to_string())
             .arg(lk.java.display().to_string())
-            .args(["-Xmx128m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-XX:-UsePerfData"])
+            .args([
+                "-Xmx128m",
+                "-XX:+UseSerialGC",
+                "-XX:TieredStopAtLevel=1",
+                "-XX:-UsePerfData",
+            ])
             .arg(format!("-Djava.io.tmpdir={}", tmp.display()))
             .arg("-jar")
             .arg(lk.jar.display().to_string())
@@ -144,20 +172,31 @@ impl LowkeyVault {
             .arg(format!("--server.port={port}"))
             .arg(format!("--app.token.port={}", token_port(port)))
             .arg(format!("--server.ssl.certificate=file:{}", cert.display()))
-            .arg(format!("--server.ssl.certificate-private-key=file:{}", key.display()))
+            .arg(format!(
+                "--server.ssl.certificate-private-key=file:{}",
+                key.display()
+            ))
             // Off: the app's bundled keystore. Left set, its password is applied to our PEM
             // key and Tomcat fails ("Given final block not properly padded", measured).
-            .args(["--server.ssl.key-store=", "--server.ssl.key-store-password="])
+            .args([
+                "--server.ssl.key-store=",
+                "--server.ssl.key-store-password=",
+            ])
             // No vaults of its own making: the one vdrill uses is registered once it is up.
             .arg("--LOWKEY_VAULT_NAMES=-")
             .cwd(&dir);
         let mut process = supervisor.spawn(&spec)?;
         let pid = process.pid.to_string();
-        wait_for("lowkey-vault's network namespace", Duration::from_secs(10), &mut [&mut process], || {
-            let ns = netns_of(&pid);
-            let host = host_ns.clone();
-            async move { ns.is_some_and(|n| n != host) }
-        })
+        wait_for(
+            "lowkey-vault's network namespace",
+            Duration::from_secs(10),
+            &mut [&mut process],
+            || {
+                let ns = netns_of(&pid);
+                let host = host_ns.clone();
+                async move { ns.is_some_and(|n| n != host) }
+            },
+        )
         .await?;
         let inner = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let relay = Relay::start(listener, process.pid, inner)?;
@@ -166,29 +205,63 @@ impl LowkeyVault {
         let client = probe_client(&ca_pem)?;
         // Without Authorization the vault answers 401 with its Bearer challenge.
         let probe = keys_url(&url);
-        let ready_in = wait_for("lowkey-vault", Duration::from_secs(120), &mut [&mut process], || {
-            let req = client.get(&probe).send();
-            async move { req.await.is_ok_and(|r| r.status().as_u16() == 401 || r.status().is_success()) }
-        })
+        let ready_in = wait_for(
+            "lowkey-vault",
+            Duration::from_secs(120),
+            &mut [&mut process],
+            || {
+                let req = client.get(&probe).send();
+                async move {
+                    req.await
+                        .is_ok_and(|r| r.status().as_u16() == 401 || r.status().is_success())
+                }
+            },
+        )
         .await?;
         // The vault: lowkey-vault's own vaults are "Recoverable" (a deleted key can be
         // recovered but never purged, as with purge protection on); this one is how a new
         // Key Vault comes by default: soft delete for 90 days, purge allowed. The management
         // API needs no token (it is reachable only through the relay).
         let vault = serde_json::json!({"baseUri": url, "recoveryLevel": "Recoverable+Purgeable", "recoverableDays": 90});
-        let created = client.post(format!("{url}/management/vault")).json(&vault).send().await.context("registering the vault in lowkey-vault")?;
+        let created = client
+            .post(format!("{url}/management/vault"))
+            .json(&vault)
+            .send()
+            .await
+            .context("registering the vault in lowkey-vault")?;
         if !created.status().is_success() {
             let status = created.status();
-            bail!("lowkey-vault refused to register the vault {url}: {status} {}", created.text().await.unwrap_or_default());
+            bail!(
+                "lowkey-vault refused to register the vault {url}: {status} {}",
+                created.text().await.unwrap_or_default()
+            );
         }
-        let listed = client.get(&probe).bearer_auth(token.expose_str()).send().await.context("listing the keys of the new vault")?;
+        let listed = client
+            .get(&probe)
+            .bearer_auth(token.expose_str())
+            .send()
+            .await
+            .context("listing the keys of the new vault")?;
         if listed.status().as_u16() != 200 {
-            bail!("lowkey-vault does not serve the vault {url} it registered: {}", listed.status());
+            bail!(
+                "lowkey-vault does not serve the vault {url} it registered: {}",
+                listed.status()
+            );
         }
         // Tomcat read the key at start; no copy of it stays on disk.
         std::fs::remove_file(&key).with_context(|| format!("removing {}", key.display()))?;
         log.line(format!("lowkey-vault {} ready at {url} in {:.1}s (own network namespace, relayed from 127.0.0.1:{port})", lk.version, ready_in.as_secs_f64()));
-        Ok(LowkeyVault { url, ca_pem, token, process, port, ready_in, relay: Some(relay), relay_process: None, dir })
+        Ok(LowkeyVault {
+            url,
+            ca_pem,
+            token,
+            process,
+            port,
+            ready_in,
+            relay: Some(relay),
+            relay_process: None,
+            dir,
+        })
     }
 
     /// Move the relay into a process of its own under `supervisor` (`exe testbed
@@ -210,10 +283,15 @@ impl LowkeyVault {
         let client = probe_client(&self.ca_pem)?;
         let probe = keys_url(&self.url);
         let token = self.token.expose_str().to_string();
-        wait_for("lowkey-vault's relay", Duration::from_secs(20), &mut [&mut relay, &mut self.process], || {
-            let req = client.get(&probe).bearer_auth(&token).send();
-            async move { req.await.is_ok_and(|r| r.status().is_success()) }
-        })
+        wait_for(
+            "lowkey-vault's relay",
+            Duration::from_secs(20),
+            &mut [&mut relay, &mut self.process],
+            || {
+                let req = client.get(&probe).bearer_auth(&token).send();
+                async move { req.await.is_ok_and(|r| r.status().is_success()) }
+            },
+        )
         .await?;
         self.relay_process = Some(relay);
         Ok(())
@@ -235,7 +313,8 @@ impl LowkeyVault {
         }
         self.process.stop(Duration::from_secs(10)).await?;
         if self.dir.exists() {
-            std::fs::remove_dir_all(&self.dir).with_context(|| format!("removing {}", self.dir.display()))?;
+            std::fs::remove_dir_all(&self.dir)
+                .with_context(|| format!("removing {}", self.dir.display()))?;
         }
         Ok(())
     }
@@ -244,14 +323,18 @@ impl LowkeyVault {
 /// `vdrill testbed relay`: relay 127.0.0.1:`port` into the network namespace of
 /// process `pid` (its 127.0.0.1:`port`) until killed.
 pub async fn relay_forever(pid: u32, port: u16) -> Result<()> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port)).with_context(|| format!("binding 127.0.0.1:{port}"))?;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+        .with_context(|| format!("binding 127.0.0.1:{port}"))?;
     let mut relay = Relay::start(listener, pid, SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
     let _ = (&mut relay.task).await;
     Ok(())
 }
 
 /// A connection request for the thread inside the namespace.
-type Dial = (SocketAddr, tokio::sync::oneshot::Sender<std::io::Result<std::net::TcpStream>>);
+type Dial = (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<std::io::Result<std::net::TcpStream>>,
+);
 
 /// Hand-written: a TCP relay is a few lines over `copy_bidirectional`, and the
 /// part no proxy crate does is the one that matters here: the inner connections
@@ -267,7 +350,8 @@ struct Relay {
 
 impl Relay {
     fn start(listener: TcpListener, pid: u32, inner: SocketAddr) -> Result<Relay> {
-        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).with_context(|| format!("opening the network namespace of process {pid}"))?;
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+            .with_context(|| format!("opening the network namespace of process {pid}"))?;
         let (dial_tx, dial_rx) = std::sync::mpsc::channel::<Dial>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<nix::Result<()>>();
         let thread = std::thread::Builder::new()
@@ -282,11 +366,13 @@ impl Relay {
                 }
                 // Ends when the relay drops its sender.
                 for (addr, reply) in dial_rx {
-                    let stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).and_then(|s| {
-                        s.set_nonblocking(true)?;
-                        s.set_nodelay(true)?;
-                        Ok(s)
-                    });
+                    let stream =
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                            .and_then(|s| {
+                                s.set_nonblocking(true)?;
+                                s.set_nodelay(true)?;
+                                Ok(s)
+                            });
                     let _ = reply.send(stream);
                 }
             })
@@ -294,13 +380,19 @@ impl Relay {
         match ready_rx.recv() {
             Ok(Ok(())) => {}
             Ok(Err(e)) => bail!("entering lowkey-vault's network namespace (setns): {e}"),
-            Err(_) => bail!("the relay thread ended before entering lowkey-vault's network namespace"),
+            Err(_) => {
+                bail!("the relay thread ended before entering lowkey-vault's network namespace")
+            }
         }
         listener.set_nonblocking(true)?;
         let listener = tokio::net::TcpListener::from_std(listener)?;
         let cancel = CancellationToken::new();
         let task = tokio::spawn(accept_loop(listener, dial_tx, inner, cancel.clone()));
-        Ok(Relay { cancel, task, thread: Some(thread) })
+        Ok(Relay {
+            cancel,
+            task,
+            thread: Some(thread),
+        })
     }
 
     async fn stop(mut self) {
@@ -319,7 +411,12 @@ impl Drop for Relay {
     }
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, dial: std::sync::mpsc::Sender<Dial>, inner: SocketAddr, cancel: CancellationToken) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    dial: std::sync::mpsc::Sender<Dial>,
+    inner: SocketAddr,
+    cancel: CancellationToken,
+) {
     // Dropped with the loop: aborts every relayed connection.
     let mut conns = tokio::task::JoinSet::new();
     loop {
@@ -343,7 +440,9 @@ async fn accept_loop(listener: tokio::net::TcpListener, dial: std::sync::mpsc::S
         conns.spawn(async move {
             // Refused inside (not up yet, or stopped): the client sees the connection close.
             let Ok(Ok(stream)) = rx.await else { return };
-            let Ok(mut stream) = tokio::net::TcpStream::from_std(stream) else { return };
+            let Ok(mut stream) = tokio::net::TcpStream::from_std(stream) else {
+                return;
+            };
             let _ = outer.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut outer, &mut stream).await;
         });

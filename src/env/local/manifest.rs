@@ -65,8 +65,18 @@ pub const SETUP_HINT: &str = "provision the local test bed with `vdrill testbed 
 impl Manifest {
     pub fn load() -> Result<Manifest> {
         let path = cache_dir().join("testbed.json");
-        let text = std::fs::read_to_string(&path).with_context(|| format!("the local test bed is not provisioned ({} is missing); {SETUP_HINT}", path.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{} is not a test bed manifest; {SETUP_HINT}", path.display()))
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "the local test bed is not provisioned ({} is missing); {SETUP_HINT}",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "{} is not a test bed manifest; {SETUP_HINT}",
+                path.display()
+            )
+        })
     }
 
     /// The build for a version such as `1.18`, `v1.18` or `1.18.3` (the newest patch of a minor).
@@ -80,26 +90,45 @@ impl Manifest {
                 have == want || have.starts_with(&format!("{want}."))
             })
             .collect();
-        matches.sort_by_key(|b| b.version.trim_start_matches('v').split('.').map(|p| p.parse::<u32>().unwrap_or(0)).collect::<Vec<_>>());
+        matches.sort_by_key(|b| {
+            b.version
+                .trim_start_matches('v')
+                .split('.')
+                .map(|p| p.parse::<u32>().unwrap_or(0))
+                .collect::<Vec<_>>()
+        });
         match matches.last() {
             Some(b) => Ok(b),
             None => {
                 let have: Vec<&str> = self.velero.iter().map(|b| b.version.as_str()).collect();
-                bail!("Velero {version} is not in the local test bed (it has {}); add it to ci/testbed/versions.env and run `vdrill testbed prepare`", if have.is_empty() { "none".to_string() } else { have.join(", ") })
+                bail!(
+                    "Velero {version} is not in the local test bed (it has {}); add it to ci/testbed/versions.env and run `vdrill testbed prepare`",
+                    if have.is_empty() {
+                        "none".to_string()
+                    } else {
+                        have.join(", ")
+                    }
+                )
             }
         }
     }
 
     pub fn kubernetes(&self) -> Result<&Kubernetes> {
-        self.kubernetes.as_ref().with_context(|| format!("kube-apiserver is not in the local test bed; {SETUP_HINT}"))
+        self.kubernetes
+            .as_ref()
+            .with_context(|| format!("kube-apiserver is not in the local test bed; {SETUP_HINT}"))
     }
 
     pub fn etcd(&self) -> Result<&Etcd> {
-        self.etcd.as_ref().with_context(|| format!("etcd is not in the local test bed; {SETUP_HINT}"))
+        self.etcd
+            .as_ref()
+            .with_context(|| format!("etcd is not in the local test bed; {SETUP_HINT}"))
     }
 
     pub fn localstack(&self) -> Result<&Localstack> {
-        self.localstack.as_ref().with_context(|| format!("LocalStack is not in the local test bed; {SETUP_HINT}"))
+        self.localstack
+            .as_ref()
+            .with_context(|| format!("LocalStack is not in the local test bed; {SETUP_HINT}"))
     }
 }
 
@@ -107,13 +136,16 @@ impl Manifest {
     /// Why the bed cannot serve `need`, if it cannot.
     pub fn lacks(&self, need: &crate::env::provision::Need) -> Option<String> {
         use crate::env::provision::Need;
-        let missing = |what: &str| Some(format!("{what} is not in the local test bed; {SETUP_HINT}"));
+        let missing =
+            |what: &str| Some(format!("{what} is not in the local test bed; {SETUP_HINT}"));
         match need {
             Need::Kube if self.kubernetes.is_none() => missing("kube-apiserver"),
             Need::Etcd if self.etcd.is_none() => missing("etcd"),
             Need::Localstack if self.localstack.is_none() => missing("LocalStack"),
             Need::Azurite if self.azurite.is_none() => missing("Azurite"),
-            Need::LowkeyVault if self.lowkey_vault.is_none() => missing("lowkey-vault (the Key Vault emulator)"),
+            Need::LowkeyVault if self.lowkey_vault.is_none() => {
+                missing("lowkey-vault (the Key Vault emulator)")
+            }
             Need::Velero(v) => self.velero(v).err().map(|e| e.to_string()),
             Need::Plugin { velero, plugin } => match self.velero(velero) {
                 Err(e) => Some(e.to_string()),

@@ -39,7 +39,12 @@ pub struct BedBuilds(pub Manifest);
 impl Builds for BedBuilds {
     fn resolve(&self, version: &str) -> Result<Build> {
         let b = self.0.velero(version)?;
-        Ok(Build { version: b.version.clone(), bin: b.bin.clone(), plugin_dir: b.plugin_dir.clone(), plugins: b.plugins.clone() })
+        Ok(Build {
+            version: b.version.clone(),
+            bin: b.bin.clone(),
+            plugin_dir: b.plugin_dir.clone(),
+            plugins: b.plugins.clone(),
+        })
     }
 }
 
@@ -59,29 +64,43 @@ pub struct Bed {
 impl Stop for Bed {
     async fn stop(&self, log: &StepLog) -> Result<()> {
         if let Some(mut ls) = self.localstack.lock().await.take() {
-            log.line(format!("localstack: peak RSS {} MiB", ls.process.peak_rss_kib() / 1024));
+            log.line(format!(
+                "localstack: peak RSS {} MiB",
+                ls.process.peak_rss_kib() / 1024
+            ));
             ls.stop().await?;
             log.line("LocalStack stopped");
         }
         if let Some(mut az) = self.azurite.lock().await.take() {
-            log.line(format!("azurite: peak RSS {} MiB", az.process.peak_rss_kib() / 1024));
+            log.line(format!(
+                "azurite: peak RSS {} MiB",
+                az.process.peak_rss_kib() / 1024
+            ));
             az.stop().await?;
             log.line("Azurite stopped");
         }
         if let Some(mut kv) = self.lowkey.lock().await.take() {
-            log.line(format!("lowkey-vault: peak RSS {} MiB", kv.process.peak_rss_kib() / 1024));
+            log.line(format!(
+                "lowkey-vault: peak RSS {} MiB",
+                kv.process.peak_rss_kib() / 1024
+            ));
             kv.stop().await?;
             log.line("lowkey-vault stopped");
         }
         if let Some(mut plane) = self.plane.lock().await.take() {
             for p in &plane.processes {
-                log.line(format!("{}: peak RSS {} MiB", p.name, p.peak_rss_kib() / 1024));
+                log.line(format!(
+                    "{}: peak RSS {} MiB",
+                    p.name,
+                    p.peak_rss_kib() / 1024
+                ));
             }
             plane.stop().await?;
             log.line("control plane stopped");
         }
         if self.work.exists() {
-            std::fs::remove_dir_all(&self.work).map_err(|e| anyhow::anyhow!("removing {}: {e}", self.work.display()))?;
+            std::fs::remove_dir_all(&self.work)
+                .map_err(|e| anyhow::anyhow!("removing {}: {e}", self.work.display()))?;
         }
         self.supervisor.finish();
         Ok(())
@@ -89,8 +108,15 @@ impl Stop for Bed {
 
     async fn hand_over(&self, log: &StepLog) -> Result<String> {
         let record = self.supervisor.hand_over(Kind::Kept);
-        log.line(format!("handed over {} process(es) as `{}`", record.processes.len(), record.id));
-        Ok(format!("{}; remove it with `vdrill testbed down {}`", self.summary, record.id))
+        log.line(format!(
+            "handed over {} process(es) as `{}`",
+            record.processes.len(),
+            record.id
+        ));
+        Ok(format!(
+            "{}; remove it with `vdrill testbed down {}`",
+            self.summary, record.id
+        ))
     }
 }
 
@@ -105,30 +131,56 @@ pub struct Started {
 
 /// Start the bed with its processes under `supervisor`. `velero` is off for
 /// `vdrill testbed up` (which starts no Velero).
-pub async fn start(storage: StorageKind, region: &str, dirs: &CellDirs, supervisor: &Supervisor, log: &StepLog) -> Result<Started> {
+pub async fn start(
+    storage: StorageKind,
+    region: &str,
+    dirs: &CellDirs,
+    supervisor: &Supervisor,
+    log: &StepLog,
+) -> Result<Started> {
     let manifest = Manifest::load()?;
     if !storage.is_local() {
-        anyhow::bail!("`storage: {}` does not run on the local test bed; use `localstack` or `azurite`", storage.as_str());
+        anyhow::bail!(
+            "`storage: {}` does not run on the local test bed; use `localstack` or `azurite`",
+            storage.as_str()
+        );
     }
     let work = dirs.work.clone();
     std::fs::create_dir_all(&work)?;
     std::fs::create_dir_all(dirs.artifacts.join("env"))?;
     supervisor.add_dir(&work);
-    log.line(format!("work dir {}, process logs in {}", work.display(), dirs.artifacts.join("env").display()));
+    log.line(format!(
+        "work dir {}, process logs in {}",
+        work.display(),
+        dirs.artifacts.join("env").display()
+    ));
     let redactor = supervisor.redactor().clone();
 
     // The control plane and the emulators start side by side.
-    let (plane, stores) = tokio::join!(ControlPlane::start(&manifest, &work, supervisor, log), async {
-        match storage {
-            StorageKind::Azurite => {
-                let (az, kv) = tokio::join!(Azurite::start(&manifest, &work, supervisor, log), LowkeyVault::start(&manifest, &work, supervisor, log));
-                Ok::<_, anyhow::Error>(Emulators::Azure(az?, Box::new(kv?)))
+    let (plane, stores) = tokio::join!(
+        ControlPlane::start(&manifest, &work, supervisor, log),
+        async {
+            match storage {
+                StorageKind::Azurite => {
+                    let (az, kv) = tokio::join!(
+                        Azurite::start(&manifest, &work, supervisor, log),
+                        LowkeyVault::start(&manifest, &work, supervisor, log)
+                    );
+                    Ok::<_, anyhow::Error>(Emulators::Azure(az?, Box::new(kv?)))
+                }
+                _ => Ok(Emulators::Aws(
+                    LocalStack::start(&manifest, &work, supervisor, log).await?,
+                )),
             }
-            _ => Ok(Emulators::Aws(LocalStack::start(&manifest, &work, supervisor, log).await?)),
         }
-    });
+    );
     let (plane, stores) = (plane?, stores?);
-    let info = ClusterInfo { kind: "local".into(), server: plane.server.clone(), kubeconfig: Some(plane.kubeconfig.clone()), version: Some(plane.version.clone()) };
+    let info = ClusterInfo {
+        kind: "local".into(),
+        server: plane.server.clone(),
+        kubeconfig: Some(plane.kubeconfig.clone()),
+        version: Some(plane.version.clone()),
+    };
     let cluster = Arc::new(KubeCluster::new(plane.client.clone(), info));
     let kubeconfig = plane.kubeconfig.clone();
     let server = plane.server.clone();
@@ -136,7 +188,15 @@ pub async fn start(storage: StorageKind, region: &str, dirs: &CellDirs, supervis
     supervisor.set_endpoint("api server", server.clone());
     supervisor.set_endpoint("logs", work.join("logs").display().to_string());
 
-    let (store, keys, localstack, azurite, lowkey, s3_endpoint, reach): (Arc<dyn ObjectStore>, Arc<dyn KeyManager>, _, _, _, _, String) = match stores {
+    let (store, keys, localstack, azurite, lowkey, s3_endpoint, reach): (
+        Arc<dyn ObjectStore>,
+        Arc<dyn KeyManager>,
+        _,
+        _,
+        _,
+        _,
+        String,
+    ) = match stores {
         Emulators::Aws(localstack) => {
             // LocalStack accepts any credentials; Velero gets a secret made for this bed.
             let secret_key = redactor.secret(super::hex(&super::random_bytes(20)?));
@@ -155,9 +215,19 @@ pub async fn start(storage: StorageKind, region: &str, dirs: &CellDirs, supervis
             (store, keys, Some(localstack), None, None, endpoint, reach)
         }
         Emulators::Azure(az, kv) => {
-            let target = BlobTarget { endpoint: az.blob_endpoint.clone(), account: az.account.clone(), key: az.key.clone(), emulator: true };
+            let target = BlobTarget {
+                endpoint: az.blob_endpoint.clone(),
+                account: az.account.clone(),
+                key: az.key.clone(),
+                emulator: true,
+            };
             let store = Arc::new(BlobStore::new(target, &redactor).await?);
-            let vault = VaultTarget { url: kv.url.clone(), ca_pem: Some(kv.ca_pem.clone()), token: Some(kv.token.clone()), emulator: true };
+            let vault = VaultTarget {
+                url: kv.url.clone(),
+                ca_pem: Some(kv.ca_pem.clone()),
+                token: Some(kv.token.clone()),
+                emulator: true,
+            };
             let keys = Arc::new(KeyVault::new(vault).await?);
             supervisor.set_endpoint("Azure Blob (Azurite)", az.blob_endpoint.clone());
             supervisor.set_endpoint("Key Vault (lowkey-vault)", kv.url.clone());
@@ -174,7 +244,11 @@ pub async fn start(storage: StorageKind, region: &str, dirs: &CellDirs, supervis
         work.clone(),
         supervisor.clone(),
     ));
-    let summary = format!("kubeconfig {}, API server {server}, {reach}, work dir {}", kubeconfig.display(), work.display());
+    let summary = format!(
+        "kubeconfig {}, API server {server}, {reach}, work dir {}",
+        kubeconfig.display(),
+        work.display()
+    );
     let bed = Arc::new(Bed {
         plane: Mutex::new(Some(plane)),
         localstack: Mutex::new(localstack),
@@ -184,9 +258,22 @@ pub async fn start(storage: StorageKind, region: &str, dirs: &CellDirs, supervis
         work: work.clone(),
         summary,
     });
-    let environment =
-        Environment { cluster, store, keys, velero, stop: bed.clone(), watchdog: supervisor.watchdog(), disposable: true };
-    Ok(Started { environment, kubeconfig, server, s3_endpoint, bed })
+    let environment = Environment {
+        cluster,
+        store,
+        keys,
+        velero,
+        stop: bed.clone(),
+        watchdog: supervisor.watchdog(),
+        disposable: true,
+    };
+    Ok(Started {
+        environment,
+        kubeconfig,
+        server,
+        s3_endpoint,
+        bed,
+    })
 }
 
 /// The emulators of one bed.

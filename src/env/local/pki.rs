@@ -4,7 +4,10 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair, KeyUsagePurpose, SanType};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SanType,
+};
 
 /// PEM files written into a directory.
 #[derive(Debug, Clone)]
@@ -37,8 +40,14 @@ impl Authority {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
-        Ok(Authority { issuer: CertifiedIssuer::self_signed(params, KeyPair::generate()?)? })
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        Ok(Authority {
+            issuer: CertifiedIssuer::self_signed(params, KeyPair::generate()?)?,
+        })
     }
 
     pub fn pem(&self) -> String {
@@ -53,17 +62,26 @@ impl Authority {
     /// The same with an RSA 2048 key (PKCS#8 PEM), for servers whose TLS settings
     /// only offer RSA cipher suites (lowkey-vault: TLS 1.2, ECDHE-RSA only).
     pub fn server_rsa(&self, cn: &str, extra_dns: &[&str]) -> Result<(String, String)> {
-        self.serving(cn, extra_dns, KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?)
+        self.serving(
+            cn,
+            extra_dns,
+            KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?,
+        )
     }
 
     fn serving(&self, cn: &str, extra_dns: &[&str], key: KeyPair) -> Result<(String, String)> {
         let mut names = vec!["localhost".to_string()];
         names.extend(extra_dns.iter().map(|s| s.to_string()));
         let mut params = CertificateParams::new(names)?;
-        params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse()?));
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse()?));
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+        ];
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
     }
@@ -72,7 +90,9 @@ impl Authority {
     pub fn client(&self, cn: &str, org: &str) -> Result<(String, String)> {
         let mut params = CertificateParams::new(Vec::<String>::new())?;
         params.distinguished_name.push(DnType::CommonName, cn);
-        params.distinguished_name.push(DnType::OrganizationName, org);
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, org);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate()?;
@@ -86,8 +106,15 @@ impl Pki {
         std::fs::create_dir_all(dir)?;
         let ca = Authority::new("vdrill-local-ca")?;
         let ca_pem = ca.pem();
-        let (server_pem, server_key_pem) =
-            ca.server("kube-apiserver", &["kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"])?;
+        let (server_pem, server_key_pem) = ca.server(
+            "kube-apiserver",
+            &[
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+            ],
+        )?;
         let (admin_cert_pem, admin_key_pem) = ca.client("vdrill-admin", "system:masters")?;
         // ECDSA P-256: kube-apiserver signs service-account tokens with ES256.
         let sa = KeyPair::generate()?;
