@@ -279,7 +279,7 @@ async fn up(dir: &Path, azure: bool) -> anyhow::Result<i32> {
     supervisor.add_dir(&base);
     let log = StepLog::new(redactor).with_echo(Arc::new(|l: &str| eprintln!("{l}")));
     let started = crate::env::local::start(
-        crate::scenario::StorageKind::Localstack,
+        &crate::scenario::Storage::one(crate::scenario::StorageKind::Localstack),
         "us-east-1",
         &dirs,
         &supervisor,

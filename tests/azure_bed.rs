@@ -82,7 +82,7 @@ async fn velero_and_the_blob_provider_see_the_same_blobs_and_a_lost_container_fa
     )
     .unwrap();
     let started = vdrill::env::local::start(
-        vdrill::scenario::StorageKind::Azurite,
+        &vdrill::scenario::Storage::one(vdrill::scenario::StorageKind::Azurite),
         "us-east-1",
         &dirs,
         &supervisor,

@@ -239,7 +239,7 @@ async fn blob_store_round_trip_on_azurite_with_its_own_account() {
     );
     assert_eq!(config.get("storageAccountURI"), Some(&bed.az.blob_endpoint));
     assert_eq!(config.len(), 3, "{config:?}");
-    let creds = store.velero_credentials();
+    let creds = store.velero_credentials(vdrill::scenario::LocationProvider::Azure);
     assert_eq!(
         creds.expose_str(),
         format!(

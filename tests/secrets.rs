@@ -24,7 +24,7 @@ use vdrill::env::{
 use vdrill::log::{Redactor, StepLog};
 use vdrill::report::artifacts::Artifacts;
 use vdrill::runner::{RunOptions, Runner};
-use vdrill::scenario::Cell;
+use vdrill::scenario::{Cell, LocationProvider};
 
 type Seen = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
@@ -90,20 +90,32 @@ impl EnvironmentFactory for Spy {
         log: &StepLog,
     ) -> anyhow::Result<Environment> {
         let mut env = self.inner.start(cell, dirs, log).await?;
-        let creds = env.store.velero_credentials();
-        let text = creds.expose_str().to_string();
-        let secret_key = text
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("aws_secret_access_key=")
-                    .or_else(|| l.strip_prefix("AZURE_STORAGE_ACCOUNT_ACCESS_KEY="))
-            })
-            .expect("a secret key")
-            .to_string();
-        self.seen
-            .lock()
-            .unwrap()
-            .push(("cloud secret key".into(), secret_key.into_bytes()));
+        for location in &cell.scenario.velero.locations {
+            let creds = env.store.velero_credentials(location.provider);
+            let text = creds.expose_str().to_string();
+            let secret_key = match location.provider {
+                LocationProvider::Gcp => {
+                    let doc: serde_json::Value =
+                        serde_json::from_str(&text).expect("a service account key file");
+                    doc["private_key"]
+                        .as_str()
+                        .expect("a private key")
+                        .to_string()
+                }
+                _ => text
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("aws_secret_access_key=")
+                            .or_else(|| l.strip_prefix("AZURE_STORAGE_ACCOUNT_ACCESS_KEY="))
+                    })
+                    .expect("a secret key")
+                    .to_string(),
+            };
+            self.seen.lock().unwrap().push((
+                format!("{} cloud secret key", location.provider.as_str()),
+                secret_key.into_bytes(),
+            ));
+        }
         env.velero = Arc::new(SpyVelero {
             inner: env.velero,
             seen: self.seen.clone(),

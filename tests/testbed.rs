@@ -90,7 +90,7 @@ async fn the_bed_runs_velero_against_localstack_and_leaves_nothing_behind() {
     )
     .unwrap();
     let started = vdrill::env::local::start(
-        vdrill::scenario::StorageKind::Localstack,
+        &vdrill::scenario::Storage::one(vdrill::scenario::StorageKind::Localstack),
         "us-east-1",
         &dirs,
         &supervisor,

@@ -40,7 +40,7 @@ exec 3>&1 4>&2 1>&2
 # "Provisioning"), announced in its `start` event. velero: one version with its aws
 # and azure plugins (velero ~270 s, aws ~200 s, azure ~100 s from empty Go caches).
 # lowkey-vault: mvn package with an empty local Maven repository (14-35 s).
-declare -A COLD_SECONDS=([kube]=420 [etcd]=60 [velero]=600 [localstack]=90 [azurite]=60 [lowkey-vault]=40)
+declare -A COLD_SECONDS=([kube]=420 [etcd]=60 [velero]=600 [localstack]=90 [azurite]=60 [lowkey-vault]=40 [fake-gcs]=120)
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
@@ -66,7 +66,7 @@ default_shared() {
 SHARED=${VDRILL_SHARED:-$(default_shared)}
 SHARED=$(realpath -m -- "$SHARED")
 
-ALL_COMPONENTS="kube etcd velero localstack azurite lowkey-vault"
+ALL_COMPONENTS="kube etcd velero localstack azurite lowkey-vault fake-gcs"
 export CGO_ENABLED=0
 # Velero's kopia fork (github.com/project-velero/kopia) has pseudo-versions that the
 # checksum database does not know (404), e.g. the one velero v1.17.2 replaces kopia with.
@@ -315,6 +315,7 @@ plugin_module() {
   case $1 in
     aws) echo github.com/vmware-tanzu/velero-plugin-for-aws ;;
     azure) echo github.com/vmware-tanzu/velero-plugin-for-microsoft-azure ;;
+    gcp) echo github.com/vmware-tanzu/velero-plugin-for-gcp ;;
     *) return 1 ;;
   esac
 }
@@ -386,7 +387,7 @@ plugin_inputs() {
   P_GOPROXY='' P_SUMS='' P_REPLACES=()
   INPUTS=("plugin=$name $pv" "module=$mod" "go=$goin" "ldflags=$GO_LDFLAGS_BASE" "replaces=${GO_REPLACES:-}")
   if ! plugin_pinned "$name"; then
-    INPUTS+=("recipe=$(declare -f build_plugin plugin_module new_go_module go_mod_file copy_replaces apply_go_replaces)")
+    INPUTS+=("recipe=$(declare -f build_plugin new_go_module go_mod_file copy_replaces apply_go_replaces)")
     return 0
   fi
   normal=$(go env GOPROXY); local_proxy=file://$SHARED/goproxy
@@ -395,7 +396,7 @@ plugin_inputs() {
   [[ -f $P_SUMS ]] || { echo "missing $P_SUMS (the pinned go.sum lines of $mod)" >&2; return 1; }
   mapfile -t P_REPLACES < <(plugin_go_replaces "$name" "$pv")
   INPUTS+=("goproxy=$P_GOPROXY" "sums=$(<"$P_SUMS")" "plugin_replaces=${P_REPLACES[*]}"
-    "recipe=$(declare -f build_pinned_plugin plugin_module new_go_module go_mod_file copy_replaces apply_go_replaces)")
+    "recipe=$(declare -f build_pinned_plugin new_go_module go_mod_file copy_replaces apply_go_replaces)")
 }
 
 # plugin_fetchable NAME VERSION (after plugin_inputs): 0 if built with these inputs
@@ -533,6 +534,12 @@ velero_one() {
   mkdir -p "$pdir" "$pdir.versions"
   for spec in $(velero_plugins "$entry"); do
     name=${spec%%=*} pv=${spec#*=}
+    local sub
+    for sub in ${PLUGIN_SUBSTITUTES:-}; do
+      if [[ ${sub%%:*} == "$(cut -d. -f1,2 <<<"$v")" && ${sub#*:} == "$name="* ]]; then
+        log "plugin $name for velero $v: Velero documents the ${sub#*=} line, which the Go module proxy refuses; using $pv, the nearest release it serves"
+      fi
+    done
     plugin_inputs "$name" "$pv"
     if plugin_fetchable "$name" "$pv"; then
       ensure_plugin "$name" "$pv"
@@ -693,6 +700,31 @@ do_lowkey_vault() {
   mark_done "built lowkey-vault $LOWKEY_VAULT_VERSION (Maven, Java 25)"
 }
 
+# --- fake-gcs-server ------------------------------------------------------------
+
+fake_gcs_dir() { echo "$CACHE/fake-gcs-server/$FAKE_GCS_VERSION"; }
+# build_fake_gcs DIR LDFLAGS: its main package is the module's root.
+build_fake_gcs() {
+  local d=$1 ld=$2 src=$1/src
+  step downloading modules
+  new_go_module "$src" vdrill.local/testbed/fake-gcs-server
+  (cd "$src" && go get "github.com/fsouza/fake-gcs-server@$FAKE_GCS_VERSION")
+  step "compiling fake-gcs-server $FAKE_GCS_VERSION"
+  mkdir -p "$d/bin"
+  (cd "$src" && go build -trimpath -ldflags="$ld" -o "$d/bin/fake-gcs-server.tmp.$$" github.com/fsouza/fake-gcs-server)
+  mv -f "$d/bin/fake-gcs-server.tmp.$$" "$d/bin/fake-gcs-server"
+}
+do_fake_gcs() {
+  local d ld=$GO_LDFLAGS_BASE goin; d=$(fake_gcs_dir); goin=$(go_inputs)
+  INPUTS=("version=$FAKE_GCS_VERSION" "go=$goin" "ldflags=$ld" "recipe=$(declare -f build_fake_gcs new_go_module)")
+  if check_stamp "$d" bin/fake-gcs-server; then report "fake-gcs-server $FAKE_GCS_VERSION" cached; mark_cached; return; fi
+  begin_build "$d" "fake-gcs-server $FAKE_GCS_VERSION"
+  build_fake_gcs "$d" "$ld"
+  put_stamp "$d"
+  report "fake-gcs-server $FAKE_GCS_VERSION" "built in $(($(now) - T0))s"
+  mark_done "built fake-gcs-server $FAKE_GCS_VERSION"
+}
+
 # --- manifest -------------------------------------------------------------------
 
 write_manifest() {
@@ -733,6 +765,10 @@ write_manifest() {
   if [[ -f $lk/.ok && -x $JAVA25_HOME/bin/java ]]; then
     j=$(jq --arg v "$LOWKEY_VAULT_VERSION" --arg jar "$lk/lowkey-vault-app.jar" --arg java "$JAVA25_HOME/bin/java" \
       '.lowkey_vault = {version: $v, jar: $jar, java: $java}' <<<"$j")
+  fi
+  local fg; fg=$(fake_gcs_dir)
+  if [[ -f $fg/.ok ]]; then
+    j=$(jq --arg v "$FAKE_GCS_VERSION" --arg b "$fg/bin/fake-gcs-server" '.fake_gcs = {version: $v, bin: $b}' <<<"$j")
   fi
   printf '%s\n' "$j" >"$CACHE/testbed.json.tmp.$$"
   mv -f "$CACHE/testbed.json.tmp.$$" "$CACHE/testbed.json"
@@ -832,12 +868,13 @@ what_of() {
     localstack) echo "LocalStack $(localstack_version) (Python venv)" ;;
     azurite) echo "Azurite $AZURITE_VERSION (npm)" ;;
     lowkey-vault) echo "lowkey-vault $LOWKEY_VAULT_VERSION (Maven build with Java 25, sources from $(lowkey_sources))" ;;
+    fake-gcs) echo "fake-gcs-server $FAKE_GCS_VERSION (GCS emulator)" ;;
   esac
 }
 
 need_for() {
   case $1 in
-    kube | etcd | velero-*) need go ;;
+    kube | etcd | velero-* | fake-gcs) need go ;;
     azurite) need node npm ;;
     lowkey-vault) need mvn ;;
   esac
@@ -910,7 +947,7 @@ add_job() {
 }
 for c in "${components[@]}"; do
   case $c in
-    kube | etcd | localstack | azurite | lowkey-vault) add_job "$c" ;;
+    kube | etcd | localstack | azurite | lowkey-vault | fake-gcs) add_job "$c" ;;
     velero) for v in "${PINNED_VELERO[@]}"; do add_job "velero-$v"; done ;;
     velero@*) velero_matching "${c#velero@}"; add_job "velero-$MATCHED" ;;
     *) usage_error "unknown component '$c' (known: $ALL_COMPONENTS velero@<version>)" ;;

@@ -301,6 +301,70 @@ pub fn judge_azure(
     out
 }
 
+/// Judge the objects of one backup on GCS against the Cloud KMS key `key_name`
+/// (`projects/.../cryptoKeys/<k>`; objects report it with `/cryptoKeyVersions/<n>`).
+/// `unknowable`: why the store cannot tell an object's key (the emulator).
+pub fn judge_gcs(
+    objects: &[Observed],
+    key_name: &str,
+    label: &str,
+    unknowable: Option<&str>,
+) -> Vec<AssertionReport> {
+    let mut out = Vec::new();
+    let Some(heads) = described(objects, "objects", "objects.get", &mut out) else {
+        return out;
+    };
+    let own_key: Vec<String> = heads
+        .iter()
+        .filter_map(|(o, h)| {
+            h.encryption_key_sha256
+                .as_ref()
+                .map(|sha| format!("{}: customer-supplied key {sha}", o.key))
+        })
+        .collect();
+    let name = "no object uses a customer-supplied key of its own";
+    if own_key.is_empty() {
+        out.push(pass(name, format!("{} objects", heads.len())));
+    } else {
+        out.push(fail(name, offenders(&own_key)));
+    }
+    let name = format!("every object is encrypted with Cloud KMS key {label} (kmsKeyName)");
+    if let Some(why) = unknowable {
+        out.push(skip(name, why));
+        return out;
+    }
+    let wrong: Vec<String> = heads
+        .iter()
+        .filter(|(_, h)| {
+            h.kms_key_name
+                .as_deref()
+                .map(|k| k.split("/cryptoKeyVersions/").next().unwrap_or(k))
+                != Some(key_name)
+        })
+        .map(|(o, h)| {
+            format!(
+                "{}: {}",
+                o.key,
+                h.kms_key_name
+                    .as_deref()
+                    .unwrap_or("no kmsKeyName (Google-managed encryption)")
+            )
+        })
+        .collect();
+    if wrong.is_empty() {
+        out.push(pass(
+            name,
+            format!("{} objects report {key_name}", heads.len()),
+        ));
+    } else {
+        out.push(fail(
+            name,
+            format!("expected {key_name}; {}", offenders(&wrong)),
+        ));
+    }
+    out
+}
+
 /// Whether the account's encryption settings name the expected key.
 pub fn account_binding(
     expected: &KeyVaultKey,

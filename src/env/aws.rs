@@ -276,7 +276,7 @@ impl ObjectStore for S3Store {
         m
     }
 
-    fn velero_credentials(&self) -> Secret {
+    fn velero_credentials(&self, _provider: LocationProvider) -> Secret {
         self.credentials_file.clone()
     }
 

@@ -446,7 +446,7 @@ impl ObjectStore for Memory {
         BTreeMap::new()
     }
 
-    fn velero_credentials(&self) -> Secret {
+    fn velero_credentials(&self, _provider: LocationProvider) -> Secret {
         self.credentials.clone()
     }
 

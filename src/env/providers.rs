@@ -179,8 +179,8 @@ impl EnvironmentFactory for Providers {
         let started: Result<Environment> = async {
             #[cfg(feature = "providers")]
             match env.cluster {
-                ClusterKind::Local => Ok(super::local::start(env.storage, &region, dirs, &supervisor, log).await?.environment),
-                cluster => super::remote::start(cell, cluster, env.storage, &region, dirs, &supervisor, log).await,
+                ClusterKind::Local => Ok(super::local::start(&env.storage, &region, dirs, &supervisor, log).await?.environment),
+                cluster => super::remote::start(cell, cluster, &env.storage, &region, dirs, &supervisor, log).await,
             }
             #[cfg(not(feature = "providers"))]
             {

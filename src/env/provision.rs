@@ -137,6 +137,7 @@ pub enum Need {
     Localstack,
     Azurite,
     LowkeyVault,
+    FakeGcs,
 }
 
 impl Need {
@@ -149,6 +150,7 @@ impl Need {
             Need::Localstack => "localstack".into(),
             Need::Azurite => "azurite".into(),
             Need::LowkeyVault => "lowkey-vault".into(),
+            Need::FakeGcs => "fake-gcs".into(),
         }
     }
 
@@ -176,15 +178,20 @@ pub fn needs(cell: &Cell) -> BTreeSet<Need> {
     }
     out.insert(Need::Kube);
     out.insert(Need::Etcd);
-    match s.environment.storage {
-        StorageKind::Localstack => {
-            out.insert(Need::Localstack);
+    for kind in s.environment.storage.kinds() {
+        match kind {
+            StorageKind::Localstack => {
+                out.insert(Need::Localstack);
+            }
+            StorageKind::Azurite => {
+                out.insert(Need::Azurite);
+                out.insert(Need::LowkeyVault);
+            }
+            StorageKind::FakeGcs => {
+                out.insert(Need::FakeGcs);
+            }
+            StorageKind::Aws | StorageKind::Azure | StorageKind::Gcp => {}
         }
-        StorageKind::Azurite => {
-            out.insert(Need::Azurite);
-            out.insert(Need::LowkeyVault);
-        }
-        StorageKind::Aws | StorageKind::Azure => {}
     }
     let mut versions = vec![s.velero.version.clone()];
     for step in s.steps.iter().chain(&s.finally) {

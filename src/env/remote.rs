@@ -15,7 +15,7 @@ use super::process::Supervisor;
 use super::velero::{Build, Builds, Mode, VeleroProvider};
 use super::{CellDirs, ClusterInfo, Environment, Stop};
 use crate::log::StepLog;
-use crate::scenario::{Cell, ClusterKind, StorageKind};
+use crate::scenario::{Cell, ClusterKind, Storage, StorageKind};
 
 /// The Velero CLI for in-cluster installs: the test bed's build of that version, else `velero` on PATH.
 struct CliBuilds;
@@ -99,7 +99,7 @@ impl Stop for Remote {
 pub async fn start(
     cell: &Cell,
     cluster: ClusterKind,
-    storage: StorageKind,
+    storage: &Storage,
     region: &str,
     dirs: &CellDirs,
     supervisor: &Supervisor,
@@ -174,7 +174,15 @@ pub async fn start(
         work: dirs.work.clone(),
         summary,
     });
-    match storage {
+    let kind = match storage.kinds() {
+        [one] => *one,
+        _ => bail!(
+            "`storage: {}`: a `{}` cluster runs with one storage (several, one per cloud, run on the local test bed only)",
+            storage.as_str(),
+            cluster.as_str()
+        ),
+    };
+    match kind {
         StorageKind::Aws => {
             let target = AwsTarget {
                 endpoint: None,
@@ -208,10 +216,13 @@ pub async fn start(
         StorageKind::Azure => {
             bail!("`storage: azure` (real Azure Blob Storage + Key Vault) is not implemented yet")
         }
-        StorageKind::Localstack | StorageKind::Azurite => {
+        StorageKind::Gcp => {
+            bail!("`storage: gcp` (real Google Cloud Storage + Cloud KMS) is not implemented yet")
+        }
+        StorageKind::Localstack | StorageKind::Azurite | StorageKind::FakeGcs => {
             bail!(
                 "`storage: {}` runs on this machine's loopback, which Velero inside a `{}` cluster cannot reach",
-                storage.as_str(),
+                kind.as_str(),
                 cluster.as_str()
             )
         }

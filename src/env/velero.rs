@@ -24,6 +24,9 @@ use super::{
 use crate::log::StepLog;
 use crate::scenario::LocationProvider;
 
+/// The secret `velero install --secret-file` makes (key `cloud`).
+const CLOUD_SECRET: &str = "cloud-credentials";
+
 pub const BACKUP_DONE: &[&str] = &["Completed", "PartiallyFailed", "Failed", "FailedValidation"];
 
 /// How the Velero server runs.
@@ -199,9 +202,20 @@ impl VeleroProvider {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn credentials_file(&self) -> Result<PathBuf> {
-        let path = self.work.join("velero").join("credentials");
-        super::write_private(&path, self.store.velero_credentials().expose())?;
+    /// The credentials file of `provider`'s plugin (`credentials` for the default
+    /// location's provider, `credentials-<provider>` for the others).
+    fn credentials_file(
+        &self,
+        provider: LocationProvider,
+        install: &VeleroInstall,
+    ) -> Result<PathBuf> {
+        let name = if Some(provider) == default_location(install).map(|l| l.provider) {
+            "credentials".to_string()
+        } else {
+            format!("credentials-{}", provider.as_str())
+        };
+        let path = self.work.join("velero").join(name);
+        super::write_private(&path, self.store.velero_credentials(provider).expose())?;
         Ok(path)
     }
 
@@ -246,7 +260,9 @@ impl VeleroProvider {
                 "--backup-location-config".into(),
                 config_flag(&default.config)?,
                 "--secret-file".into(),
-                self.credentials_file()?.display().to_string(),
+                self.credentials_file(default.provider, install)?
+                    .display()
+                    .to_string(),
                 "--use-volume-snapshots=false".into(),
             ]);
             if let Some(p) = &default.prefix {
@@ -260,7 +276,19 @@ impl VeleroProvider {
         parse_manifests(&text)
     }
 
-    fn bsl_object(namespace: &str, l: &ResolvedLocation) -> Json {
+    /// A location beyond the default one; its credentials are `velero install`'s
+    /// secret when it is of the default location's cloud, else the secret of its cloud
+    /// (`cloud_secrets`).
+    fn bsl_object(
+        namespace: &str,
+        l: &ResolvedLocation,
+        default_provider: Option<LocationProvider>,
+    ) -> Json {
+        let secret = if Some(l.provider) == default_provider {
+            CLOUD_SECRET.to_string()
+        } else {
+            format!("{CLOUD_SECRET}-{}", l.provider.as_str())
+        };
         let mut os = json!({"bucket": l.bucket});
         if let Some(p) = &l.prefix {
             os["prefix"] = json!(p);
@@ -270,7 +298,7 @@ impl VeleroProvider {
             "kind": "BackupStorageLocation",
             "metadata": {"name": l.name, "namespace": namespace},
             "spec": {"provider": l.provider.as_str(), "objectStorage": os, "config": l.config, "default": l.default,
-                     "credential": {"name": "cloud-credentials", "key": "cloud"}},
+                     "credential": {"name": secret, "key": "cloud"}},
         })
     }
 
@@ -281,7 +309,6 @@ impl VeleroProvider {
         install: &VeleroInstall,
         log: &StepLog,
     ) -> Result<Managed> {
-        let creds = self.credentials_file()?;
         let home = self.work.join("velero").join("home");
         let tmp = self.work.join("velero").join("tmp");
         std::fs::create_dir_all(&home)?;
@@ -299,8 +326,6 @@ impl VeleroProvider {
                 "--uploader-type=kopia".to_string(),
                 "--log-level=info".to_string(),
             ])
-            .env("AWS_SHARED_CREDENTIALS_FILE", creds.display().to_string())
-            .env("AZURE_CREDENTIALS_FILE", creds.display().to_string())
             .env("HOME", home.display().to_string())
             // Velero writes credential files under $TMPDIR/credentials/<namespace>: one per run.
             .env("TMPDIR", tmp.display().to_string())
@@ -317,6 +342,25 @@ impl VeleroProvider {
             .cwd(&self.work);
         if !install.features.is_empty() {
             spec = spec.arg(format!("--features={}", install.features.join(",")));
+        }
+        // Each plugin finds its cloud's credentials file through its variable (a
+        // location's own `credential` secret takes precedence).
+        let mut providers: Vec<LocationProvider> =
+            install.locations.iter().map(|l| l.provider).collect();
+        providers.sort_by_key(|p| p.as_str());
+        providers.dedup();
+        for provider in providers {
+            let var = match provider {
+                LocationProvider::Aws => "AWS_SHARED_CREDENTIALS_FILE",
+                LocationProvider::Azure => "AZURE_CREDENTIALS_FILE",
+                LocationProvider::Gcp => "GOOGLE_APPLICATION_CREDENTIALS",
+            };
+            spec = spec.env(
+                var,
+                self.credentials_file(provider, install)?
+                    .display()
+                    .to_string(),
+            );
         }
         for (k, v) in self.store.velero_env() {
             spec = spec.env(&k, v);
@@ -521,6 +565,30 @@ impl VeleroProvider {
             .apply_one(&secret, None)
             .await
             .context("creating velero-repo-credentials")?;
+        // Credentials of the clouds other than the default location's, one secret each.
+        let default_provider = default_location(install).map(|l| l.provider);
+        let mut others: Vec<LocationProvider> = install
+            .locations
+            .iter()
+            .map(|l| l.provider)
+            .filter(|p| Some(*p) != default_provider)
+            .collect();
+        others.sort_by_key(|p| p.as_str());
+        others.dedup();
+        for provider in others {
+            let creds = self.store.velero_credentials(provider);
+            let secret = json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": format!("{CLOUD_SECRET}-{}", provider.as_str()), "namespace": install.namespace},
+                "type": "Opaque", "stringData": {"cloud": creds.expose_str()},
+            });
+            self.cluster
+                .apply_one(&secret, None)
+                .await
+                .with_context(|| {
+                    format!("creating the {} credentials secret", provider.as_str())
+                })?;
+        }
         // Locations beyond the default one.
         let default = default_location(install).map(|l| l.name.clone());
         for l in install
@@ -529,7 +597,10 @@ impl VeleroProvider {
             .filter(|l| Some(&l.name) != default.as_ref())
         {
             self.cluster
-                .apply_one(&Self::bsl_object(&install.namespace, l), None)
+                .apply_one(
+                    &Self::bsl_object(&install.namespace, l, default_provider),
+                    None,
+                )
                 .await
                 .with_context(|| format!("creating location {}", l.name))?;
         }

@@ -136,6 +136,12 @@ pub fn judge(step: Option<&Step>, result: anyhow::Result<StepOutput>) -> Judged 
                 }
             }
         }
+        Err(e) if e.downcast_ref::<crate::env::NotHere>().is_some() => Judged {
+            status: Status::Skipped,
+            message: format!("skipped: {}", error_text(&e)),
+            failure_type: None,
+            assertions: Vec::new(),
+        },
         Err(e) => {
             let text = error_text(&e);
             match (&expect.error, &pattern) {

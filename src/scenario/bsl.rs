@@ -45,6 +45,7 @@ pub const GCP_KEYS: &[&str] = &[
     "serviceAccount",
     "credentialsFile",
     "storeEndpoint",
+    "universeDomain",
 ];
 
 /// Keys vdrill sets itself for the emulated stores; a scenario must leave them out.
@@ -55,6 +56,12 @@ pub const AZURITE_MANAGED: &[&str] = &[
     "storageAccountKeyEnvVar",
     "resourceGroup",
     "subscriptionId",
+];
+pub const FAKE_GCS_MANAGED: &[&str] = &[
+    "storeEndpoint",
+    "credentialsFile",
+    "serviceAccount",
+    "universeDomain",
 ];
 
 const SSE_VALUES: &[&str] = &["AES256", "aws:kms", "aws:kms:dsse"];
@@ -133,6 +140,7 @@ pub fn check(
         let managed: &[&str] = match storage {
             StorageKind::Localstack => LOCALSTACK_MANAGED,
             StorageKind::Azurite => AZURITE_MANAGED,
+            StorageKind::FakeGcs => FAKE_GCS_MANAGED,
             _ => &[],
         };
         if managed.contains(&key.as_str()) {
@@ -229,15 +237,47 @@ pub fn check(
     }
     if provider == LocationProvider::Gcp
         && let Some(v) = config.get("kmsKeyName")
-        && !v.contains("${")
-        && !v.starts_with("projects/")
     {
-        out.push(issue(
-            "kmsKeyName",
-            "expected `projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>`",
-        ));
+        match key_ref(v) {
+            Some((k, attr)) => match keys.get(&k) {
+                Some(spec) if spec.provider != KeyProvider::GcpKms => out.push(issue(
+                    "kmsKeyName",
+                    format!(
+                        "key `{k}` is a `{}` key; `kmsKeyName` needs a `gcp-kms` key",
+                        spec.provider.as_str()
+                    ),
+                )),
+                Some(_) if attr != "name" => out.push(issue(
+                    "kmsKeyName",
+                    format!("`kmsKeyName` takes a key's `name`, not `{attr}`"),
+                )),
+                _ => {}
+            },
+            None if !v.contains("${") && !is_cloud_kms_key(v) => out.push(issue(
+                "kmsKeyName",
+                "expected `projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>`",
+            )),
+            None => {}
+        }
     }
     out
+}
+
+/// Whether `name` is a Cloud KMS key's resource path,
+/// `projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>`.
+pub fn is_cloud_kms_key(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('/').collect();
+    parts.len() == 8
+        && parts[0] == "projects"
+        && parts[2] == "locations"
+        && parts[4] == "keyRings"
+        && parts[6] == "cryptoKeys"
+        && [1, 3, 5, 7].iter().all(|&i| {
+            !parts[i].is_empty()
+                && parts[i]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        })
 }
 
 pub fn plugin_name(provider: LocationProvider) -> &'static str {

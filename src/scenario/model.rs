@@ -227,6 +227,10 @@ pub enum StorageKind {
     Aws,
     /// Real Azure Blob Storage + Key Vault.
     Azure,
+    /// fake-gcs-server (Google Cloud Storage emulator) as a local process; no Cloud KMS.
+    FakeGcs,
+    /// Real Google Cloud Storage + Cloud KMS.
+    Gcp,
 }
 
 impl StorageKind {
@@ -236,8 +240,14 @@ impl StorageKind {
     pub fn is_azure(self) -> bool {
         matches!(self, StorageKind::Azurite | StorageKind::Azure)
     }
+    pub fn is_gcp(self) -> bool {
+        matches!(self, StorageKind::FakeGcs | StorageKind::Gcp)
+    }
     pub fn is_local(self) -> bool {
-        matches!(self, StorageKind::Localstack | StorageKind::Azurite)
+        matches!(
+            self,
+            StorageKind::Localstack | StorageKind::Azurite | StorageKind::FakeGcs
+        )
     }
     pub fn as_str(self) -> &'static str {
         match self {
@@ -245,7 +255,103 @@ impl StorageKind {
             StorageKind::Azurite => "azurite",
             StorageKind::Aws => "aws",
             StorageKind::Azure => "azure",
+            StorageKind::FakeGcs => "fake-gcs",
+            StorageKind::Gcp => "gcp",
         }
+    }
+}
+
+/// `storage: localstack`, or one storage per cloud for a Velero with locations in
+/// several clouds: `storage: [localstack, azurite, fake-gcs]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Storage(pub Vec<StorageKind>);
+
+impl Storage {
+    pub fn one(kind: StorageKind) -> Storage {
+        Storage(vec![kind])
+    }
+    pub fn kinds(&self) -> &[StorageKind] {
+        &self.0
+    }
+    /// Whether it has AWS storage (`localstack` or `aws`).
+    pub fn is_aws(&self) -> bool {
+        self.0.iter().any(|k| k.is_aws())
+    }
+    pub fn is_azure(&self) -> bool {
+        self.0.iter().any(|k| k.is_azure())
+    }
+    pub fn is_gcp(&self) -> bool {
+        self.0.iter().any(|k| k.is_gcp())
+    }
+    /// Whether any of it is an emulator on this machine.
+    pub fn is_local(&self) -> bool {
+        self.0.iter().any(|k| k.is_local())
+    }
+    pub fn contains(&self, kind: StorageKind) -> bool {
+        self.0.contains(&kind)
+    }
+    /// The storage that serves locations of `provider`.
+    pub fn for_provider(&self, provider: LocationProvider) -> Option<StorageKind> {
+        self.0.iter().copied().find(|k| match provider {
+            LocationProvider::Aws => k.is_aws(),
+            LocationProvider::Azure => k.is_azure(),
+            LocationProvider::Gcp => k.is_gcp(),
+        })
+    }
+    /// `localstack`, or `localstack+azurite+fake-gcs`.
+    pub fn as_str(&self) -> String {
+        self.0
+            .iter()
+            .map(|k| k.as_str())
+            .collect::<Vec<_>>()
+            .join("+")
+    }
+}
+
+impl<'de> Deserialize<'de> for Storage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Storage;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a storage (`localstack`, `azurite`, `fake-gcs`, `aws`, `azure`, `gcp`) or a list of them")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Storage, E> {
+                Ok(Storage::one(StorageKind::deserialize(
+                    de::value::StrDeserializer::<E>::new(s),
+                )?))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Storage, A::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = seq.next_element::<StorageKind>()? {
+                    out.push(k);
+                }
+                Ok(Storage(out))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl Serialize for Storage {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0.as_slice() {
+            [one] => one.serialize(s),
+            many => many.serialize(s),
+        }
+    }
+}
+
+impl JsonSchema for Storage {
+    fn schema_name() -> Cow<'static, str> {
+        "Storage".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let kind = generator.subschema_for::<StorageKind>();
+        json_schema!({
+            "description": "Object storage and key management: one, or one per cloud for locations in several clouds (`[localstack, azurite, fake-gcs]`).",
+            "oneOf": [kind, {"type": "array", "items": kind, "minItems": 1, "uniqueItems": true}]
+        })
     }
 }
 
@@ -263,7 +369,7 @@ impl ClusterKind {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Environment {
     pub cluster: ClusterKind,
-    pub storage: StorageKind,
+    pub storage: Storage,
     /// For `cluster: existing`: the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<String>,
@@ -284,6 +390,9 @@ pub enum KeyProvider {
     AzureKeyvault,
     /// A 32-byte SSE-C customer key that vdrill generates; reference its file as `${keys.<k>.file}`.
     CustomerKey,
+    /// A Cloud KMS key, named by its resource path
+    /// (`projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>`), for GCS `kmsKeyName`.
+    GcpKms,
 }
 
 impl KeyProvider {
@@ -292,6 +401,7 @@ impl KeyProvider {
             KeyProvider::AwsKms => "aws-kms",
             KeyProvider::AzureKeyvault => "azure-keyvault",
             KeyProvider::CustomerKey => "customer-key",
+            KeyProvider::GcpKms => "gcp-kms",
         }
     }
 
@@ -306,6 +416,7 @@ impl KeyProvider {
                 ("vault", false),
             ],
             KeyProvider::CustomerKey => &[("file", false)],
+            KeyProvider::GcpKms => &[("name", true)],
         }
     }
 }
@@ -317,7 +428,8 @@ pub struct KeySpec {
     /// For `aws-kms`: the alias, starting with `alias/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alias: Option<String>,
-    /// For `azure-keyvault`: the key name.
+    /// For `azure-keyvault`: the key name. For `gcp-kms`: the key's resource path,
+    /// `projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// For `azure-keyvault` on real Azure: the vault name.

@@ -177,30 +177,57 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
             );
         }
     }
-    match env.storage {
-        StorageKind::Azure => c.err(
-            "environment.storage",
-            "`storage: azure` (real Azure Blob Storage + Key Vault) is not available: vdrill has no Azure provider yet; use `storage: aws`",
-        ),
-        StorageKind::Localstack | StorageKind::Aws | StorageKind::Azurite => {}
-    }
-    if env.cluster != ClusterKind::Local && env.storage.is_local() {
+    let kinds = env.storage.kinds();
+    if kinds.is_empty() {
         c.err(
             "environment.storage",
-            format!(
-                "`storage: {}` runs on this machine's loopback, which Velero inside a `{}` cluster cannot reach; use `cluster: local`, or real `aws` storage",
-                env.storage.as_str(),
-                env.cluster.as_str()
+            "name at least one storage (`localstack`, `azurite`, `fake-gcs`, `aws`)",
+        );
+    }
+    for (i, k) in kinds.iter().enumerate() {
+        if let Some(first) = kinds[..i].iter().find(|f| {
+            f.is_aws() == k.is_aws() && f.is_azure() == k.is_azure() && f.is_gcp() == k.is_gcp()
+        }) {
+            c.err(
+                "environment.storage",
+                format!(
+                    "`{}` and `{}` are storages of the same cloud; name one storage per cloud",
+                    first.as_str(),
+                    k.as_str()
+                ),
+            );
+        }
+    }
+    for k in kinds {
+        match k {
+            StorageKind::Azure => c.err(
+                "environment.storage",
+                "`storage: azure` (real Azure Blob Storage + Key Vault) is not available: vdrill has no Azure provider yet; use `storage: aws`",
             ),
-        );
+            StorageKind::Gcp => c.err(
+                "environment.storage",
+                "`storage: gcp` (real Google Cloud Storage + Cloud KMS) is not available: vdrill has no Google credentials support yet; use `fake-gcs` on the local test bed",
+            ),
+            StorageKind::Localstack | StorageKind::Aws | StorageKind::Azurite | StorageKind::FakeGcs => {}
+        }
+        if env.cluster != ClusterKind::Local && k.is_local() {
+            c.err(
+                "environment.storage",
+                format!(
+                    "`storage: {}` runs on this machine's loopback, which Velero inside a `{}` cluster cannot reach; use `cluster: local`, or real `aws` storage",
+                    k.as_str(),
+                    env.cluster.as_str()
+                ),
+            );
+        }
+        if env.cluster == ClusterKind::Local && *k == StorageKind::Aws {
+            c.err(
+                "environment.storage",
+                "the local test bed (`cluster: local`) runs with its own emulator, `storage: localstack`; real `aws` storage needs `cluster: kind` or `cluster: existing`",
+            );
+        }
     }
-    if env.cluster == ClusterKind::Local && env.storage == StorageKind::Aws {
-        c.err(
-            "environment.storage",
-            "the local test bed (`cluster: local`) runs with its own emulator, `storage: localstack`; real `aws` storage needs `cluster: kind` or `cluster: existing`",
-        );
-    }
-    if env.region.is_some() && env.storage.is_azure() {
+    if env.region.is_some() && !env.storage.is_aws() {
         c.err_key(
             "environment.region",
             "`region` applies to AWS storage (`localstack`, `aws`) only",
@@ -225,6 +252,10 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
                 format!("{p}.provider"),
                 format!("`azure-keyvault` keys need Azure storage (`azurite` or `azure`), but the environment uses `{}`", env.storage.as_str()),
             ),
+            KeyProvider::GcpKms if !env.storage.is_gcp() => c.err(
+                format!("{p}.provider"),
+                format!("`gcp-kms` keys need GCP storage (`fake-gcs` or `gcp`), but the environment uses `{}`", env.storage.as_str()),
+            ),
             _ => {}
         }
         match key.provider {
@@ -248,6 +279,14 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
                 }
                 _ => {}
             },
+            KeyProvider::GcpKms => match &key.name {
+                None => c.err(&p, "missing required field `name` (the Cloud KMS key: `projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>`)"),
+                Some(n) if !bsl::is_cloud_kms_key(n) => c.err(
+                    format!("{p}.name"),
+                    format!("`{n}` is not a Cloud KMS key name; write `projects/<p>/locations/<l>/keyRings/<r>/cryptoKeys/<k>`"),
+                ),
+                _ => {}
+            },
             KeyProvider::CustomerKey => {}
         }
         if key.alias.is_some() && key.provider != KeyProvider::AwsKms {
@@ -256,10 +295,15 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
                 "`alias` applies to `aws-kms` keys only",
             );
         }
-        if key.name.is_some() && key.provider != KeyProvider::AzureKeyvault {
+        if key.name.is_some()
+            && !matches!(
+                key.provider,
+                KeyProvider::AzureKeyvault | KeyProvider::GcpKms
+            )
+        {
             c.err_key(
                 format!("{p}.name"),
-                "`name` applies to `azure-keyvault` keys only",
+                "`name` applies to `azure-keyvault` and `gcp-kms` keys only",
             );
         }
         if key.vault.is_some() && key.provider != KeyProvider::AzureKeyvault {
@@ -385,24 +429,21 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
                 format!("duplicate location name `{}`", loc.name),
             );
         }
-        let fits = match loc.provider {
-            LocationProvider::Aws => env.storage.is_aws(),
-            LocationProvider::Azure => env.storage.is_azure(),
-            LocationProvider::Gcp => false,
-        };
-        if !fits {
-            let msg = match loc.provider {
-                LocationProvider::Gcp => {
-                    "`gcp` locations are validated but not run: vdrill has no GCS environment yet"
-                        .to_string()
-                }
-                p => format!(
-                    "a `{}` location does not fit `storage: {}`",
-                    p.as_str(),
+        let storage = env.storage.for_provider(loc.provider);
+        if storage.is_none() {
+            let wants = match loc.provider {
+                LocationProvider::Aws => "`localstack` or `aws`",
+                LocationProvider::Azure => "`azurite` or `azure`",
+                LocationProvider::Gcp => "`fake-gcs` or `gcp`",
+            };
+            c.err(
+                format!("{p}.provider"),
+                format!(
+                    "a `{}` location does not fit `storage: {}`; it needs {wants} storage",
+                    loc.provider.as_str(),
                     env.storage.as_str()
                 ),
-            };
-            c.err(format!("{p}.provider"), msg);
+            );
         }
         let bucket_ok = loc.bucket.len() >= 3
             && loc.bucket.len() <= 63
@@ -450,7 +491,14 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
                 ),
             }
         }
-        for issue in bsl::check(loc.provider, env.storage, &loc.config, &s.keys) {
+        let storage = storage.unwrap_or(
+            env.storage
+                .kinds()
+                .first()
+                .copied()
+                .unwrap_or(StorageKind::Localstack),
+        );
+        for issue in bsl::check(loc.provider, storage, &loc.config, &s.keys) {
             match issue.key {
                 Some(k) => {
                     let path = format!("{p}.config.{k}");

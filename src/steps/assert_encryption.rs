@@ -7,6 +7,7 @@ use super::state::Undo;
 use super::{StepCtx, StepOutput};
 use crate::assert::encryption::{
     Expected, KeyVaultKey, Observed, account_binding, customer_key_md5, judge, judge_azure,
+    judge_gcs,
 };
 use crate::assert::{fail, pass, skip};
 use crate::env::{KeyInfo, KeyState, Limitation};
@@ -76,6 +77,11 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
             Err(_) => None,
         };
         match &head {
+            Ok(h) if key.provider == KeyProvider::GcpKms => ctx.log.line(format!(
+                "  {k}: kmsKeyName={} csek={}",
+                h.kms_key_name.as_deref().unwrap_or("-"),
+                h.encryption_key_sha256.as_deref().unwrap_or("-")
+            )),
             Ok(h) if key.provider == KeyProvider::AzureKeyvault => ctx.log.line(format!(
                 "  {k}: server-encrypted={} scope={} cpk={}",
                 h.server_encrypted
@@ -173,6 +179,16 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
                 )),
             }
         }
+        KeyProvider::GcpKms => {
+            let unknowable = ctx
+                .env
+                .store
+                .limitations()
+                .contains(&Limitation::KmsKeyNameNotRecorded)
+                .then(|| Limitation::KmsKeyNameNotRecorded.reason());
+            assertions = judge_gcs(&observed, &key.id, &label, unknowable);
+            assertions.push(key_usable(ctx, &key, &label).await);
+        }
         KeyProvider::AwsKms => {
             let alias_only = location
                 .config
@@ -245,6 +261,9 @@ async fn key_usable(
             ),
         ),
         Ok(other) => fail(name, format!("{}: {other:?}", key.arn)),
+        Err(e) if e.downcast_ref::<crate::env::NotHere>().is_some() => {
+            skip(name, crate::log::error_text(&e))
+        }
         Err(e) => fail(
             name,
             format!("cannot read the key: {}", crate::log::error_text(&e)),

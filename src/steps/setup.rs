@@ -144,6 +144,7 @@ pub async fn prepare(ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     // with every reference resolved.
     let mut locations = Vec::new();
     for (i, loc) in scenario.velero.locations.iter().enumerate() {
+        ctx.env.store.route(&loc.bucket, loc.provider)?;
         let exists = ctx.state.created.buckets.contains(&loc.bucket)
             || ctx.env.store.bucket_exists(&loc.bucket).await?;
         match (loc.existing, exists) {

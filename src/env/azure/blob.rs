@@ -302,7 +302,7 @@ impl ObjectStore for BlobStore {
         m
     }
 
-    fn velero_credentials(&self) -> Secret {
+    fn velero_credentials(&self, _provider: LocationProvider) -> Secret {
         self.credentials_file.clone()
     }
 

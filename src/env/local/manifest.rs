@@ -15,6 +15,7 @@ pub struct Manifest {
     pub localstack: Option<Localstack>,
     pub azurite: Option<Azurite>,
     pub lowkey_vault: Option<LowkeyVault>,
+    pub fake_gcs: Option<FakeGcs>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -56,6 +57,12 @@ pub struct LowkeyVault {
     pub version: String,
     pub jar: PathBuf,
     pub java: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct FakeGcs {
+    pub version: String,
+    pub bin: PathBuf,
 }
 
 pub use crate::env::cache_dir;
@@ -145,6 +152,9 @@ impl Manifest {
             Need::Azurite if self.azurite.is_none() => missing("Azurite"),
             Need::LowkeyVault if self.lowkey_vault.is_none() => {
                 missing("lowkey-vault (the Key Vault emulator)")
+            }
+            Need::FakeGcs if self.fake_gcs.is_none() => {
+                missing("fake-gcs-server (the GCS emulator)")
             }
             Need::Velero(v) => self.velero(v).err().map(|e| e.to_string()),
             Need::Plugin { velero, plugin } => match self.velero(velero) {

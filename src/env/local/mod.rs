@@ -1,10 +1,11 @@
 //! The local test bed: a real control plane, LocalStack, Azurite and the Key
-//! Vault emulator as processes on loopback, with Velero as a process.
+//! Vault emulator, fake-gcs-server, as processes on loopback, with Velero as a process.
 //! Ports, data directories and names are per cell, so drills can run side by
 //! side; every process is started through the cell's [`Supervisor`].
 
 pub mod azurite;
 pub mod cluster;
+pub mod fakegcs;
 pub mod localstack;
 pub mod lowkey;
 pub mod manifest;
@@ -20,15 +21,19 @@ use tokio::sync::Mutex;
 use super::aws::{AwsTarget, KmsKeys, S3Store};
 use super::azure::blob::{BlobStore, BlobTarget};
 use super::azure::keyvault::{KeyVault, VaultTarget};
+use super::gcp::gcs::{GcsStore, GcsTarget};
+use super::gcp::kms::KeyNames;
 use super::kube::KubeCluster;
 use super::ledger::Kind;
+use super::multi::{Keys, Stores};
 use super::process::Supervisor;
 use super::velero::{Build, Builds, Mode, VeleroProvider};
 use super::{CellDirs, ClusterInfo, Environment, KeyManager, ObjectStore, Stop};
 use crate::log::StepLog;
-use crate::scenario::StorageKind;
+use crate::scenario::{KeyProvider, LocationProvider, Storage, StorageKind};
 use azurite::Azurite;
 use cluster::ControlPlane;
+use fakegcs::FakeGcs;
 use localstack::LocalStack;
 use lowkey::LowkeyVault;
 use manifest::Manifest;
@@ -54,6 +59,7 @@ pub struct Bed {
     pub localstack: Mutex<Option<LocalStack>>,
     pub azurite: Mutex<Option<Azurite>>,
     pub lowkey: Mutex<Option<LowkeyVault>>,
+    pub fake_gcs: Mutex<Option<FakeGcs>>,
     pub supervisor: Supervisor,
     pub work: PathBuf,
     /// How to reach it, for `--keep`.
@@ -86,6 +92,14 @@ impl Stop for Bed {
             ));
             kv.stop().await?;
             log.line("lowkey-vault stopped");
+        }
+        if let Some(mut fg) = self.fake_gcs.lock().await.take() {
+            log.line(format!(
+                "fake-gcs-server: peak RSS {} MiB",
+                fg.process.peak_rss_kib() / 1024
+            ));
+            fg.stop().await?;
+            log.line("fake-gcs-server stopped");
         }
         if let Some(mut plane) = self.plane.lock().await.take() {
             for p in &plane.processes {
@@ -129,20 +143,20 @@ pub struct Started {
     pub bed: Arc<Bed>,
 }
 
-/// Start the bed with its processes under `supervisor`. `velero` is off for
-/// `vdrill testbed up` (which starts no Velero).
+/// Start the bed with its processes under `supervisor`: the control plane and the
+/// emulators of each storage in `storage` (one per cloud).
 pub async fn start(
-    storage: StorageKind,
+    storage: &Storage,
     region: &str,
     dirs: &CellDirs,
     supervisor: &Supervisor,
     log: &StepLog,
 ) -> Result<Started> {
     let manifest = Manifest::load()?;
-    if !storage.is_local() {
+    if let Some(k) = storage.kinds().iter().find(|k| !k.is_local()) {
         anyhow::bail!(
-            "`storage: {}` does not run on the local test bed; use `localstack` or `azurite`",
-            storage.as_str()
+            "`storage: {}` does not run on the local test bed; use `localstack`, `azurite` or `fake-gcs`",
+            k.as_str()
         );
     }
     let work = dirs.work.clone();
@@ -157,24 +171,39 @@ pub async fn start(
     let redactor = supervisor.redactor().clone();
 
     // The control plane and the emulators start side by side.
-    let (plane, stores) = tokio::join!(
+    let want = |k: StorageKind| storage.contains(k);
+    let (plane, localstack, azure, fake_gcs) = tokio::join!(
         ControlPlane::start(&manifest, &work, supervisor, log),
         async {
-            match storage {
-                StorageKind::Azurite => {
-                    let (az, kv) = tokio::join!(
-                        Azurite::start(&manifest, &work, supervisor, log),
-                        LowkeyVault::start(&manifest, &work, supervisor, log)
-                    );
-                    Ok::<_, anyhow::Error>(Emulators::Azure(az?, Box::new(kv?)))
-                }
-                _ => Ok(Emulators::Aws(
-                    LocalStack::start(&manifest, &work, supervisor, log).await?,
-                )),
+            if want(StorageKind::Localstack) {
+                LocalStack::start(&manifest, &work, supervisor, log)
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
             }
-        }
+        },
+        async {
+            if !want(StorageKind::Azurite) {
+                return Ok::<_, anyhow::Error>(None);
+            }
+            let (az, kv) = tokio::join!(
+                Azurite::start(&manifest, &work, supervisor, log),
+                LowkeyVault::start(&manifest, &work, supervisor, log)
+            );
+            Ok(Some((az?, kv?)))
+        },
+        async {
+            if want(StorageKind::FakeGcs) {
+                FakeGcs::start(&manifest, &work, supervisor, log)
+                    .await
+                    .map(Some)
+            } else {
+                Ok(None)
+            }
+        },
     );
-    let (plane, stores) = (plane?, stores?);
+    let (plane, localstack, azure, fake_gcs) = (plane?, localstack?, azure?, fake_gcs?);
     let info = ClusterInfo {
         kind: "local".into(),
         server: plane.server.clone(),
@@ -188,52 +217,75 @@ pub async fn start(
     supervisor.set_endpoint("api server", server.clone());
     supervisor.set_endpoint("logs", work.join("logs").display().to_string());
 
-    let (store, keys, localstack, azurite, lowkey, s3_endpoint, reach): (
-        Arc<dyn ObjectStore>,
-        Arc<dyn KeyManager>,
-        _,
-        _,
-        _,
-        _,
-        String,
-    ) = match stores {
-        Emulators::Aws(localstack) => {
-            // LocalStack accepts any credentials; Velero gets a secret made for this bed.
-            let secret_key = redactor.secret(super::hex(&super::random_bytes(20)?));
-            let target = AwsTarget {
-                endpoint: Some(localstack.endpoint.clone()),
-                region: region.to_string(),
-                static_credentials: Some(("test".into(), secret_key)),
-                localstack: true,
-                run_tag: supervisor.id(),
-            };
-            let store = Arc::new(S3Store::new(target.clone(), &redactor).await?);
-            let keys = Arc::new(KmsKeys::new(target).await);
-            supervisor.set_endpoint("S3 + KMS (LocalStack)", localstack.endpoint.clone());
-            let reach = format!("S3 + KMS {}", localstack.endpoint);
-            let endpoint = Some(localstack.endpoint.clone());
-            (store, keys, Some(localstack), None, None, endpoint, reach)
-        }
-        Emulators::Azure(az, kv) => {
-            let target = BlobTarget {
-                endpoint: az.blob_endpoint.clone(),
-                account: az.account.clone(),
-                key: az.key.clone(),
-                emulator: true,
-            };
-            let store = Arc::new(BlobStore::new(target, &redactor).await?);
-            let vault = VaultTarget {
-                url: kv.url.clone(),
-                ca_pem: Some(kv.ca_pem.clone()),
-                token: Some(kv.token.clone()),
-                emulator: true,
-            };
-            let keys = Arc::new(KeyVault::new(vault).await?);
-            supervisor.set_endpoint("Azure Blob (Azurite)", az.blob_endpoint.clone());
-            supervisor.set_endpoint("Key Vault (lowkey-vault)", kv.url.clone());
-            let reach = format!("Azure Blob {}, Key Vault {}", az.blob_endpoint, kv.url);
-            (store, keys, None, Some(az), Some(*kv), None, reach)
-        }
+    let mut stores: Vec<(LocationProvider, Arc<dyn ObjectStore>)> = Vec::new();
+    let mut managers: Vec<(KeyProvider, Arc<dyn KeyManager>)> = Vec::new();
+    let mut reach = Vec::new();
+    let mut s3_endpoint = None;
+    if let Some(localstack) = &localstack {
+        // LocalStack accepts any credentials; Velero gets a secret made for this bed.
+        let secret_key = redactor.secret(super::hex(&super::random_bytes(20)?));
+        let target = AwsTarget {
+            endpoint: Some(localstack.endpoint.clone()),
+            region: region.to_string(),
+            static_credentials: Some(("test".into(), secret_key)),
+            localstack: true,
+            run_tag: supervisor.id(),
+        };
+        stores.push((
+            LocationProvider::Aws,
+            Arc::new(S3Store::new(target.clone(), &redactor).await?),
+        ));
+        managers.push((KeyProvider::AwsKms, Arc::new(KmsKeys::new(target).await)));
+        supervisor.set_endpoint("S3 + KMS (LocalStack)", localstack.endpoint.clone());
+        reach.push(format!("S3 + KMS {}", localstack.endpoint));
+        s3_endpoint = Some(localstack.endpoint.clone());
+    }
+    if let Some((az, kv)) = &azure {
+        let target = BlobTarget {
+            endpoint: az.blob_endpoint.clone(),
+            account: az.account.clone(),
+            key: az.key.clone(),
+            emulator: true,
+        };
+        stores.push((
+            LocationProvider::Azure,
+            Arc::new(BlobStore::new(target, &redactor).await?),
+        ));
+        let vault = VaultTarget {
+            url: kv.url.clone(),
+            ca_pem: Some(kv.ca_pem.clone()),
+            token: Some(kv.token.clone()),
+            emulator: true,
+        };
+        managers.push((
+            KeyProvider::AzureKeyvault,
+            Arc::new(KeyVault::new(vault).await?),
+        ));
+        supervisor.set_endpoint("Azure Blob (Azurite)", az.blob_endpoint.clone());
+        supervisor.set_endpoint("Key Vault (lowkey-vault)", kv.url.clone());
+        reach.push(format!(
+            "Azure Blob {}, Key Vault {}",
+            az.blob_endpoint, kv.url
+        ));
+    }
+    if let Some(fg) = &fake_gcs {
+        let target = GcsTarget {
+            endpoint: fg.endpoint.clone(),
+            project: "vdrill".into(),
+            emulator: true,
+        };
+        stores.push((
+            LocationProvider::Gcp,
+            Arc::new(GcsStore::new(target, &redactor).await?),
+        ));
+        managers.push((KeyProvider::GcpKms, Arc::new(KeyNames)));
+        supervisor.set_endpoint("GCS (fake-gcs-server)", fg.endpoint.clone());
+        reach.push(format!("GCS {}", fg.endpoint));
+    }
+    let (store, keys): (Arc<dyn ObjectStore>, Arc<dyn KeyManager>) = if stores.len() == 1 {
+        (stores.remove(0).1, managers.remove(0).1)
+    } else {
+        (Arc::new(Stores::new(stores)), Arc::new(Keys::new(managers)))
     };
     let velero = Arc::new(VeleroProvider::new(
         cluster.clone(),
@@ -245,15 +297,21 @@ pub async fn start(
         supervisor.clone(),
     ));
     let summary = format!(
-        "kubeconfig {}, API server {server}, {reach}, work dir {}",
+        "kubeconfig {}, API server {server}, {}, work dir {}",
         kubeconfig.display(),
+        reach.join(", "),
         work.display()
     );
+    let (azurite, lowkey) = match azure {
+        Some((az, kv)) => (Some(az), Some(kv)),
+        None => (None, None),
+    };
     let bed = Arc::new(Bed {
         plane: Mutex::new(Some(plane)),
         localstack: Mutex::new(localstack),
         azurite: Mutex::new(azurite),
         lowkey: Mutex::new(lowkey),
+        fake_gcs: Mutex::new(fake_gcs),
         supervisor: supervisor.clone(),
         work: work.clone(),
         summary,
@@ -274,10 +332,4 @@ pub async fn start(
         s3_endpoint,
         bed,
     })
-}
-
-/// The emulators of one bed.
-enum Emulators {
-    Aws(LocalStack),
-    Azure(Azurite, Box<LowkeyVault>),
 }
