@@ -1,4 +1,5 @@
-//! The shipped drills (AWS on LocalStack, Azure on Azurite + lowkey-vault), end to end on the local test bed, for each pinned
+//! The shipped drills (AWS on LocalStack, Azure on Azurite + lowkey-vault, GCP on
+//! fake-gcs-server, and all three in one Velero), end to end on the local test bed, for each pinned
 //! Velero version; and proof that a broken world fails them loudly.
 //! JUnit and artifacts of every run are kept under $VDRILL_CI_ARTIFACTS.
 
@@ -203,6 +204,154 @@ azure_drills! {
     azure_keyvault_rotate_1_18: "azure-keyvault-rotate", "1.18";
     azure_keyvault_soft_delete_1_17: "azure-keyvault-soft-delete", "1.17";
     azure_keyvault_soft_delete_1_18: "azure-keyvault-soft-delete", "1.18";
+}
+
+/// The encryption assertions of a run's first cell, by a part of their name.
+fn assertions_named(r: &Run, needle: &str) -> Vec<serde_json::Value> {
+    r.report["cells"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["kind"] == "assert-encryption")
+        .flat_map(|s| s["assertions"].as_array().unwrap().iter())
+        .filter(|a| a["name"].as_str().unwrap().contains(needle))
+        .cloned()
+        .collect()
+}
+
+/// A GCS audit on fake-gcs-server: the objects are there and described, and the
+/// key checks the emulator cannot make are skipped with that reason, never passed.
+fn gcs_audit_skipped(r: &Run) {
+    let keyed = assertions_named(r, "encrypted with Cloud KMS key");
+    assert!(!keyed.is_empty(), "{}", r.report);
+    for a in keyed
+        .iter()
+        .chain(&assertions_named(r, "is enabled in the key manager"))
+        .filter(|a| a["name"].as_str().unwrap().contains("projects/"))
+    {
+        assert_eq!(a["status"], "skipped", "{a}");
+        assert!(
+            a["message"].as_str().unwrap().contains("fake-gcs-server"),
+            "the reason names the emulator: {a}"
+        );
+    }
+    for a in assertions_named(r, "backup wrote objects")
+        .iter()
+        .chain(&assertions_named(r, "customer-supplied key"))
+    {
+        assert_eq!(a["status"], "passed", "{a}");
+    }
+}
+
+fn gcp_drill(velero: &str) {
+    let r = drill("gcp-kms-basic", velero);
+    let cell = &r.report["cells"][0];
+    let plugin = cell["velero_plugins"]["gcp"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the gcp plugin version is reported: {cell}"));
+    assert!(plugin.starts_with("v1."), "{plugin}");
+    gcs_audit_skipped(&r);
+    let junit =
+        std::fs::read_to_string(r.dir.join(format!("gcp-kms-basic-{velero}.junit.xml"))).unwrap();
+    assert!(
+        junit.contains(&format!(r#"name="velero.plugin.gcp" value="{plugin}""#)),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<skipped message=") && junit.contains("fake-gcs-server keeps no record"),
+        "skipped checks carry their reason in JUnit"
+    );
+}
+
+#[test]
+fn gcp_kms_basic_1_17() {
+    gcp_drill("1.17");
+}
+
+#[test]
+fn gcp_kms_basic_1_18() {
+    gcp_drill("1.18");
+}
+
+/// S3, Azure and GCS locations in one Velero: a backup to each, each audited against
+/// its own key in its own store, each restored.
+fn multi_cloud(velero: &str) {
+    needs_azure_bed!();
+    let r = drill("multi-cloud", velero);
+    let cell = &r.report["cells"][0];
+    for plugin in ["aws", "azure", "gcp"] {
+        assert!(
+            cell["velero_plugins"][plugin].is_string(),
+            "{plugin} plugin reported: {cell}"
+        );
+    }
+    let wrote = assertions_named(&r, "backup wrote objects");
+    assert_eq!(wrote.len(), 3, "{wrote:?}");
+    assert!(
+        assertions_named(&r, "every object is SSE-KMS")
+            .iter()
+            .all(|a| a["status"] == "passed")
+    );
+    assert!(
+        assertions_named(&r, "encrypted by the service")
+            .iter()
+            .all(|a| a["status"] == "passed")
+    );
+    gcs_audit_skipped(&r);
+    let steps = cell["steps"].as_array().unwrap();
+    let audited: Vec<String> = steps
+        .iter()
+        .filter(|s| s["kind"] == "assert-encryption")
+        .map(|s| std::fs::read_to_string(r.dir.join(s["log_file"].as_str().unwrap())).unwrap())
+        .collect();
+    for bucket in ["vdrill-multi-s3", "vdrill-multi-azure", "vdrill-multi-gcs"] {
+        assert!(
+            audited
+                .iter()
+                .any(|l| l.contains(&format!("in bucket {bucket}"))),
+            "{bucket} audited: {audited:?}"
+        );
+    }
+    assert_eq!(
+        steps
+            .iter()
+            .filter(|s| s["kind"] == "assert-restored" && s["status"] == "passed")
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn multi_cloud_1_17() {
+    multi_cloud("1.17");
+}
+
+#[test]
+fn multi_cloud_1_18() {
+    multi_cloud("1.18");
+}
+
+#[test]
+fn without_kms_key_name_the_gcs_audit_on_the_emulator_cannot_tell_and_says_so() {
+    // The same verdict as with the key: fake-gcs-server records none either way.
+    let r = run(
+        "tests/scenarios/broken/gcs-no-kms-key-name.yaml",
+        "1.18",
+        "broken-gcs-no-kms-key-name",
+        &[],
+    );
+    assert_eq!(
+        r.code,
+        Some(0),
+        "{}
+{}",
+        failures(&r),
+        r.stdout
+    );
+    gcs_audit_skipped(&r);
+    let keyed = assertions_named(&r, "encrypted with Cloud KMS key");
+    assert_eq!(keyed.len(), 1);
+    assert_ne!(keyed[0]["status"], "passed");
 }
 
 macro_rules! drills {

@@ -195,6 +195,7 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
     let cells = [
         "scenarios/aws-sse-c.yaml",
         "scenarios/azure-keyvault-basic.yaml",
+        "scenarios/gcp-kms-basic.yaml",
     ]
     .iter()
     .flat_map(|f| vdrill::scenario::load(&repo().join(f)).unwrap().cells)
@@ -236,17 +237,16 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
 
     let mut secrets = seen.lock().unwrap().clone();
     let kinds: Vec<&str> = secrets.iter().map(|(k, _)| k.as_str()).collect();
-    let expected: &[&str] = if azure {
-        &[
-            "cloud secret key",
-            "repository password",
-            "customer key",
-            "cloud secret key",
-            "repository password",
-        ]
-    } else {
-        &["cloud secret key", "repository password", "customer key"]
-    };
+    let mut expected = vec![
+        "aws cloud secret key",
+        "repository password",
+        "customer key",
+    ];
+    if azure {
+        expected.extend(["azure cloud secret key", "repository password"]);
+    }
+    // The GCP service account's private key.
+    expected.extend(["gcp cloud secret key", "repository password"]);
     assert_eq!(kinds, expected);
     for v in ["vdrill-canary-5b1f0c7e", "not-a-real-token-0123456789"] {
         secrets.push(("workload Secret value".into(), v.as_bytes().to_vec()));
@@ -265,6 +265,7 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
             || (all.iter().any(|p| p.ends_with("env/azurite.log"))
                 && all.iter().any(|p| p.ends_with("env/lowkey-vault.log")))
     );
+    assert!(all.iter().any(|p| p.ends_with("env/fake-gcs-server.log")));
     let mut texts: Vec<(String, String)> = all
         .iter()
         .map(|p| {

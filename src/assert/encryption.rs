@@ -440,6 +440,91 @@ mod tests {
         }
     }
 
+    fn gcs(key: &str, kms: Option<&str>, csek: Option<&str>) -> Observed {
+        Observed {
+            key: key.into(),
+            head: Ok(ObjectEncryption {
+                kms_key_name: kms.map(str::to_string),
+                encryption_key_sha256: csek.map(str::to_string),
+                ..Default::default()
+            }),
+            resolved_arn: None,
+        }
+    }
+
+    #[test]
+    fn gcs_objects_must_report_the_key_at_any_version_and_none_of_their_own() {
+        let k = "projects/p/locations/global/keyRings/r/cryptoKeys/k";
+        let objects = [
+            gcs("b/a.json", Some(&format!("{k}/cryptoKeyVersions/3")), None),
+            gcs(
+                "b/b.json",
+                Some("projects/p/locations/global/keyRings/r/cryptoKeys/other/cryptoKeyVersions/1"),
+                None,
+            ),
+            gcs("b/c.json", None, None),
+            gcs(
+                "b/d.json",
+                Some(&format!("{k}/cryptoKeyVersions/1")),
+                Some("c2hh"),
+            ),
+        ];
+        let found = judge_gcs(&objects, k, "k", None);
+        let by = |needle: &str| {
+            found
+                .iter()
+                .find(|a| a.name.contains(needle))
+                .unwrap_or_else(|| panic!("{needle}: {found:?}"))
+        };
+        let keyed = by("Cloud KMS key k");
+        assert_eq!(keyed.status, crate::report::Status::Failed, "{found:?}");
+        assert!(
+            keyed
+                .message
+                .contains("b/b.json: projects/p/locations/global/keyRings/r/cryptoKeys/other"),
+            "{}",
+            keyed.message
+        );
+        assert!(
+            keyed.message.contains("b/c.json: no kmsKeyName"),
+            "{}",
+            keyed.message
+        );
+        assert!(
+            !keyed.message.contains("b/a.json") && !keyed.message.contains("b/d.json"),
+            "{}",
+            keyed.message
+        );
+        let own = by("customer-supplied");
+        assert_eq!(own.status, crate::report::Status::Failed);
+        assert!(
+            own.message.contains("b/d.json") && !own.message.contains("b/a.json"),
+            "{}",
+            own.message
+        );
+
+        let good = judge_gcs(&objects[..1], k, "k", None);
+        assert!(
+            good.iter()
+                .all(|a| a.status == crate::report::Status::Passed),
+            "{good:?}"
+        );
+        // Where the store cannot tell, the key check is skipped with the reason, even
+        // for objects that report no key at all.
+        let blind = judge_gcs(&objects[2..3], k, "k", Some("the emulator keeps no key"));
+        let keyed = blind
+            .iter()
+            .find(|a| a.name.contains("Cloud KMS key"))
+            .unwrap();
+        assert_eq!(keyed.status, crate::report::Status::Skipped);
+        assert_eq!(keyed.message, "the emulator keeps no key");
+        assert_eq!(
+            judge_gcs(&[], k, "k", None)[0].status,
+            crate::report::Status::Failed,
+            "no objects fails"
+        );
+    }
+
     #[test]
     fn names_each_object_with_the_wrong_key_or_none() {
         let expected = Expected::Kms {

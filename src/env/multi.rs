@@ -223,3 +223,120 @@ impl KeyManager for Keys {
         self.references()?.delete_alias(alias, log).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::Redactor;
+
+    /// A store that answers with its own name.
+    struct Named(&'static str, Arc<Redactor>);
+
+    #[async_trait]
+    impl ObjectStore for Named {
+        async fn bucket_exists(&self, _bucket: &str) -> Result<bool> {
+            Ok(self.0 == "gcs")
+        }
+        async fn create_bucket(
+            &self,
+            _bucket: &str,
+            _default_key: Option<&KeyInfo>,
+            _log: &StepLog,
+        ) -> Result<()> {
+            Ok(())
+        }
+        async fn list(&self, bucket: &str, _prefix: &str) -> Result<Vec<String>> {
+            Ok(vec![format!("{}:{bucket}", self.0)])
+        }
+        async fn head(
+            &self,
+            _bucket: &str,
+            _key: &str,
+            _customer_key: Option<&Secret>,
+        ) -> Result<ObjectEncryption> {
+            Ok(ObjectEncryption::default())
+        }
+        async fn read(
+            &self,
+            _bucket: &str,
+            _key: &str,
+            _customer_key: Option<&Secret>,
+        ) -> Result<u64> {
+            Ok(self.0.len() as u64)
+        }
+        fn location_config(&self, _provider: LocationProvider) -> BTreeMap<String, String> {
+            BTreeMap::from([("store".to_string(), self.0.to_string())])
+        }
+        fn velero_credentials(&self, _provider: LocationProvider) -> Secret {
+            self.1.secret(format!("credentials of {}", self.0))
+        }
+        fn velero_env(&self) -> Vec<(String, String)> {
+            vec![(self.0.to_uppercase(), "1".into())]
+        }
+        async fn delete_bucket(&self, _bucket: &str, _log: &StepLog) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn stores() -> Stores {
+        let r = Redactor::new();
+        Stores::new(vec![
+            (LocationProvider::Aws, Arc::new(Named("s3", r.clone()))),
+            (LocationProvider::Gcp, Arc::new(Named("gcs", r))),
+        ])
+    }
+
+    #[tokio::test]
+    async fn buckets_go_to_the_store_of_their_location() {
+        let s = stores();
+        s.route("a", LocationProvider::Aws).unwrap();
+        s.route("g", LocationProvider::Gcp).unwrap();
+        assert_eq!(s.list("a", "").await.unwrap(), ["s3:a"]);
+        assert_eq!(s.list("g", "").await.unwrap(), ["gcs:g"]);
+        assert!(!s.bucket_exists("a").await.unwrap());
+        assert!(s.bucket_exists("g").await.unwrap());
+        assert_eq!(s.read("g", "x", None).await.unwrap(), 3);
+        let e = s.list("elsewhere", "").await.unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("bucket elsewhere is used by no location"),
+            "{e}"
+        );
+        // The same bucket name for two clouds, or a cloud without storage, is refused.
+        let e = s.route("a", LocationProvider::Gcp).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("used by a `aws` location and a `gcp` location"),
+            "{e}"
+        );
+        assert!(
+            s.route("a", LocationProvider::Aws).is_ok(),
+            "routing again to the same cloud is fine"
+        );
+        let e = s.route("z", LocationProvider::Azure).unwrap_err();
+        assert!(e.to_string().contains("no `azure` storage"), "{e}");
+    }
+
+    #[test]
+    fn each_cloud_gets_its_own_config_and_credentials_and_every_store_its_env() {
+        let s = stores();
+        assert_eq!(s.location_config(LocationProvider::Gcp)["store"], "gcs");
+        assert_eq!(s.location_config(LocationProvider::Aws)["store"], "s3");
+        assert!(s.location_config(LocationProvider::Azure).is_empty());
+        assert_eq!(
+            s.velero_credentials(LocationProvider::Gcp).expose_str(),
+            "credentials of gcs"
+        );
+        assert_eq!(
+            s.velero_credentials(LocationProvider::Aws).expose_str(),
+            "credentials of s3"
+        );
+        assert_eq!(
+            s.velero_env(),
+            [
+                ("S3".to_string(), "1".to_string()),
+                ("GCS".to_string(), "1".to_string())
+            ]
+        );
+    }
+}

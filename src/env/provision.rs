@@ -380,6 +380,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_multi_cloud_cell_needs_every_emulator_and_every_plugin() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/multi-cloud.yaml");
+        let cell = crate::scenario::load(&path).unwrap().cells.remove(0);
+        let n = needs(&cell);
+        for need in [
+            Need::Localstack,
+            Need::Azurite,
+            Need::LowkeyVault,
+            Need::FakeGcs,
+        ] {
+            assert!(n.contains(&need), "{need:?} in {n:?}");
+        }
+        for plugin in ["aws", "azure", "gcp"] {
+            assert!(
+                n.contains(&Need::Plugin {
+                    velero: "1.17".into(),
+                    plugin: plugin.into()
+                }),
+                "{plugin} in {n:?}"
+            );
+        }
+        assert_eq!(Need::FakeGcs.arg(), "fake-gcs");
+        assert!(Need::FakeGcs.matches("fake-gcs"));
+    }
+
+    #[test]
     fn events_parse_and_other_lines_do_not() {
         assert_eq!(
             parse("::vdrill-event velero-v1.18.3 start 480 building Velero v1.18.3").unwrap(),

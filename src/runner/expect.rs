@@ -171,3 +171,23 @@ pub fn judge(step: Option<&Step>, result: anyhow::Result<StepOutput>) -> Judged 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_operation_the_environment_cannot_do_is_skipped_with_its_reason_and_others_fail() {
+        let j = judge(
+            None,
+            Err(
+                anyhow::Error::new(crate::env::NotHere("no KMS here".into()))
+                    .context("disabling key k"),
+            ),
+        );
+        assert_eq!(j.status, Status::Skipped);
+        assert!(j.message.contains("no KMS here"), "{}", j.message);
+        let j = judge(None, Err(anyhow::anyhow!("no KMS here")));
+        assert_eq!(j.status, Status::Failed, "a plain error is a failure");
+    }
+}
