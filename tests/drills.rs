@@ -352,6 +352,23 @@ fn without_kms_key_name_the_gcs_audit_on_the_emulator_cannot_tell_and_says_so() 
     let keyed = assertions_named(&r, "encrypted with Cloud KMS key");
     assert_eq!(keyed.len(), 1);
     assert_ne!(keyed[0]["status"], "passed");
+    let cell = &r.report["cells"][0];
+    for kind in ["disable-key", "enable-key"] {
+        let step = cell["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["kind"] == kind)
+            .unwrap_or_else(|| panic!("{kind} ran: {cell}"));
+        assert_eq!(step["status"], "skipped", "{step}");
+        assert!(
+            step["message"]
+                .as_str()
+                .unwrap()
+                .contains("exists only on real GCP"),
+            "{step}"
+        );
+    }
 }
 
 macro_rules! drills {
