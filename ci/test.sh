@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The test command: set up what is missing, run every test (unit, runner,
+# The test command: set up what is missing, check the formatting, run every test (unit, runner,
 # scenario corpus, JUnit schema, the local test bed and the drills on it),
 # then fuzz the scenario loader for a bounded time.
 #
@@ -17,6 +17,8 @@ mkdir -p "$artifacts"
 export VDRILL_CI_ARTIFACTS=$artifacts
 
 status=0
+# One code style: rustfmt's defaults.
+cargo fmt --check >/dev/null || { echo "ci/test.sh: the code is not formatted; run cargo fmt" >&2; status=1; }
 cargo nextest run --profile ci --no-fail-fast || status=$?
 cp "$CARGO_TARGET_DIR/nextest/ci/junit.xml" "$artifacts/nextest-junit.xml" 2>/dev/null || true
 
