@@ -100,6 +100,10 @@ pub struct RunArgs {
     /// Print every step's log as it happens.
     #[arg(long, short)]
     pub verbose: bool,
+    /// Run up to N cells side by side, each with its own bed, ports and folders
+    /// (one bar per cell on a terminal, lines prefixed with the cell in CI).
+    #[arg(long, short = 'j', value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub jobs: u16,
     /// Id of this run (default: a timestamp).
     #[arg(long)]
     pub run_id: Option<String>,
@@ -461,6 +465,7 @@ async fn run(args: RunArgs) -> i32 {
             run_id: run_id.clone(),
             keep: args.keep,
             verbose: args.verbose,
+            jobs: usize::from(args.jobs),
         },
         cancel,
     );

@@ -514,3 +514,72 @@ async fn a_failure_found_before_the_environment_broke_stays_the_verdict() {
     assert_eq!(report.exit_code(), vdrill::exit::DRILL_FAILED);
     assert_eq!(h.run_json()["cells"][0]["status"], "failed");
 }
+
+const SIDE_BY_SIDE: &str = r#"
+apiVersion: vdrill.dev/v1alpha1
+kind: Scenario
+metadata: {name: side-by-side}
+matrix: {n: ["a", "b", "c"]}
+environment: {cluster: local, storage: localstack}
+velero:
+  version: "1.18"
+  repositoryPassword: {fromEnv: VDRILL_TEST_REPO_PASSWORD}
+  locations:
+    - {name: default, provider: aws, bucket: "vdrill-${matrix.n}", config: {region: us-east-1}}
+steps:
+  - wait: 1s
+"#;
+
+/// Whether any two cells' runs overlapped in time (from their reported start and duration).
+fn overlapping(report: &vdrill::report::RunReport) -> bool {
+    let spans: Vec<_> = report
+        .cells
+        .iter()
+        .map(|c| {
+            (
+                c.started_at,
+                c.started_at + chrono::Duration::from_std(c.duration).unwrap(),
+            )
+        })
+        .collect();
+    spans
+        .iter()
+        .enumerate()
+        .any(|(i, a)| spans[i + 1..].iter().any(|b| a.0 < b.1 && b.0 < a.1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_jobs_cells_run_side_by_side_and_the_report_keeps_the_plan_order() {
+    let plan = cells(SIDE_BY_SIDE);
+    let ids: Vec<String> = plan.iter().map(|c| c.id.clone()).collect();
+    for jobs in [1, 3] {
+        let h = Harness::new();
+        let factory = Arc::new(MemoryFactory::new(Behaviour::default()));
+        let mut runner = h.runner(factory, false, CancellationToken::new());
+        runner.set_jobs(jobs);
+        let report = runner.run(&plan).await;
+        assert!(report.passed(), "{report:#?}");
+        assert_eq!(
+            report
+                .cells
+                .iter()
+                .map(|c| c.id.clone())
+                .collect::<Vec<_>>(),
+            ids,
+            "plan order"
+        );
+        assert_eq!(
+            overlapping(&report),
+            jobs > 1,
+            "jobs {jobs}: {:?}",
+            report
+                .cells
+                .iter()
+                .map(|c| (c.started_at, c.duration))
+                .collect::<Vec<_>>()
+        );
+        let written = h.run_json();
+        assert_eq!(written["cells"].as_array().unwrap().len(), 3);
+        assert_eq!(written["cells"][2]["id"], ids[2].as_str());
+    }
+}

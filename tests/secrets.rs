@@ -224,6 +224,7 @@ async fn no_secret_reaches_an_artifact_or_the_console() {
             run_id,
             keep: false,
             verbose: true,
+            jobs: 1,
         },
         CancellationToken::new(),
     );

@@ -1,5 +1,6 @@
 //! Runs the expanded plan: first provisioning (once, for every cell, outside
-//! every budget), then one cell at a time, steps in order, each under its
+//! every budget), then the cells (one at a time, or up to `jobs` side by side,
+//! each with its own environment), each cell's steps in order, each under its
 //! timeout and watched for the environment breaking; the first failure marks
 //! the rest skipped; `finally` steps, pending undos and teardown always run,
 //! also after Ctrl-C / SIGTERM.
@@ -11,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::FutureExt;
 use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
 use tokio_util::sync::CancellationToken;
 
 use crate::env::process::{Died, Watchdog};
@@ -38,6 +39,8 @@ pub struct RunOptions {
     pub keep: bool,
     /// Print step logs live.
     pub verbose: bool,
+    /// Cells run side by side (at least 1).
+    pub jobs: usize,
 }
 
 /// A run id: a timestamp and a random suffix.
@@ -58,6 +61,8 @@ pub struct Runner {
     redactor: Arc<Redactor>,
     options: RunOptions,
     cancel: CancellationToken,
+    /// Cells still running (with `jobs` > 1, several), as far as they got.
+    live: Mutex<std::collections::BTreeMap<String, CellReport>>,
 }
 
 /// Default timeout of each step kind.
@@ -153,7 +158,13 @@ impl Runner {
             redactor,
             options,
             cancel,
+            live: Mutex::default(),
         }
+    }
+
+    /// Run up to `jobs` cells side by side (at least one).
+    pub fn set_jobs(&mut self, jobs: usize) {
+        self.options.jobs = jobs.max(1);
     }
 
     pub async fn run(&self, cells: &[Cell]) -> RunReport {
@@ -169,7 +180,17 @@ impl Runner {
         self.reporter
             .event(&Event::RunStarted { cells: cells.len() });
         let provisioned = self.provision(cells).await;
-        for cell in cells {
+        let provisioned = &provisioned;
+        // Up to `jobs` cells at once; the report keeps the plan's order.
+        let order: std::collections::HashMap<&str, usize> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.id.as_str(), i))
+            .collect();
+        let order = &order;
+        let report_ref = &report;
+        let each = cells.iter().map(|cell| async move {
+            let report = report_ref;
             let cell_report = if self.cancel.is_cancelled() {
                 self.skipped_cell(cell, "the run was interrupted before this cell started")
             } else if let Some(why) = provisioned.unavailable.get(&cell.id) {
@@ -183,12 +204,22 @@ impl Runner {
             };
             self.reporter
                 .event(&Event::CellFinished { cell: &cell_report });
+            // (`live` before `report`, in the order `record` takes them.)
+            let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+            live.remove(&cell_report.id);
             let mut r = report.lock().unwrap_or_else(|e| e.into_inner());
+            drop(live);
             r.cells.push(cell_report);
+            r.cells
+                .sort_by_key(|c| order.get(c.id.as_str()).copied().unwrap_or(usize::MAX));
             r.duration = started.elapsed();
             r.interrupted = self.cancel.is_cancelled();
             self.artifacts.write_report(&r);
-        }
+        });
+        futures::stream::iter(each)
+            .buffer_unordered(self.options.jobs.max(1))
+            .collect::<Vec<()>>()
+            .await;
         let mut r = report.lock().unwrap_or_else(|e| e.into_inner()).clone();
         r.duration = started.elapsed();
         r.interrupted = self.cancel.is_cancelled();
@@ -811,11 +842,14 @@ impl Runner {
             step: &step,
         });
         cell.steps.push(step);
-        // Keep run.json and JUnit current, so even a hard exit leaves what was done.
-        let mut snapshot = run.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // Keep run.json and JUnit current, so even a hard exit leaves what was done:
+        // the finished cells and, as far as they got, every cell still running.
         let mut partial = cell.clone();
         partial.status = cell_status(&partial.steps);
-        snapshot.cells.push(partial);
+        let mut live = self.live.lock().unwrap_or_else(|e| e.into_inner());
+        live.insert(partial.id.clone(), partial);
+        let mut snapshot = run.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        snapshot.cells.extend(live.values().cloned());
         snapshot.interrupted = self.cancel.is_cancelled();
         self.artifacts.write_report(&snapshot);
     }

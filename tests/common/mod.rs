@@ -84,6 +84,7 @@ impl Harness {
                 run_id: "test-run".into(),
                 keep,
                 verbose: false,
+                jobs: 1,
             },
             cancel,
         )
