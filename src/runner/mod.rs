@@ -710,6 +710,8 @@ impl Runner {
         }
 
         report.duration = cell_started.elapsed();
+        // Process-wide: with `jobs` > 1 it includes the other running cells' share,
+        // so it is an upper bound there.
         report.overhead = cpu_time().saturating_sub(cpu_started);
         // A failure the drill found before anything broke stands; a break after it
         // (in `finally`, say) does not hide it.
