@@ -465,3 +465,57 @@ fn two_drills_run_at_once_without_clashing() {
         assert_eq!(r.code, Some(0), "{}\n{}", failures(&r), r.stdout);
     }
 }
+
+#[test]
+fn with_j2_both_velero_versions_run_side_by_side_in_one_vdrill() {
+    let dir = artifacts("jobs-2");
+    let out = Command::new(env!("CARGO_BIN_EXE_vdrill"))
+        .current_dir(repo())
+        .args([
+            "run",
+            "scenarios/aws-kms-basic.yaml",
+            "-j",
+            "2",
+            "--artifacts",
+        ])
+        .arg(&dir)
+        .env("CI", "1")
+        .output()
+        .expect("run vdrill");
+    let stdout = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    let cells = report["cells"].as_array().unwrap();
+    assert_eq!(
+        cells
+            .iter()
+            .map(|c| c["id"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["aws-kms-basic[velero=1.17]", "aws-kms-basic[velero=1.18]"]
+    );
+    let span = |c: &serde_json::Value| {
+        let start =
+            chrono::DateTime::parse_from_rfc3339(c["started_at"].as_str().unwrap()).unwrap();
+        (
+            start,
+            start
+                + chrono::Duration::milliseconds((c["duration"].as_f64().unwrap() * 1000.0) as i64),
+        )
+    };
+    let (a, b) = (span(&cells[0]), span(&cells[1]));
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "the two cells overlapped: {a:?} {b:?}"
+    );
+    // Lines in CI are prefixed with their cell.
+    assert!(
+        stdout.contains("[aws-kms-basic[velero=1.17]]")
+            && stdout.contains("[aws-kms-basic[velero=1.18]]"),
+        "{stdout}"
+    );
+}
