@@ -3,7 +3,9 @@
 
 pub mod artifacts;
 pub mod event;
+pub mod html;
 pub mod junit;
+pub mod merge;
 pub mod progress;
 
 use std::path::PathBuf;
