@@ -326,18 +326,11 @@ fn junitparser_python() -> PathBuf {
     py
 }
 
-#[tokio::test]
-async fn junitparser_reads_the_cells_properties_and_failures() {
-    let tmp = tempfile::tempdir().unwrap();
-    let cells: Vec<Cell> = files().into_iter().flat_map(|f| f.cells).collect();
-    let dir = tmp.path().join("run");
-    let report = run_memory(&cells, &dir, &run_id(&tmp, "jp")).await;
-    assert_eq!(report.counts(), (2, 2, 0, 0));
-
-    // What junitparser (a JUnit consumer from PyPI) makes of the file, as JSON.
+/// What junitparser (a JUnit consumer from PyPI) makes of a JUnit file, as JSON.
+fn junitparser_view(junit: &Path) -> serde_json::Value {
     let script = r#"
 import json, sys
-from junitparser import JUnitXml, Failure, Error, Skipped
+from junitparser import JUnitXml
 xml = JUnitXml.fromfile(sys.argv[1])
 out = []
 for suite in xml:
@@ -356,11 +349,22 @@ print(json.dumps(out))
     let out = Command::new(junitparser_python())
         .arg("-c")
         .arg(script)
-        .arg(dir.join("junit.xml"))
+        .arg(junit)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn junitparser_reads_the_cells_properties_and_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cells: Vec<Cell> = files().into_iter().flat_map(|f| f.cells).collect();
+    let dir = tmp.path().join("run");
+    let report = run_memory(&cells, &dir, &run_id(&tmp, "jp")).await;
+    assert_eq!(report.counts(), (2, 2, 0, 0));
+
+    let seen = junitparser_view(&dir.join("junit.xml"));
     let suites = seen.as_array().unwrap();
     let names: Vec<&str> = suites.iter().map(|s| s["name"].as_str().unwrap()).collect();
     let ids: Vec<&str> = report.cells.iter().map(|c| c.id.as_str()).collect();
@@ -809,6 +813,36 @@ fn vdrill_run_in_two_shards_and_report_merge_equal_one_unsharded_run() {
         std::fs::read_to_string(out.join("junit.xml")).unwrap()
     );
     assert!(xmllint(&out.join("junit.xml")).status.success());
+
+    // junitparser reads `vdrill run`'s own JUnit: each cell, its environment error
+    // (one line in `message`, the whole reason in the body) and its skipped steps.
+    let seen = junitparser_view(&all.join("junit.xml"));
+    let suites = seen.as_array().unwrap();
+    assert_eq!(suites.len(), 4);
+    for s in suites {
+        assert_eq!(s["errors"], 1, "{s}");
+        assert_eq!(
+            s["skipped"].as_u64().unwrap() + 1,
+            s["tests"].as_u64().unwrap()
+        );
+        assert_eq!(s["properties"]["status"], "error");
+        let error = s["cases"][0]["results"][0].clone();
+        assert_eq!(error["kind"], "Error", "{s}");
+        let (m, body) = (
+            error["message"].as_str().unwrap(),
+            error["text"].as_str().unwrap(),
+        );
+        assert!(!m.contains('\n') && m.chars().count() <= 203, "{m}");
+        assert!(body.contains("testbed.json is missing"), "{body}");
+        assert!(
+            s["cases"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["classname"] == s["properties"]["scenario"]),
+            "{s}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------- the HTML page
@@ -890,6 +924,7 @@ for (const b of document.querySelectorAll('#rto-chart rect.bar')) {
   const r = b.getBoundingClientRect();
   out.push(['bar', b.dataset.cell, b.dataset.run, Number(b.dataset.rto), r.width, r.height]);
 }
+out.push(['attention', document.querySelectorAll('#attention li.failed').length]);
 const c = document.getElementById('rto-chart').getBoundingClientRect();
 out.push(['chart', Math.round(c.width), Math.round(c.height)]);
 const p = document.createElement('pre'); p.id = 'layout'; p.textContent = JSON.stringify(out);
@@ -927,6 +962,9 @@ document.body.appendChild(p);
             .iter()
             .all(|e| e[3].as_u64().unwrap() > 100 && e[4].as_u64().unwrap() > 50)
     );
+
+    // The cells that did not pass come first: run 1's two failing ones.
+    assert_eq!(rendered("attention")[0][1], 2, "{layout:?}");
 
     // The chart: one bar per cell with an RTO in each run, widths in proportion.
     let bars = rendered("bar");

@@ -72,12 +72,44 @@ pub fn render(runs: &[RunFolder]) -> String {
         count(Status::Error),
         count(Status::Skipped),
     );
+    attention(&mut h, runs);
     chart(&mut h, runs);
     for (n, folder) in runs.iter().enumerate() {
         run_section(&mut h, n, folder);
     }
     h.push_str("</body>\n</html>\n");
     h
+}
+
+/// The cells that did not pass, first: what someone opening the page looks for.
+fn attention(h: &mut String, runs: &[RunFolder]) {
+    let bad: Vec<(usize, &RunFolder, &CellReport)> = runs
+        .iter()
+        .enumerate()
+        .flat_map(|(n, r)| r.run.cells.iter().map(move |c| (n, r, c)))
+        .filter(|(_, _, c)| matches!(c.status, Status::Failed | Status::Error))
+        .collect();
+    if bad.is_empty() {
+        return;
+    }
+    h.push_str("<section id=\"attention\">\n<h2>Not passed</h2>\n<ul>\n");
+    for (n, r, c) in bad {
+        let _ = writeln!(
+            h,
+            "<li class=\"{st}\"><span class=\"badge {st}\">{st}</span> <a href=\"#{}\">{}</a> (run {}): {}</li>",
+            attr(&cell_anchor(n, c)),
+            text(&c.id),
+            text(&r.run.run_id),
+            text(
+                &c.verdict
+                    .as_deref()
+                    .map(super::junit::headline)
+                    .unwrap_or_default()
+            ),
+            st = c.status.as_str(),
+        );
+    }
+    h.push_str("</ul>\n</section>\n");
 }
 
 fn colour(n: usize) -> &'static str {
