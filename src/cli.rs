@@ -32,7 +32,9 @@ pub use crate::exit::{DRILL_FAILED as EXIT_DRILL_FAILED, INVALID as EXIT_INVALID
     after_help = "Exit codes: 0 all drills passed, 1 a drill failed, 2 invalid input or usage, 3 the environment broke \
         (no drill failed, but a cell could not reach a verdict), 130 interrupted.\n\
         Examples:\n  vdrill validate scenarios/*.yaml\n  vdrill plan scenarios/aws-kms-basic.yaml\n  \
-        vdrill run scenarios/aws-kms-disable-midrun.yaml --junit junit.xml\n  vdrill run --tag nightly --shard 1/3"
+        vdrill run scenarios/aws-kms-disable-midrun.yaml --junit junit.xml\n  vdrill run --tag nightly --shard 1/3\n  \
+        vdrill plan scenarios --format github-matrix --shards 3 --tag nightly\n  \
+        vdrill report merge shard-1 shard-2 shard-3 --out merged\n  vdrill report merged -o report.html"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -278,6 +280,15 @@ pub async fn main(cli: Cli) -> i32 {
                 EXIT_INVALID
             }
         },
+        Command::Plan(args)
+            if !matches!(args.format, Format::GithubMatrix)
+                && (args.shards != 1 || !args.tags.is_empty() || !args.matrix.is_empty()) =>
+        {
+            eprintln!(
+                "error: --shards, --tag and --matrix select shards for `--format github-matrix`;                  the text and json plans show every cell"
+            );
+            EXIT_INVALID
+        }
         Command::Plan(args) => match load_all(std::slice::from_ref(&args.scenario)) {
             Ok(loaded) if loaded.is_empty() => {
                 eprintln!("{}: error: nothing to plan", args.scenario.display());

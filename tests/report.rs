@@ -487,6 +487,20 @@ fn plan_prints_the_shards_as_a_github_matrix_that_matches_run_shard() {
         "plan",
         dir.path().to_str().unwrap(),
         "--format",
+        "json",
+        "--shards",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("--format github-matrix"),
+        "{}",
+        stderr(&out)
+    );
+    let out = vdrill(&[
+        "plan",
+        dir.path().to_str().unwrap(),
+        "--format",
         "github-matrix",
         "--shards",
         "0",
