@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Everything the tests need, on a new machine or an old one (idempotent):
-# xmllint (JUnit schema test), cargo-nextest, cargo-fuzz, and the local test bed
+# xmllint (JUnit schema test), cargo-nextest, cargo-fuzz, what the report tests need
+# (chromium, junitparser, actionlint: ci/setup-report.sh), and the local test bed
 # (built from the package registries into ${VDRILL_CACHE:-$HOME/.cache/vdrill}).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,5 +24,6 @@ if ! rustup toolchain list | grep -q '^nightly'; then
   say "installing the nightly toolchain (cargo fuzz needs it)"
   rustup toolchain install nightly --profile minimal
 fi
+ci/setup-report.sh
 ci/testbed/setup.sh "$@"
 say "done in $(( $(date +%s) - t0 ))s"

@@ -32,7 +32,9 @@ pub use crate::exit::{DRILL_FAILED as EXIT_DRILL_FAILED, INVALID as EXIT_INVALID
     after_help = "Exit codes: 0 all drills passed, 1 a drill failed, 2 invalid input or usage, 3 the environment broke \
         (no drill failed, but a cell could not reach a verdict), 130 interrupted.\n\
         Examples:\n  vdrill validate scenarios/*.yaml\n  vdrill plan scenarios/aws-kms-basic.yaml\n  \
-        vdrill run scenarios/aws-kms-disable-midrun.yaml --junit junit.xml\n  vdrill run --tag nightly --shard 1/3"
+        vdrill run scenarios/aws-kms-disable-midrun.yaml --junit junit.xml\n  vdrill run --tag nightly --shard 1/3\n  \
+        vdrill plan scenarios --format github-matrix --shards 3 --tag nightly\n  \
+        vdrill report merge shard-1 shard-2 shard-3 --out merged\n  vdrill report merged -o report.html"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -50,11 +52,7 @@ pub enum Command {
         files: Vec<PathBuf>,
     },
     /// Show the expanded cells and steps of a scenario without running anything.
-    Plan {
-        scenario: PathBuf,
-        #[arg(long, value_enum, default_value_t = Format::Text)]
-        format: Format,
-    },
+    Plan(PlanArgs),
     /// List the scenarios in a directory with their tags and cells.
     List {
         #[arg(default_value = "scenarios")]
@@ -65,12 +63,68 @@ pub enum Command {
     /// Use the local test bed by hand, and list or remove kept environments.
     #[command(subcommand)]
     Testbed(TestbedCommand),
+    /// Write one static HTML page of run folders (`vdrill report DIR...`), or merge
+    /// run folders into one (`vdrill report merge DIR... --out DIR`).
+    Report(ReportArgs),
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum Format {
     Text,
     Json,
+    /// The shards as a GitHub Actions matrix: `{"include": [{"shard": "1/2", ...}]}`
+    /// on one line, for `strategy.matrix: ${{ fromJSON(...) }}`.
+    GithubMatrix,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// A scenario file or a directory of them.
+    pub scenario: PathBuf,
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub format: Format,
+    /// Split the selected cells into N shards as `vdrill run --shard I/N` does
+    /// (for `--format github-matrix`; shards left empty are not listed).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub shards: u16,
+    /// Only scenarios with this tag (repeatable), as in `vdrill run`.
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Only cells with this matrix value (repeatable), as in `vdrill run`.
+    #[arg(long = "matrix", value_name = "NAME=VALUE", value_parser = parse_pair)]
+    pub matrix: Vec<(String, String)>,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ReportArgs {
+    #[command(subcommand)]
+    pub command: Option<ReportCommand>,
+    /// Run folders (each with the run.json `vdrill run` wrote), oldest first: the
+    /// page shows each, and the RTO of every drill across them.
+    #[arg(required = true, value_name = "DIR")]
+    pub runs: Vec<PathBuf>,
+    /// Where to write the page.
+    #[arg(long, short, value_name = "FILE", default_value = "vdrill-report.html")]
+    pub output: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReportCommand {
+    /// Merge run folders (a CI matrix's shards) into one: run.json, junit.xml and the
+    /// cells' artifacts. A cell is known by its stable name; the same result twice
+    /// is kept once, two different results of one cell are an error.
+    Merge {
+        /// Run folders, each with run.json and junit.xml.
+        #[arg(required = true, value_name = "DIR")]
+        runs: Vec<PathBuf>,
+        /// The merged run folder (created if needed).
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Also write the merged JUnit XML here.
+        #[arg(long, value_name = "PATH")]
+        junit: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -226,13 +280,34 @@ pub async fn main(cli: Cli) -> i32 {
                 EXIT_INVALID
             }
         },
-        Command::Plan { scenario, format } => match load_all(std::slice::from_ref(&scenario)) {
+        Command::Plan(args)
+            if !matches!(args.format, Format::GithubMatrix)
+                && (args.shards != 1 || !args.tags.is_empty() || !args.matrix.is_empty()) =>
+        {
+            eprintln!(
+                "error: --shards, --tag and --matrix select shards for `--format github-matrix`;                  the text and json plans show every cell"
+            );
+            EXIT_INVALID
+        }
+        Command::Plan(args) => match load_all(std::slice::from_ref(&args.scenario)) {
             Ok(loaded) if loaded.is_empty() => {
-                eprintln!("{}: error: nothing to plan", scenario.display());
+                eprintln!("{}: error: nothing to plan", args.scenario.display());
                 EXIT_INVALID
             }
+            Ok(loaded) if matches!(args.format, Format::GithubMatrix) => {
+                match github_matrix(&loaded, &args) {
+                    Ok(m) => {
+                        println!("{m}");
+                        EXIT_OK
+                    }
+                    Err(e) => {
+                        eprintln!("{}: error: {e}", args.scenario.display());
+                        EXIT_INVALID
+                    }
+                }
+            }
             Ok(loaded) => {
-                print_plan(&loaded, format, scenario.is_dir());
+                print_plan(&loaded, args.format, args.scenario.is_dir());
                 EXIT_OK
             }
             Err(diags) => {
@@ -290,12 +365,101 @@ pub async fn main(cli: Cli) -> i32 {
             }
         }
         Command::Testbed(cmd) => crate::testbed::main(cmd).await,
+        Command::Report(args) => report(args),
+    }
+}
+
+/// The shards of the selected cells as a GitHub Actions matrix (one line of JSON).
+/// Each entry is what `vdrill run --shard I/N` with the same tags and matrix
+/// filters runs: `shard` ("I/N"), `index`, `total` and the `cells` it holds.
+pub fn github_matrix(files: &[ScenarioFile], args: &PlanArgs) -> Result<String, String> {
+    let n = usize::from(args.shards);
+    let all = select_cells(files, &args.tags, &args.matrix, None);
+    if all.is_empty() {
+        return Err(format!(
+            "no scenario cells match (tags {:?}, matrix {:?})",
+            args.tags, args.matrix
+        ));
+    }
+    let include: Vec<serde_json::Value> = (1..=n)
+        .map(|i| {
+            (
+                i,
+                select_cells(files, &args.tags, &args.matrix, Some((i, n))),
+            )
+        })
+        .filter(|(_, cells)| !cells.is_empty())
+        .map(|(i, cells)| {
+            serde_json::json!({
+                "shard": format!("{i}/{n}"),
+                "index": i,
+                "total": n,
+                "cells": cells.iter().map(|c| c.id.clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::to_string(&serde_json::json!({ "include": include })).map_err(|e| e.to_string())
+}
+
+/// `vdrill report`: the HTML page, or `merge`.
+fn report(args: ReportArgs) -> i32 {
+    use crate::report::{html, merge};
+    match args.command {
+        Some(ReportCommand::Merge { runs, out, junit }) => {
+            let loaded: Result<Vec<_>, _> =
+                runs.iter().map(|d| merge::load_with_junit(d)).collect();
+            let merged = match loaded.and_then(|l| merge::merge(&l)) {
+                Ok(m) => m,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_INVALID;
+                }
+            };
+            if let Err(e) = merge::write(&merged, &out) {
+                eprintln!("error: {e}");
+                return EXIT_INVALID;
+            }
+            if let Some(j) = &junit
+                && let Err(e) = std::fs::copy(out.join("junit.xml"), j)
+            {
+                eprintln!("error: {}: cannot write: {e}", j.display());
+                return EXIT_INVALID;
+            }
+            let (p, f, e, s) = merged.run.counts();
+            println!(
+                "merged {} run folder(s), {} cell(s): {p} passed, {f} failed, {e} environment error(s), {s} skipped",
+                runs.len(),
+                merged.run.cells.len()
+            );
+            println!("run.json:  {}", out.join("run.json").display());
+            println!("junit:     {}", out.join("junit.xml").display());
+            EXIT_OK
+        }
+        None => {
+            let loaded: Result<Vec<_>, _> = args.runs.iter().map(|d| merge::load_run(d)).collect();
+            let runs = match loaded {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return EXIT_INVALID;
+                }
+            };
+            let page = html::render(&runs);
+            if let Err(e) = crate::report::artifacts::write_atomic(&args.output, page.as_bytes()) {
+                eprintln!("error: {}: cannot write: {e}", args.output.display());
+                return EXIT_INVALID;
+            }
+            println!("report: {}", args.output.display());
+            EXIT_OK
+        }
     }
 }
 
 /// The plan of each file; in JSON one object, or an array of them when `many` (a directory was given).
 fn print_plan(files: &[ScenarioFile], format: Format, many: bool) {
     match format {
+        // Printed by `github_matrix` (shards, not plans).
+        Format::GithubMatrix => {}
         Format::Json => {
             let plans: Vec<serde_json::Value> = files
                 .iter()
@@ -505,7 +669,7 @@ pub fn print_summary(
             c.status.as_str(),
             human(c.duration),
             c.rto.map(human).unwrap_or_else(|| "-".into()),
-            100.0 * c.overhead.as_secs_f64() / c.duration.as_secs_f64().max(1e-9)
+            crate::report::junit::share_percent(c)
         );
         for s in c
             .steps

@@ -315,7 +315,8 @@ impl Cluster for Memory {
             kind: "memory".into(),
             server: "memory://".into(),
             kubeconfig: None,
-            version: None,
+            // What a report shows as the Kubernetes version of an in-memory cell.
+            version: Some("memory".into()),
         }
     }
 

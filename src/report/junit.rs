@@ -1,11 +1,20 @@
-//! JUnit XML in the shape Jenkins and GitLab read: one testsuite per scenario
-//! cell, one testcase per step and per assertion.
+//! JUnit XML in the shape Jenkins, GitLab and other dashboards read: one testsuite
+//! per scenario cell, one testcase per step and per assertion.
+//!
+//! Names are stable across runs, so a dashboard can follow a test from night to
+//! night: the suite is the cell id (`aws-kms-basic[velero=1.18]`), a case's
+//! `classname` is the scenario (`aws-kms-basic`: no dots, which readers would take
+//! for a package path) and its name the step (`step 05: backup while-disabled`),
+//! followed by the cell's matrix values (`[velero=1.18]`) when the scenario has a
+//! matrix, so that classname + name is unique in a report. Run ids, times and
+//! generated key ids go into attributes and properties, never into names.
 
 use quick_junit::{NonSuccessKind, Property, Report, TestCase, TestCaseStatus, TestSuite};
 
-use super::{RunReport, Stage, Status, StepReport};
+use super::{CellReport, RunReport, Stage, Status, StepReport};
 
-fn case_name(step: &StepReport) -> String {
+/// `step 05: backup before`.
+pub fn case_name(step: &StepReport) -> String {
     let stage = match step.stage {
         Stage::Setup => "setup",
         Stage::Step => "step",
@@ -15,11 +24,34 @@ fn case_name(step: &StepReport) -> String {
     format!("{stage} {:02}: {}", step.index, step.title)
 }
 
-/// The first line of a message, shortened: what dashboards show; the body has it all.
-fn headline(message: &str) -> String {
-    let first = message.lines().next().unwrap_or_default();
-    if first.chars().count() > 300 {
-        format!("{}...", first.chars().take(300).collect::<String>())
+/// The matrix part of a cell's name (`[velero=1.18]`), empty without a matrix.
+fn matrix_suffix(cell: &CellReport) -> String {
+    if cell.matrix.is_empty() {
+        return String::new();
+    }
+    let pairs: Vec<String> = cell
+        .matrix
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    format!(" [{}]", pairs.join(","))
+}
+
+/// Longest failure or skip `message` attribute; the element's body has it all.
+const HEADLINE_CHARS: usize = 200;
+
+/// The first line of a message, shortened: what dashboards show in a list.
+pub fn headline(message: &str) -> String {
+    let first = message
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default()
+        .trim();
+    if first.chars().count() > HEADLINE_CHARS {
+        format!(
+            "{}...",
+            first.chars().take(HEADLINE_CHARS).collect::<String>()
+        )
     } else {
         first.to_string()
     }
@@ -44,10 +76,18 @@ fn status(s: Status, message: &str, ty: Option<&str>) -> TestCaseStatus {
         }
         Status::Skipped => {
             let mut st = TestCaseStatus::skipped();
-            st.set_message(message);
+            st.set_message(headline(message));
+            if message.trim() != headline(message) {
+                st.set_description(message);
+            }
             st
         }
     }
+}
+
+/// vdrill's own share of a cell's time, in percent.
+pub fn share_percent(cell: &CellReport) -> f64 {
+    100.0 * cell.overhead.as_secs_f64() / cell.duration.as_secs_f64().max(1e-9)
 }
 
 pub fn render(run: &RunReport) -> String {
@@ -67,6 +107,12 @@ pub fn render(run: &RunReport) -> String {
             ("run.id", run.run_id.clone()),
             ("artifacts", cell.artifacts.clone()),
         ];
+        if let Some(v) = &cell.kubernetes_version {
+            props.push(("kubernetes.version", v.clone()));
+        }
+        if !cell.key_providers.is_empty() {
+            props.push(("key.provider", cell.key_providers.join(",")));
+        }
         for (k, v) in &cell.matrix {
             props.push(("matrix", format!("{k}={v}")));
         }
@@ -82,6 +128,10 @@ pub fn render(run: &RunReport) -> String {
             "vdrill.overhead.seconds",
             format!("{:.3}", cell.overhead.as_secs_f64()),
         ));
+        props.push((
+            "vdrill.share.percent",
+            format!("{:.2}", share_percent(cell)),
+        ));
         props.push(("status", cell.status.as_str().to_string()));
         if let Some(v) = &cell.verdict {
             props.push(("verdict", headline(v)));
@@ -95,13 +145,14 @@ pub fn render(run: &RunReport) -> String {
         for (k, v) in plugins {
             suite.add_property(Property::new(k, v));
         }
+        let suffix = matrix_suffix(cell);
         for step in &cell.steps {
             let name = case_name(step);
             let mut case = TestCase::new(
-                name.as_str(),
+                format!("{name}{suffix}"),
                 status(step.status, &step.message, step.failure_type.as_deref()),
             );
-            case.set_classname(cell.id.as_str());
+            case.set_classname(cell.scenario.as_str());
             case.set_time(step.duration);
             case.set_assertions(step.assertions.len());
             if !step.log.is_empty() {
@@ -111,10 +162,10 @@ pub fn render(run: &RunReport) -> String {
             for a in &step.assertions {
                 let ty = (a.status == Status::Failed).then_some("assertion");
                 let mut case = TestCase::new(
-                    format!("{name} / {}", a.name),
+                    format!("{name} / {}{suffix}", a.name),
                     status(a.status, &a.message, ty),
                 );
-                case.set_classname(cell.id.as_str());
+                case.set_classname(cell.scenario.as_str());
                 case.set_time(std::time::Duration::ZERO);
                 if a.status == Status::Passed && !a.message.is_empty() {
                     case.set_system_out(a.message.as_str());

@@ -3,16 +3,18 @@
 
 pub mod artifacts;
 pub mod event;
+pub mod html;
 pub mod junit;
+pub mod merge;
 pub mod progress;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Passed,
@@ -35,7 +37,7 @@ impl Status {
 }
 
 /// Which part of a cell a step result belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
     Setup,
@@ -45,14 +47,14 @@ pub enum Stage {
 }
 
 /// One named check inside a step: an assertion or an `expect`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AssertionReport {
     pub name: String,
     pub status: Status,
     pub message: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepReport {
     /// 1-based position within its stage.
     pub index: usize,
@@ -63,22 +65,22 @@ pub struct StepReport {
     /// Why it failed or was skipped; a summary when it passed.
     pub message: String,
     /// `timeout`, `interrupted`, `expectation`, `assertion`, `error`, `environment`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_type: Option<String>,
     pub started_at: DateTime<Utc>,
     #[serde(with = "secs")]
     pub duration: Duration,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assertions: Vec<AssertionReport>,
     /// The step's captured log (redacted).
     #[serde(skip)]
     pub log: String,
     /// Relative to the artifacts folder.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_file: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellReport {
     pub id: String,
     pub scenario: String,
@@ -90,15 +92,21 @@ pub struct CellReport {
     /// Velero's plugins in this cell and their versions (`azure` -> `v1.13.2`).
     #[serde(default)]
     pub velero_plugins: std::collections::BTreeMap<String, String>,
+    /// The Kubernetes API server's version (`v1.34.3`), once the cluster is up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes_version: Option<String>,
+    /// The providers of the scenario's keys (`aws-kms`, `customer-key`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub key_providers: Vec<String>,
     pub status: Status,
     /// Why the cell did not pass, in one sentence: the first failure, or what broke.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<String>,
     pub started_at: DateTime<Utc>,
     #[serde(with = "secs")]
     pub duration: Duration,
     /// Recovery time: from the start of the disaster step to the end of a clean assert-restored.
-    #[serde(with = "opt_secs", skip_serializing_if = "Option::is_none")]
+    #[serde(default, with = "opt_secs", skip_serializing_if = "Option::is_none")]
     pub rto: Option<Duration>,
     /// Time spent in vdrill itself rather than waiting on Velero, Kubernetes or the emulators.
     #[serde(with = "secs")]
@@ -107,11 +115,11 @@ pub struct CellReport {
     /// Relative to the artifacts folder.
     pub artifacts: String,
     /// Kept up after a failure (`--keep`): where to find it.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kept: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
     pub run_id: String,
     pub vdrill_version: String,
@@ -119,6 +127,9 @@ pub struct RunReport {
     #[serde(with = "secs")]
     pub duration: Duration,
     pub interrupted: bool,
+    /// For a report made by `vdrill report merge`: the run ids it was merged from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
     pub cells: Vec<CellReport>,
 }
 
@@ -155,19 +166,42 @@ impl RunReport {
     }
 }
 
+/// Durations as seconds with millisecond precision.
 mod secs {
+    use serde::Deserialize;
     use std::time::Duration;
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
     }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let secs = f64::deserialize(d)?;
+        Duration::try_from_secs_f64(secs).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "{secs} is not a duration in seconds (need a number >= 0)"
+            ))
+        })
+    }
 }
 
 mod opt_secs {
+    use serde::Deserialize;
     use std::time::Duration;
     pub fn serialize<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         match d {
             Some(d) => s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0),
             None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        match Option::<f64>::deserialize(d)? {
+            None => Ok(None),
+            Some(secs) => Duration::try_from_secs_f64(secs).map(Some).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "{secs} is not a duration in seconds (need a number >= 0)"
+                ))
+            }),
         }
     }
 }

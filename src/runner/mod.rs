@@ -175,6 +175,7 @@ impl Runner {
             started_at: Utc::now(),
             duration: Duration::ZERO,
             interrupted: false,
+            merged_from: Vec::new(),
             cells: Vec::new(),
         }));
         self.reporter
@@ -200,7 +201,7 @@ impl Runner {
                 c.verdict = Some(format!("not run: {why}"));
                 c
             } else {
-                self.run_cell(cell, &report).await
+                self.run_cell(cell, report).await
             };
             self.reporter
                 .event(&Event::CellFinished { cell: &cell_report });
@@ -305,6 +306,14 @@ impl Runner {
             storage: s.environment.storage.as_str().to_string(),
             velero_version: s.velero.version.clone(),
             velero_plugins: Default::default(),
+            kubernetes_version: None,
+            key_providers: s
+                .keys
+                .values()
+                .map(|k| k.provider.as_str().to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
             status: Status::Passed,
             verdict: None,
             started_at: Utc::now(),
@@ -435,6 +444,9 @@ impl Runner {
             let mut p = Phase::new(Stage::Setup, 1, "setup", title, SETUP_TIMEOUT);
             p.environment = true;
             let step = self.phase(&mut report, run, &log, p, fut).await;
+            if let Some(e) = &started_env {
+                report.kubernetes_version = e.cluster.info().version;
+            }
             if step.status != Status::Passed {
                 failed = Some(format!("setup failed: {}", step.message));
                 broke = Some(format!("the environment did not come up: {}", step.message));
