@@ -2,13 +2,14 @@
 //! with Azurite's own random account and key, signed with Shared Key.
 //! Needs the bed provisioned (`ci/setup.sh` does it).
 
+mod common;
+
 use std::path::PathBuf;
 
 use base64::Engine as _;
 use vdrill::env::azure::blob::{BlobStore, BlobTarget};
-use vdrill::env::ledger::Kind;
 use vdrill::env::local::azurite::Azurite;
-use vdrill::env::process::{LogDirs, Supervisor};
+use vdrill::env::process::Supervisor;
 use vdrill::env::{KeyInfo, ObjectStore};
 use vdrill::log::{REDACTED, StepLog};
 use vdrill::scenario::{KeyProvider, LocationProvider};
@@ -29,22 +30,7 @@ impl Bed {
     async fn start(name: &str) -> Bed {
         let manifest =
             vdrill::env::local::manifest::Manifest::load().expect("the bed is provisioned");
-        let tmp = tempfile::tempdir().unwrap();
-        let log = StepLog::discard();
-        let logs = LogDirs {
-            raw: tmp.path().join("work/logs"),
-            artifacts: tmp.path().join("env"),
-        };
-        let supervisor = Supervisor::in_dir(
-            &tmp.path().join("beds"),
-            Kind::Cell,
-            name,
-            "azure blob check",
-            logs,
-            log.redactor().clone(),
-            false,
-        )
-        .unwrap();
+        let (tmp, supervisor, log) = common::emulator_supervisor(name, "azure blob check");
         let az = Azurite::start(&manifest, &tmp.path().join("work"), &supervisor, &log)
             .await
             .unwrap_or_else(|e| panic!("Azurite did not come up: {e:#}"));

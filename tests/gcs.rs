@@ -2,10 +2,11 @@
 //! and what that emulator records of a Cloud KMS key: nothing.
 //! Needs the bed provisioned (`ci/setup.sh` does it).
 
+mod common;
+
 use vdrill::env::gcp::gcs::{GcsStore, GcsTarget};
-use vdrill::env::ledger::Kind;
 use vdrill::env::local::fakegcs::FakeGcs;
-use vdrill::env::process::{LogDirs, Supervisor};
+use vdrill::env::process::Supervisor;
 use vdrill::env::{KeyInfo, Limitation, ObjectStore};
 use vdrill::log::StepLog;
 use vdrill::scenario::{KeyProvider, LocationProvider};
@@ -23,22 +24,7 @@ impl Bed {
     async fn start(name: &str) -> Bed {
         let manifest =
             vdrill::env::local::manifest::Manifest::load().expect("the bed is provisioned");
-        let tmp = tempfile::tempdir().unwrap();
-        let log = StepLog::discard();
-        let logs = LogDirs {
-            raw: tmp.path().join("work/logs"),
-            artifacts: tmp.path().join("env"),
-        };
-        let supervisor = Supervisor::in_dir(
-            &tmp.path().join("beds"),
-            Kind::Cell,
-            name,
-            "gcs check",
-            logs,
-            log.redactor().clone(),
-            false,
-        )
-        .unwrap();
+        let (tmp, supervisor, log) = common::emulator_supervisor(name, "gcs check");
         let fg = FakeGcs::start(&manifest, &tmp.path().join("work"), &supervisor, &log)
             .await
             .unwrap_or_else(|e| panic!("fake-gcs-server did not come up: {e:#}"));

@@ -193,3 +193,36 @@ macro_rules! needs_azure_bed {
         }
     };
 }
+
+/// A supervisor of its own for a test that starts one emulator of the bed: its
+/// ledger, work folder (`<tmp>/work`) and logs (`<tmp>/work/logs`, redacted copies
+/// in `<tmp>/env`) in a temporary folder.
+#[cfg(feature = "providers")]
+pub fn emulator_supervisor(
+    name: &str,
+    what: &str,
+) -> (
+    tempfile::TempDir,
+    vdrill::env::process::Supervisor,
+    vdrill::log::StepLog,
+) {
+    use vdrill::env::ledger::Kind;
+    use vdrill::env::process::{LogDirs, Supervisor};
+    let tmp = tempfile::tempdir().unwrap();
+    let log = vdrill::log::StepLog::discard();
+    let logs = LogDirs {
+        raw: tmp.path().join("work/logs"),
+        artifacts: tmp.path().join("env"),
+    };
+    let supervisor = Supervisor::in_dir(
+        &tmp.path().join("beds"),
+        Kind::Cell,
+        name,
+        what,
+        logs,
+        log.redactor().clone(),
+        false,
+    )
+    .unwrap();
+    (tmp, supervisor, log)
+}
