@@ -415,7 +415,8 @@ fn a_command_line_matrix_value_the_file_does_not_list_makes_its_cells() {
     let err = vdrill::scenario::load_with(&path, &[("to".into(), "latest".into())]).unwrap_err();
     let text: Vec<String> = err.iter().map(|d| d.to_string()).collect();
     assert!(
-        text.iter().any(|t| t.contains("upgrade-velero.version: `latest` is not a Velero version")),
+        text.iter()
+            .any(|t| t.contains("upgrade-velero.version: `latest` is not a Velero version")),
         "{text:?}"
     );
 }

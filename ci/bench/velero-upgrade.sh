@@ -19,7 +19,7 @@ printf 'build velero %s on demand: %.1fs\n' "$version" "$(echo "$(date +%s.%N) -
 cargo build -q
 out=$(mktemp -d)
 for s in velero-upgrade velero-upgrade-key-rotated; do
-  CI=1 target/debug/vdrill run "scenarios/$s.yaml" --matrix from=1.17 --matrix to=1.18 --artifacts "$out/$s" >/dev/null 2>&1 || true
+  CI=1 "${CARGO_TARGET_DIR:-target}/debug/vdrill" run "scenarios/$s.yaml" --matrix from=1.17 --matrix to=1.18 --artifacts "$out/$s" >/dev/null 2>&1 || true
   jq -r '.cells[] | [.id, .status, .duration, (.rto // 0)] | @tsv' "$out/$s/run.json" |
     while IFS=$'\t' read -r id status total rto; do
       printf '%-44s %-8s total %6.1fs  RTO %5.1fs\n' "$id" "$status" "$total" "$rto"
