@@ -145,9 +145,16 @@ pub struct RunArgs {
     /// Only scenarios with this tag (repeat for any of several).
     #[arg(long = "tag", value_name = "TAG")]
     pub tags: Vec<String>,
-    /// Only cells with this matrix value, e.g. `--matrix velero=1.18` (repeatable; all must match).
+    /// Only cells with this matrix value, e.g. `--matrix velero=1.18` (repeatable; all must
+    /// match). A value the scenario does not list replaces the dimension's values, e.g.
+    /// `--matrix to=1.18.2` (a Velero version not pinned is built by the provisioning phase).
     #[arg(long = "matrix", value_name = "NAME=VALUE", value_parser = parse_pair)]
     pub matrix: Vec<(String, String)>,
+    /// The Velero version to drill, pinned or not (`1.18`, `1.18.2`): the same as
+    /// `--matrix velero=VERSION`. A version not built yet is built from the Go module
+    /// proxy by the provisioning phase.
+    #[arg(long, value_name = "VERSION", value_parser = parse_velero)]
+    pub velero: Option<String>,
     /// Run only shard I of N of the cells (e.g. `--shard 2/4`), for CI matrices.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<(usize, usize)>,
@@ -168,6 +175,17 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
         .split_once('=')
         .ok_or("expected NAME=VALUE, e.g. velero=1.18")?;
     Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+fn parse_velero(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    if scenario::validate::valid_version(s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a Velero version; write e.g. 1.18 or 1.18.2"
+        ))
+    }
 }
 
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
@@ -193,11 +211,19 @@ fn expand_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
 
 /// Load every file; all diagnostics of all files together.
 pub fn load_all(paths: &[PathBuf]) -> Result<Vec<ScenarioFile>, Vec<Diagnostic>> {
+    load_all_with(paths, &[])
+}
+
+/// [`load_all`] with matrix values from the command line (see [`scenario::load_with`]).
+pub fn load_all_with(
+    paths: &[PathBuf],
+    matrix: &[(String, String)],
+) -> Result<Vec<ScenarioFile>, Vec<Diagnostic>> {
     let files = expand_paths(paths)?;
     let mut loaded = Vec::new();
     let mut diags = Vec::new();
     for f in files {
-        match scenario::load(&f) {
+        match scenario::load_with(&f, matrix) {
             Ok(s) => loaded.push(s),
             Err(mut d) => diags.append(&mut d),
         }
@@ -570,13 +596,16 @@ fn print_plan(files: &[ScenarioFile], format: Format, many: bool) {
     }
 }
 
-async fn run(args: RunArgs) -> i32 {
+async fn run(mut args: RunArgs) -> i32 {
     let paths = if args.scenarios.is_empty() {
         vec![PathBuf::from("scenarios")]
     } else {
         args.scenarios.clone()
     };
-    let files = match load_all(&paths) {
+    if let Some(v) = args.velero.take() {
+        args.matrix.push(("velero".into(), v));
+    }
+    let files = match load_all_with(&paths, &args.matrix) {
         Ok(f) => f,
         Err(diags) => {
             print_diagnostics(&diags);

@@ -519,3 +519,290 @@ fn with_j2_both_velero_versions_run_side_by_side_in_one_vdrill() {
         "{stdout}"
     );
 }
+
+/// `vdrill run` with these arguments (from the repository), its artifacts under `name`.
+fn run_args(args: &[&str], name: &str) -> Run {
+    let dir = artifacts(name);
+    let out = Command::new(env!("CARGO_BIN_EXE_vdrill"))
+        .current_dir(repo())
+        .arg("run")
+        .args(args)
+        .arg("--artifacts")
+        .arg(&dir)
+        .env("CI", "1")
+        .output()
+        .expect("run vdrill");
+    let report = std::fs::read(dir.join("run.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    Run {
+        code: out.status.code(),
+        report,
+        stdout: format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        dir,
+    }
+}
+
+fn steps_of(r: &Run) -> Vec<serde_json::Value> {
+    r.report["cells"][0]["steps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn step_log(r: &Run, step: &serde_json::Value) -> String {
+    std::fs::read_to_string(r.dir.join(step["log_file"].as_str().unwrap())).unwrap()
+}
+
+/// The upgrade drills from 1.17 to 1.18: the backups of 1.17 restore on 1.18, the new
+/// backup is under the key, and the upgrade went CRDs first, then the server.
+fn upgrade_drill(scenario: &str) -> Run {
+    let r = run_args(
+        &[
+            &format!("scenarios/{scenario}.yaml"),
+            "--matrix",
+            "from=1.17",
+            "--matrix",
+            "to=1.18",
+        ],
+        &format!("{scenario}-1.17-1.18"),
+    );
+    assert_eq!(
+        r.code,
+        Some(0),
+        "{}\n{}\nartifacts: {}",
+        failures(&r),
+        r.stdout,
+        r.dir.display()
+    );
+    let cell = &r.report["cells"][0];
+    assert_eq!(cell["id"], format!("{scenario}[from=1.17,to=1.18]"));
+    // The report names the version the cell was installed with.
+    assert!(
+        cell["velero_version"]
+            .as_str()
+            .unwrap()
+            .starts_with("v1.17."),
+        "{}",
+        cell["velero_version"]
+    );
+    let steps = steps_of(&r);
+    let upgrade = steps
+        .iter()
+        .find(|s| s["kind"] == "upgrade-velero")
+        .expect("an upgrade step");
+    assert_eq!(upgrade["status"], "passed", "{upgrade}");
+    let summary = upgrade["message"].as_str().unwrap();
+    assert!(
+        summary.starts_with("Velero v1.17.") && summary.contains(" -> v1.18."),
+        "{summary}"
+    );
+    let log = step_log(&r, upgrade);
+    let at = |needle: &str| {
+        log.find(needle)
+            .unwrap_or_else(|| panic!("`{needle}` in the upgrade log:\n{log}"))
+    };
+    assert!(log.contains("upgrading Velero v1.17."), "{log}");
+    // CRDs first, read back as 1.18 ships them; then the Deployment; then the server.
+    let crds = at("CRDs of Velero v1.18.");
+    assert!(at("--crds-only") < crds);
+    assert!(crds < at("apply Deployment velero"));
+    assert!(at("apply Deployment velero") < at("velero server started"));
+    assert!(at("velero server started") < at("the server answers as Velero v1.18."));
+    assert!(
+        log.contains("has the same 1 location(s) and repository password as before the upgrade"),
+        "{log}"
+    );
+    // Every step after the upgrade ran and passed on the new version.
+    let after: Vec<&serde_json::Value> = steps
+        .iter()
+        .filter(|s| s["stage"] == "step")
+        .skip_while(|s| s["kind"] != "upgrade-velero")
+        .skip(1)
+        .collect();
+    assert!(
+        after.iter().any(|s| s["kind"] == "assert-restored"),
+        "{after:?}"
+    );
+    assert!(
+        after.iter().any(|s| s["kind"] == "assert-encryption"),
+        "{after:?}"
+    );
+    assert!(after.iter().all(|s| s["status"] == "passed"), "{after:?}");
+    r
+}
+
+#[test]
+fn velero_upgrade_1_17_to_1_18() {
+    let r = upgrade_drill("velero-upgrade");
+    let restored = steps_of(&r)
+        .into_iter()
+        .filter(|s| s["kind"] == "assert-restored" && s["status"] == "passed")
+        .count();
+    assert_eq!(restored, 2, "both backups of 1.17 restored on 1.18");
+}
+
+#[test]
+fn velero_upgrade_key_rotated_1_17_to_1_18() {
+    let r = upgrade_drill("velero-upgrade-key-rotated");
+    let steps = steps_of(&r);
+    let rotate = steps
+        .iter()
+        .position(|s| s["kind"] == "rotate-key")
+        .unwrap();
+    let upgrade = steps
+        .iter()
+        .position(|s| s["kind"] == "upgrade-velero")
+        .unwrap();
+    assert!(rotate < upgrade, "the key is rotated before the upgrade");
+}
+
+#[test]
+fn an_upgrade_whose_location_loses_kms_key_id_names_it_and_the_new_backup_is_unencrypted() {
+    let r = run_args(
+        &["tests/scenarios/broken/upgrade-loses-kms-key-id.yaml"],
+        "broken-upgrade-loses-kms-key-id",
+    );
+    assert_eq!(r.code, Some(1), "the drill fails:\n{}", r.stdout);
+    let steps = steps_of(&r);
+    let upgrade = steps
+        .iter()
+        .find(|s| s["kind"] == "upgrade-velero")
+        .unwrap();
+    // The step's check found the change (expected here, so the drill went on).
+    assert_eq!(upgrade["status"], "passed", "{upgrade}");
+    let log = step_log(&r, upgrade);
+    assert!(
+        log.contains("location default lost config kmsKeyId (was \"alias/vdrill-broken-upgrade\")"),
+        "{log}"
+    );
+    assert!(
+        steps
+            .iter()
+            .any(|s| s["kind"] == "assert-restored" && s["status"] == "passed"),
+        "the old backup still restores: {steps:?}"
+    );
+    let step = assert_step(&r, "assert-encryption");
+    let msg = step["message"].as_str().unwrap();
+    assert!(
+        msg.contains("backups/after-upgrade/velero-backup.json"),
+        "the new backup's objects are named: {msg}"
+    );
+}
+
+#[test]
+fn an_upgrade_with_another_repository_password_fails_naming_it() {
+    let r = run_args(
+        &["tests/scenarios/broken/upgrade-new-repository-password.yaml"],
+        "broken-upgrade-new-repository-password",
+    );
+    let step = assert_step(&r, "upgrade-velero");
+    let msg = step["message"].as_str().unwrap();
+    assert!(
+        msg.contains("the repository password (secret velero-repo-credentials) changed"),
+        "{msg}"
+    );
+    // The drill's steps after it are skipped: the upgrade is the verdict.
+    let steps = steps_of(&r);
+    let after: Vec<&serde_json::Value> = steps
+        .iter()
+        .filter(|s| s["stage"] == "step")
+        .skip_while(|s| s["kind"] != "upgrade-velero")
+        .skip(1)
+        .collect();
+    assert_eq!(after.len(), 3, "{steps:?}");
+    assert!(after.iter().all(|s| s["status"] == "skipped"), "{after:?}");
+}
+
+/// A Velero nobody pinned, asked for on the command line: provisioning builds it from
+/// the Go module proxy (or finds it built by an earlier run) with its plugins, the
+/// drill runs on it, and the pinned 1.18 stays what `1.18` means.
+#[test]
+fn a_velero_version_that_is_not_pinned_is_built_and_drilled() {
+    const VERSION: &str = "1.18.2"; // served by the Go module proxy, not pinned
+    let pinned = std::fs::read_to_string(repo().join("ci/testbed/versions.env")).unwrap();
+    assert!(
+        !pinned.contains(&format!(" v{VERSION}:")),
+        "v{VERSION} must not be pinned for this test"
+    );
+    let r = run_args(
+        &["scenarios/aws-kms-basic.yaml", "--velero", VERSION],
+        "on-demand-velero",
+    );
+    assert_eq!(
+        r.code,
+        Some(0),
+        "{}\n{}\nartifacts: {}",
+        failures(&r),
+        r.stdout,
+        r.dir.display()
+    );
+    let cells = r.report["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 1);
+    assert_eq!(cells[0]["id"], format!("aws-kms-basic[velero={VERSION}]"));
+    assert_eq!(cells[0]["velero_version"], format!("v{VERSION}"));
+    assert_eq!(cells[0]["velero_plugins"]["aws"], "v1.14.3");
+    let provision = std::fs::read_to_string(r.dir.join("provision.log")).unwrap_or_default();
+    assert!(
+        r.stdout.contains(&format!("velero-v{VERSION}"))
+            || provision.contains(&format!("velero-v{VERSION}")),
+        "provisioning names it:\n{}",
+        r.stdout
+    );
+    // Built by setup.sh (its build log), listed as not pinned, and `1.18` still
+    // means the pinned patch.
+    let cache = std::env::var_os("VDRILL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/vdrill"));
+    let build_log =
+        std::fs::read_to_string(cache.join(format!("logs/velero-v{VERSION}.log"))).unwrap();
+    assert!(
+        build_log.contains(&format!("\n== velero v{VERSION}: build at ")),
+        "{build_log}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cache.join("testbed.json")).unwrap()).unwrap();
+    let entry = |v: &str| {
+        manifest["velero"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["version"] == v)
+            .cloned()
+            .unwrap_or_else(|| panic!("{v} in {manifest}"))
+    };
+    assert_eq!(entry(&format!("v{VERSION}"))["pinned"], false);
+    assert_eq!(entry("v1.18.3")["pinned"], true);
+    let again = run_args(
+        &["scenarios/aws-kms-basic.yaml", "--matrix", "velero=1.18"],
+        "on-demand-velero-pinned-default",
+    );
+    assert_eq!(again.code, Some(0), "{}", again.stdout);
+    assert_eq!(again.report["cells"][0]["velero_version"], "v1.18.3");
+}
+
+#[test]
+fn a_velero_version_the_go_proxy_does_not_serve_is_a_setup_error_naming_it() {
+    // v1.18.4: the Go module proxy here answers 403.
+    let r = run_args(
+        &["scenarios/aws-kms-basic.yaml", "--velero", "1.18.4"],
+        "on-demand-velero-refused",
+    );
+    assert_eq!(r.code, Some(vdrill::exit::ENVIRONMENT), "{}", r.stdout);
+    let m = r.report["cells"][0]["steps"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        m.contains("velero-v1.18.4 is not available")
+            && m.contains(
+                "the Go module proxy does not serve github.com/vmware-tanzu/velero@v1.18.4"
+            ),
+        "{m}"
+    );
+}

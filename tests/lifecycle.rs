@@ -653,7 +653,7 @@ fn a_component_that_fails_to_build_makes_every_cell_that_needs_it_an_environment
 }
 
 #[test]
-fn a_velero_version_that_is_not_pinned_is_an_environment_error_naming_it() {
+fn a_velero_version_that_is_neither_pinned_nor_served_is_an_environment_error_naming_it() {
     let tmp = tempfile::tempdir().unwrap();
     let beds = tmp.path().join("beds");
     let file = scenario(
@@ -668,7 +668,9 @@ fn a_velero_version_that_is_not_pinned_is_an_environment_error_naming_it() {
     assert_eq!(code, Some(vdrill::exit::ENVIRONMENT), "{text}");
     let m = report["cells"][0]["steps"][0]["message"].as_str().unwrap();
     assert!(
-        m.contains("Velero 1.99 is not pinned in ci/testbed/versions.env"),
+        m.contains(
+            "velero-v1.99 is not available: Velero v1.99 is not pinned in ci/testbed/versions.env"
+        ) && m.contains("the Go module proxy serves no v1.99.x release"),
         "{m}"
     );
 }

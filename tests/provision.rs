@@ -289,14 +289,34 @@ fn events_are_the_only_stdout() {
         "the log starts with a header:\n{log}"
     );
 
-    let bad = run(&script(), cache.path(), &["velero@9.9"]);
+    // Not a version at all: a usage error.
+    let bad = run(&script(), cache.path(), &["velero@latest"]);
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert_eq!(bad.stdout, "");
+    assert!(
+        bad.stderr
+            .contains("velero@latest: expected velero@<major>.<minor>[.<patch>]"),
+        "{}",
+        bad.stderr
+    );
+    // A version nobody pinned and the Go module proxy does not serve: the component
+    // is unavailable, naming both.
+    let gone = run(&script(), cache.path(), &["velero@9.9"]);
+    assert_eq!(gone.code, 0, "{}", gone.stderr);
+    let events = gone.events();
+    let (_, _, why) = events
+        .iter()
+        .find(|(c, s, _)| c == "velero-v9.9" && s == "unavailable")
+        .unwrap_or_else(|| panic!("velero-v9.9 unavailable: {events:?}"));
     let says = format!(
-        "Velero 9.9 is not pinned in ci/testbed/versions.env (pinned: {})",
+        "Velero v9.9 is not pinned in ci/testbed/versions.env (pinned: {}), and the Go module proxy serves no v9.9.x release",
         pinned_velero().join(" ")
     );
-    assert!(bad.stderr.contains(&says), "{says}\ngot:\n{}", bad.stderr);
+    assert!(why.contains(&says), "{says}\ngot: {why}");
+    assert!(
+        !cache.path().join("velero/v9.9.0").exists(),
+        "nothing is built for it"
+    );
 }
 
 #[test]

@@ -273,7 +273,7 @@ fn shipped_files_text() -> Vec<String> {
 fn cells_are_selected_by_tag_matrix_value_and_shard() {
     let files = vdrill::cli::load_all(&[repo().join("scenarios")]).unwrap();
     let all = vdrill::cli::select_cells(&files, &[], &[], None);
-    assert_eq!(all.len(), 20);
+    assert_eq!(all.len(), 22);
     let sorted: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
     let mut expect = sorted.clone();
     expect.sort();
@@ -301,7 +301,132 @@ fn cells_are_selected_by_tag_matrix_value_and_shard() {
         union,
         expect.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     );
-    assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [7, 7, 6]);
+    assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [8, 7, 7]);
+}
+
+fn upgrade_matrix(matrix: &str) -> String {
+    format!(
+        r#"apiVersion: vdrill.dev/v1alpha1
+kind: Scenario
+metadata: {{name: up}}
+matrix:
+{matrix}
+environment: {{cluster: local, storage: localstack}}
+keys:
+  k: {{provider: aws-kms, alias: alias/k}}
+velero:
+  version: ${{matrix.from}}
+  locations:
+    - {{name: default, provider: aws, bucket: velero-b, config: {{kmsKeyId: "${{keys.k.alias}}"}}}}
+workloads:
+  - {{fixture: ../fixtures/workloads/shop.yaml, namespace: shop}}
+steps:
+  - deploy: shop
+  - backup: b1
+  - upgrade-velero: ${{matrix.to}}
+"#
+    )
+}
+
+fn ids_and_versions(cells: &[vdrill::scenario::Cell]) -> Vec<String> {
+    cells
+        .iter()
+        .map(|c| {
+            let to = c
+                .scenario
+                .steps
+                .iter()
+                .find_map(|s| match s {
+                    vdrill::scenario::Step::UpgradeVelero(u) => Some(u.version.clone()),
+                    _ => None,
+                })
+                .unwrap();
+            format!("{} {}->{to}", c.id, c.scenario.velero.version)
+        })
+        .collect()
+}
+
+#[test]
+fn the_matrix_takes_pairs_with_exclude_and_include() {
+    let cells = common::cells(&upgrade_matrix(
+        r#"  from: ["1.16", "1.17"]
+  to: ["1.18", "1.19"]
+  exclude:
+    - {from: "1.17", to: "1.19"}
+  include:
+    - {to: "1.18", from: "1.15"}
+    - {from: "1.16", to: "1.18"}"#,
+    ));
+    assert_eq!(
+        ids_and_versions(&cells),
+        [
+            "up[from=1.16,to=1.18] 1.16->1.18",
+            "up[from=1.16,to=1.19] 1.16->1.19",
+            "up[from=1.17,to=1.18] 1.17->1.18",
+            "up[from=1.15,to=1.18] 1.15->1.18",
+        ]
+    );
+    // Only `include`: exactly those combinations.
+    let cells = common::cells(&upgrade_matrix(
+        r#"  include:
+    - {from: "1.17", to: "1.18"}
+    - {from: "1.18.2", to: "1.18"}"#,
+    ));
+    assert_eq!(
+        ids_and_versions(&cells),
+        [
+            "up[from=1.17,to=1.18] 1.17->1.18",
+            "up[from=1.18.2,to=1.18] 1.18.2->1.18"
+        ]
+    );
+}
+
+#[test]
+fn a_command_line_matrix_value_the_file_does_not_list_makes_its_cells() {
+    let path = repo().join("scenarios/velero-upgrade.yaml");
+    let over = |pairs: &[(&str, &str)]| {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let files = vec![vdrill::scenario::load_with(&path, &pairs).unwrap()];
+        ids_and_versions(&vdrill::cli::select_cells(&files, &[], &pairs, None))
+    };
+    assert_eq!(
+        over(&[("from", "1.17"), ("to", "1.18")]),
+        ["velero-upgrade[from=1.17,to=1.18] 1.17->1.18"]
+    );
+    assert_eq!(
+        over(&[("from", "1.17"), ("to", "1.18.2")]),
+        ["velero-upgrade[from=1.17,to=1.18.2] 1.17->1.18.2"]
+    );
+    // The file's exclusion of 1.18 -> 1.18 still holds.
+    assert_eq!(
+        over(&[("to", "1.18")]),
+        ["velero-upgrade[from=1.17,to=1.18] 1.17->1.18"]
+    );
+    assert_eq!(
+        over(&[("from", "1.18.2")]),
+        ["velero-upgrade[from=1.18.2,to=1.18] 1.18.2->1.18"]
+    );
+    // A dimension the file lacks selects nothing from it.
+    assert!(over(&[("velero", "1.18.2")]).is_empty());
+    // A value that is no version is a validation error naming the field.
+    let err = vdrill::scenario::load_with(&path, &[("to".into(), "latest".into())]).unwrap_err();
+    let text: Vec<String> = err.iter().map(|d| d.to_string()).collect();
+    assert!(
+        text.iter()
+            .any(|t| t.contains("upgrade-velero.version: `latest` is not a Velero version")),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn run_takes_a_velero_version_and_refuses_what_is_not_one() {
+    let out = vdrill(&["run", "scenarios/aws-kms-basic.yaml", "--velero", "latest"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`latest` is not a Velero version"), "{err}");
 }
 
 /// A drill on real AWS that uses a key and a bucket it did not create, in an existing cluster.

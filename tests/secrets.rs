@@ -62,8 +62,12 @@ impl Velero for SpyVelero {
     async fn restore(&self, req: &RestoreRequest, log: &StepLog) -> anyhow::Result<Outcome> {
         self.inner.restore(req, log).await
     }
-    async fn upgrade(&self, version: &str, log: &StepLog) -> anyhow::Result<()> {
-        self.inner.upgrade(version, log).await
+    async fn upgrade(
+        &self,
+        req: &vdrill::env::UpgradeRequest,
+        log: &StepLog,
+    ) -> anyhow::Result<()> {
+        self.inner.upgrade(req, log).await
     }
     fn version(&self) -> String {
         self.inner.version()

@@ -5,7 +5,8 @@
 #   ci/testbed/setup.sh                   # all components
 #   ci/testbed/setup.sh velero etcd       # only some: kube etcd velero localstack azurite lowkey-vault
 #   ci/testbed/setup.sh velero@1.18 etcd  # velero@<version>: the pinned Velero versions matching
-#                                         # 1.18 / v1.18 (newest v1.18.x) or 1.18.3 / v1.18.3
+#                                         # 1.18 / v1.18 (newest v1.18.x) or 1.18.3 / v1.18.3;
+#                                         # a version not pinned is built on demand (PLUGIN_LINES)
 #
 # One run at a time per cache: the run holds an exclusive flock on $CACHE/.setup.lock;
 # a second run waits (saying for whom), then reuses what the first one built.
@@ -517,7 +518,12 @@ velero_plugins() {
 velero_one() {
   local v=$1 entry d ld spec name pv
   BUILT=()
-  entry=$(velero_entry "$v"); d=$(velero_dir "$v"); ld=$(velero_ldflags "$v")
+  if ! entry=$(velero_entry "$v"); then
+    # Not pinned: built on demand (see "on-demand Velero versions" below).
+    ondemand_entry "$v" || return 0
+    entry=$ONDEMAND_ENTRY v=${entry%%:*}
+  fi
+  d=$(velero_dir "$v"); ld=$(velero_ldflags "$v")
   local goin; goin=$(go_inputs)
   INPUTS=("version=$v" "go=$goin" "ldflags=$ld" "replaces=${GO_REPLACES:-}"
     "recipe=$(declare -f build_velero velero_ldflags new_go_module go_mod_file copy_replaces apply_go_replaces)")
@@ -563,6 +569,130 @@ velero_one() {
   else
     mark_cached
   fi
+}
+
+# --- on-demand Velero versions ---------------------------------------------------
+#
+# A Velero version that VELERO_VERSIONS does not pin (velero@1.18.2, or velero@1.16 for
+# the newest served 1.16.x) is built like a pinned one, from the Go module proxy, with
+# each plugin at the line PLUGIN_LINES documents for its minor. What was resolved is
+# kept in $CACHE/velero/<version>/.on-demand (the entry, as VELERO_VERSIONS would
+# spell it), so later runs neither probe nor rebuild; a refusal is remembered 24 h.
+
+# go_served MODULE VERSION [GOPROXY] [SUMS]: 0 if the Go module proxy serves it;
+# otherwise 1 with the proxy's answer (one line) on stdout.
+go_served() {
+  local probe err; probe=$(mktemp -d "$CACHE/.probe.tmp.$$.XXXX")
+  printf 'module probe\n' >"$probe/go.mod"
+  [[ -z ${4:-} ]] || cp "$4" "$probe/go.sum"
+  if GOPROXY=${3:-$(go env GOPROXY)} go_mod_file "$probe" "$1@$2" >/dev/null 2>"$probe/err"; then
+    rm -rf "$probe"; return 0
+  fi
+  err=$(tr '\n\t' '  ' <"$probe/err"); rm -rf "$probe"
+  printf '%s' "${err:0:300}"; return 1
+}
+
+# minor_of VERSION: v1.18 for 1.18.2, v1.18.2 or v1.18.
+minor_of() { local w=${1#v}; cut -d. -f1,2 <<<"v$w"; }
+
+# ondemand_plugin NAME VELERO: the version of plugin NAME for the unpinned VELERO
+# (on stdout; 1 and the reason on stderr if there is none).
+ondemand_plugin() {
+  local name=$1 v=$2 minor line spec pinned_pv='' e patch cand refused=() why
+  minor=$(minor_of "$v")
+  for spec in $PLUGIN_LINES; do
+    [[ ${spec%%:*} == "$minor" ]] || continue
+    line=$(velero_plugins "$spec" | sed -n "s/^$name=//p")
+  done
+  for e in $VELERO_VERSIONS; do
+    [[ $(minor_of "${e%%:*}") == "$minor" ]] || continue
+    pinned_pv=$(velero_plugins "$e" | sed -n "s/^$name=//p"); break
+  done
+  if [[ -n ${line:-} ]]; then
+    plugin_inputs "$name" "$line.0" >/dev/null
+    for patch in 9 8 7 6 5 4 3 2 1 0; do
+      cand=$line.$patch
+      if [[ -f $(plugin_dir "$name" "$cand")/.ok ]] || go_served "$(plugin_module "$name")" "$cand" "$P_GOPROXY" "$P_SUMS" >/dev/null; then
+        if ((${#refused[@]} && patch < 9)); then
+          log "plugin $name for velero $v: the newest served patch of the documented $line.x line is $cand (the Go module proxy answers 403 for ${refused[-1]}..$line.9: refused or not released)"
+        fi
+        echo "$cand"; return 0
+      fi
+      refused+=("$cand")
+    done
+    why="Velero documents the $line.x line of the $name plugin for Velero $minor, and the Go module proxy serves none of $line.0..$line.9 (403)"
+  else
+    why="PLUGIN_LINES in ci/testbed/versions.env names no $name plugin line for Velero $minor"
+  fi
+  if [[ -n $pinned_pv ]]; then
+    log "plugin $name for velero $v: $why; using $pinned_pv, as the pinned Velero $minor does"
+    echo "$pinned_pv"; return 0
+  fi
+  echo "$why, and no Velero $minor is pinned to take its $name plugin from" >&2
+  return 1
+}
+
+# ondemand_entry VERSION (component velero-<VERSION>, not pinned): sets ONDEMAND_ENTRY
+# to "<velero>:<plugin>=<version>..." or reports the component unavailable and returns 1.
+ondemand_entry() {
+  local want=$1 w=${1#v} v minor d why patch pv err name spec names='' tried=()
+  local inputs; inputs=$(stamp_of "$PLUGIN_LINES" "$VELERO_VERSIONS")
+  minor=$(minor_of "$want")
+  if [[ $w =~ ^[0-9]+\.[0-9]+$ ]]; then
+    # A minor: its newest served patch (remembered 24 h).
+    local r=$CACHE/velero/.resolved/$minor
+    if [[ -f $r ]] && (($(now) - $(stat -c %Y "$r") < 86400)); then
+      v=$(<"$r")
+    else
+      step "looking for the newest Velero $minor.x the Go module proxy serves"
+      for patch in 9 8 7 6 5 4 3 2 1 0; do
+        if go_served github.com/vmware-tanzu/velero "$minor.$patch" >/dev/null; then v=$minor.$patch; break; fi
+        tried+=("$minor.$patch")
+      done
+      if [[ -z ${v:-} ]]; then
+        why="Velero $want is not pinned in ci/testbed/versions.env (pinned: ${PINNED_VELERO[*]}), and the Go module proxy serves no $minor.x release (403 for $minor.0..$minor.9)"
+        report "velero $want" "UNAVAILABLE: $why"; mark_unavailable "$why"; return 1
+      fi
+      mkdir -p "${r%/*}"; echo "$v" >"$r.tmp.$$"; mv -f "$r.tmp.$$" "$r"
+    fi
+    log "velero $want: not pinned; the newest release of $minor the Go module proxy serves is $v"
+  else
+    v=v$w
+  fi
+  d=$(velero_dir "$v")
+  if [[ -f $d/.on-demand && $(sed -n 2p "$d/.on-demand") == "$inputs" ]]; then
+    ONDEMAND_ENTRY=$(sed -n 1p "$d/.on-demand"); return 0
+  fi
+  if why=$(still_unavailable "$d"); then
+    report "velero $v" "UNAVAILABLE $why"; mark_unavailable "Velero $v $why"; return 1
+  fi
+  step "checking velero $v on the Go module proxy (not pinned: built on demand)"
+  if ! err=$(go_served github.com/vmware-tanzu/velero "$v"); then
+    why="Velero $v is not pinned in ci/testbed/versions.env (pinned: ${PINNED_VELERO[*]}) and the Go module proxy does not serve github.com/vmware-tanzu/velero@$v: $err"
+    remember_unavailable "$d" "$why"
+    report "velero $v" "UNAVAILABLE: $why"; mark_unavailable "$why"; return 1
+  fi
+  for spec in $PLUGIN_LINES $VELERO_VERSIONS; do
+    for name in $(velero_plugins "$spec" | cut -d= -f1); do
+      [[ " $names " == *" $name "* ]] || names+=" $name"
+    done
+  done
+  ONDEMAND_ENTRY=$v
+  local complete=1
+  for name in $names; do
+    if pv=$(ondemand_plugin "$name" "$v" 2>&1); then
+      ONDEMAND_ENTRY+=":$name=$pv"
+    else
+      complete=''
+      report "plugin $name for velero $v" "UNAVAILABLE: $pv"
+      mark_unavailable "plugin $name (for velero $v): $pv"
+    fi
+  done
+  log "velero $v: not pinned, built on demand as $ONDEMAND_ENTRY"
+  [[ -n $complete ]] || return 0   # probed again next time
+  mkdir -p "$d"
+  printf '%s\n%s\n' "$ONDEMAND_ENTRY" "$inputs" >"$d/.on-demand.tmp.$$"
+  mv -f "$d/.on-demand.tmp.$$" "$d/.on-demand"
 }
 
 # --- localstack -----------------------------------------------------------------
@@ -740,8 +870,14 @@ write_manifest() {
     j=$(jq --arg v "$ETCD_VERSION" --arg b "$ed/bin/etcd" '.etcd = {version: $v, bin: $b}' <<<"$j")
   fi
   j=$(jq '.velero = []' <<<"$j")
-  local entry v vd pdir plugins f
-  for entry in $VELERO_VERSIONS; do
+  local entry v vd pdir plugins f pinned
+  for entry in $VELERO_VERSIONS "$CACHE"/velero/v*/.on-demand; do
+    pinned=true
+    if [[ $entry == */.on-demand ]]; then
+      [[ -f $entry ]] || continue
+      pinned=false; entry=$(sed -n 1p "$entry")
+      ! velero_entry "${entry%%:*}" >/dev/null || continue
+    fi
     v=${entry%%:*}; vd=$(velero_dir "$v"); pdir=$vd/plugins
     [[ -f $vd/.ok ]] || continue
     plugins='{}'
@@ -750,8 +886,8 @@ write_manifest() {
       [[ -f $f ]] || continue
       plugins=$(jq --arg n "${f##*/}" --arg pv "$(cat "$f")" '.[$n] = $pv' <<<"$plugins")
     done
-    j=$(jq --arg v "$v" --arg b "$vd/bin/velero" --arg p "$pdir" --argjson pl "$plugins" \
-      '.velero += [{version: $v, bin: $b, plugin_dir: $p, plugins: $pl}]' <<<"$j")
+    j=$(jq --arg v "$v" --arg b "$vd/bin/velero" --arg p "$pdir" --argjson pl "$plugins" --argjson pin "$pinned" \
+      '.velero += [{version: $v, bin: $b, plugin_dir: $p, plugins: $pl, pinned: $pin}]' <<<"$j")
   done
   local ld; ld=$(localstack_dir)
   if [[ -f $ld/.ok ]]; then
@@ -838,7 +974,8 @@ PINNED_VELERO=()
 for entry in $VELERO_VERSIONS; do PINNED_VELERO+=("${entry%%:*}"); done
 
 # velero_matching VERSION: sets MATCHED to the pinned Velero that VERSION (1.18,
-# v1.18: the newest pinned v1.18.x; 1.18.3, v1.18.3: that one) means; exits 2 if none.
+# v1.18: the newest pinned v1.18.x; 1.18.3, v1.18.3: that one) means, else to
+# v<VERSION>, built on demand; exits 2 if VERSION is not a version.
 velero_matching() {
   local want=$1 w=${1#v} v have best=''
   [[ $w =~ ^[0-9]+\.[0-9]+(\.[0-9]+)?$ ]] ||
@@ -849,8 +986,8 @@ velero_matching() {
       if [[ -z $best || $(printf '%s\n' "${best#v}" "$have" | sort -V | tail -n 1) == "$have" ]]; then best=$v; fi
     fi
   done
-  [[ -n $best ]] || usage_error "Velero $want is not pinned in ci/testbed/versions.env (pinned: ${PINNED_VELERO[*]})"
-  MATCHED=$best
+  # Not pinned: built on demand (ondemand_entry), as v<major>.<minor>[.<patch>].
+  MATCHED=${best:-v$w}
 }
 
 cold_seconds() {
@@ -862,8 +999,11 @@ what_of() {
     kube) echo "kube-apiserver and kube-controller-manager $KUBE_VERSION" ;;
     etcd) echo "etcd $ETCD_VERSION" ;;
     velero-*)
-      local v=${1#velero-} list
-      list=$(velero_plugins "$(velero_entry "$v")" | sed 's/=/ /' | paste -sd, | sed 's/,/, /g')
+      local v=${1#velero-} list entry
+      if ! entry=$(velero_entry "$v"); then
+        echo "velero $v (not pinned: built on demand, with the plugin lines Velero documents)"; return 0
+      fi
+      list=$(velero_plugins "$entry" | sed 's/=/ /' | paste -sd, | sed 's/,/, /g')
       echo "velero $v${list:+ with plugins $list}" ;;
     localstack) echo "LocalStack $(localstack_version) (Python venv)" ;;
     azurite) echo "Azurite $AZURITE_VERSION (npm)" ;;

@@ -761,8 +761,8 @@ impl Velero for Memory {
         Ok(outcome)
     }
 
-    async fn upgrade(&self, version: &str, _log: &StepLog) -> Result<()> {
-        self.w().version = version.to_string();
+    async fn upgrade(&self, req: &super::UpgradeRequest, _log: &StepLog) -> Result<()> {
+        self.w().version = req.version.clone();
         Ok(())
     }
 

@@ -355,6 +355,16 @@ pub struct ResolvedLocation {
     pub config: BTreeMap<String, String>,
 }
 
+/// An `upgrade-velero` step, with every reference resolved.
+#[derive(Debug, Clone, Default)]
+pub struct UpgradeRequest {
+    pub version: String,
+    /// Locations whose config the upgraded install changes (a rehearsed mistake).
+    pub locations: BTreeMap<String, BTreeMap<String, String>>,
+    /// A repository password the upgraded install replaces the old one with (ditto).
+    pub repository_password: Option<Secret>,
+}
+
 #[derive(Debug, Clone)]
 pub struct BackupRequest {
     pub name: String,
@@ -406,8 +416,10 @@ pub trait Velero: Send + Sync {
     async fn backup(&self, req: &BackupRequest, log: &StepLog) -> Result<Outcome>;
     /// Create a Restore and follow it to a terminal phase.
     async fn restore(&self, req: &RestoreRequest, log: &StepLog) -> Result<Outcome>;
-    /// Replace the running Velero with another version (same locations).
-    async fn upgrade(&self, version: &str, log: &StepLog) -> Result<()>;
+    /// Upgrade the running Velero to another version as Velero's upgrade guide does
+    /// (CRDs first, then the server; same locations and repository password), then
+    /// check that the upgraded Velero kept them, failing with every difference.
+    async fn upgrade(&self, req: &UpgradeRequest, log: &StepLog) -> Result<()>;
     /// The version currently running.
     fn version(&self) -> String;
     /// Its plugins (`aws`, `azure`) and their versions.

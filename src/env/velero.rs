@@ -19,7 +19,8 @@ use tokio::sync::Mutex;
 use super::kube::KubeCluster;
 use super::process::{Managed, ProcessSpec, Supervisor, free_port, wait_for};
 use super::{
-    BackupRequest, ObjectStore, Outcome, ResolvedLocation, RestoreRequest, Velero, VeleroInstall,
+    BackupRequest, ObjectStore, Outcome, ResolvedLocation, RestoreRequest, UpgradeRequest, Velero,
+    VeleroInstall,
 };
 use crate::log::StepLog;
 use crate::scenario::LocationProvider;
@@ -73,6 +74,83 @@ pub struct VeleroProvider {
     version: std::sync::Mutex<String>,
     /// The plugins the running Velero uses, with their versions.
     plugins: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+}
+
+/// What Velero's upgrade guide keeps across an upgrade. The password is compared,
+/// never shown.
+struct KeptState {
+    locations: std::collections::BTreeMap<String, Json>,
+    password: Option<Vec<u8>>,
+}
+
+impl KeptState {
+    /// Every way `after` differs from `self`, in words (no secret values).
+    fn differences(&self, after: &KeptState) -> Vec<String> {
+        let mut out = Vec::new();
+        for (name, was) in &self.locations {
+            let Some(now) = after.locations.get(name) else {
+                out.push(format!("location {name} is gone"));
+                continue;
+            };
+            for field in ["provider", "bucket", "prefix", "credential"] {
+                if was[field] != now[field] {
+                    out.push(format!(
+                        "location {name}: {field} was {} and is {}",
+                        was[field], now[field]
+                    ));
+                }
+            }
+            let empty = serde_json::Map::new();
+            let (wc, nc) = (
+                was["config"].as_object().unwrap_or(&empty),
+                now["config"].as_object().unwrap_or(&empty),
+            );
+            for (k, v) in wc {
+                match nc.get(k) {
+                    None => out.push(format!("location {name} lost config {k} (was {v})")),
+                    Some(n) if n != v => {
+                        out.push(format!("location {name}: config {k} was {v} and is {n}"))
+                    }
+                    _ => {}
+                }
+            }
+            for (k, v) in nc.iter().filter(|(k, _)| !wc.contains_key(*k)) {
+                out.push(format!("location {name} gained config {k} ({v})"));
+            }
+        }
+        for name in after.locations.keys() {
+            if !self.locations.contains_key(name) {
+                out.push(format!("location {name} appeared"));
+            }
+        }
+        match (&self.password, &after.password) {
+            (Some(a), Some(b)) if a != b => out.push(
+                "the repository password (secret velero-repo-credentials) changed: Kopia data written before the upgrade would not open after it".into(),
+            ),
+            (Some(_), None) => out.push("the repository password secret (velero-repo-credentials) is gone".into()),
+            _ => {}
+        }
+        out
+    }
+}
+
+/// A short random suffix for object names.
+fn hex_suffix() -> String {
+    super::random_bytes(4)
+        .map(|b| super::hex(&b))
+        .unwrap_or_else(|_| std::process::id().to_string())
+}
+
+/// A CRD's versions with their schemas: what an upgrade of the CRD changes.
+fn crd_versions(crd: &Json) -> Json {
+    Json::Array(
+        crd["spec"]["versions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| json!({"name": v["name"], "schema": v["schema"]}))
+            .collect(),
+    )
 }
 
 fn gvk(kind: &str) -> GroupVersionKind {
@@ -310,7 +388,14 @@ impl VeleroProvider {
         log: &StepLog,
     ) -> Result<Managed> {
         let home = self.work.join("velero").join("home");
-        let tmp = self.work.join("velero").join("tmp");
+        let mut tmp = self.work.join("velero").join("tmp");
+        // Velero's plugins listen on Unix sockets in $TMPDIR (`plugin` + 10 digits), and a
+        // socket path has at most 107 bytes: a long cell id (an upgrade matrix's) would
+        // pass it, and every plugin would fail to start ("bind: invalid argument").
+        if tmp.as_os_str().len() + "/plugin0123456789".len() > 100 {
+            tmp = std::env::temp_dir().join(format!("vdrill-velero-{}", hex_suffix()));
+            self.supervisor.add_dir(&tmp);
+        }
         std::fs::create_dir_all(&home)?;
         std::fs::create_dir_all(&tmp)?;
         let mut spec = ProcessSpec::new("velero", bin)
@@ -506,6 +591,123 @@ impl VeleroProvider {
         Ok(outcome)
     }
 
+    /// Ask the server which version it is (a ServerStatusRequest, as `velero version`
+    /// does) and wait until it answers `want`: the upgraded server is up and serving.
+    async fn wait_server_version(
+        &self,
+        namespace: &str,
+        want: &str,
+        process: Option<&mut Managed>,
+        log: &StepLog,
+    ) -> Result<()> {
+        let (api, _) = self
+            .cluster
+            .api_for(&gvk("ServerStatusRequest"), Some(namespace))
+            .await?;
+        let name = format!("vdrill-version-{}", hex_suffix());
+        let obj: DynamicObject = serde_json::from_value(json!({
+            "apiVersion": "velero.io/v1", "kind": "ServerStatusRequest",
+            "metadata": {"name": name, "namespace": namespace}, "spec": {},
+        }))?;
+        api.create(&PostParams::default(), &obj)
+            .await
+            .context("creating a ServerStatusRequest")?;
+        let mut procs: Vec<&mut Managed> = process.into_iter().collect();
+        let answer = std::sync::Mutex::new(Json::Null);
+        let waited = wait_for(
+            "the upgraded Velero server to answer a ServerStatusRequest",
+            Duration::from_secs(120),
+            &mut procs,
+            || {
+                let api = api.clone();
+                let name = name.clone();
+                let answer = &answer;
+                async move {
+                    match api.get_opt(&name).await {
+                        Ok(Some(o)) if o.data["status"]["phase"] == "Processed" => {
+                            *answer.lock().unwrap_or_else(|e| e.into_inner()) =
+                                o.data["status"].clone();
+                            true
+                        }
+                        _ => false,
+                    }
+                }
+            },
+        )
+        .await;
+        let _ = api.delete(&name, &Default::default()).await;
+        let waited = waited?;
+        let status = answer.into_inner().unwrap_or_else(|e| e.into_inner());
+        let version = status["serverVersion"].as_str().unwrap_or("?");
+        let plugins = status["plugins"].as_array().map_or(0, Vec::len);
+        if version != want {
+            bail!("the upgraded Velero server says it is {version}, not {want}");
+        }
+        log.line(format!(
+            "the server answers as Velero {version} with {plugins} plugin entries, {:.1}s after it started",
+            waited.as_secs_f64()
+        ));
+        Ok(())
+    }
+
+    /// The versions (with their schemas) of each CRD in `crds` as the cluster has it (Null if absent).
+    async fn crd_specs(&self, crds: &[Json]) -> Result<Vec<Json>> {
+        let api: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+            Api::all(self.cluster.client.clone());
+        let mut out = Vec::new();
+        for crd in crds {
+            let name = crd["metadata"]["name"].as_str().unwrap_or_default();
+            let found = api
+                .get_opt(name)
+                .await
+                .with_context(|| format!("reading CRD {name}"))?;
+            out.push(match found {
+                Some(c) => crd_versions(&serde_json::to_value(c)?),
+                None => Json::Null,
+            });
+        }
+        Ok(out)
+    }
+
+    /// What an upgrade must keep, as the cluster has it now: every location's
+    /// provider, bucket, prefix, config and credential, and the repository password.
+    async fn kept_state(&self, namespace: &str) -> Result<KeptState> {
+        let (api, _) = self
+            .cluster
+            .api_for(&gvk("BackupStorageLocation"), Some(namespace))
+            .await?;
+        let mut locations = std::collections::BTreeMap::new();
+        for o in api
+            .list(&Default::default())
+            .await
+            .context("listing backup storage locations")?
+        {
+            let spec = &o.data["spec"];
+            locations.insert(
+                o.metadata.name.clone().unwrap_or_default(),
+                json!({
+                    "provider": spec["provider"],
+                    "bucket": spec["objectStorage"]["bucket"],
+                    "prefix": spec["objectStorage"]["prefix"],
+                    "credential": spec["credential"],
+                    "config": spec["config"],
+                }),
+            );
+        }
+        let secrets: Api<k8s_openapi::api::core::v1::Secret> =
+            Api::namespaced(self.cluster.client.clone(), namespace);
+        let password = secrets
+            .get_opt("velero-repo-credentials")
+            .await
+            .context("reading velero-repo-credentials")?
+            .and_then(|s| s.data)
+            .and_then(|d| d.get("repository-password").map(|b| b.0.clone()));
+        Ok(KeptState {
+            locations,
+            password,
+        })
+    }
+
     /// Apply the install manifests; returns the cluster-scoped objects among them.
     async fn apply_install(
         &self,
@@ -675,40 +877,155 @@ impl Velero for VeleroProvider {
             .await
     }
 
-    async fn upgrade(&self, version: &str, log: &StepLog) -> Result<()> {
+    async fn upgrade(&self, req: &UpgradeRequest, log: &StepLog) -> Result<()> {
         let mut guard = self.running.lock().await;
         let running = guard.as_mut().context("Velero is not installed")?;
-        let build = self.builds.resolve(version)?;
+        let build = self.builds.resolve(&req.version)?;
         log.line(format!(
-            "upgrading Velero {} -> {}",
+            "upgrading Velero {} -> {} as Velero's upgrade guide does: CRDs, then the server",
             running.build.version, build.version
         ));
+        let namespace = running.install.namespace.clone();
+        let before = self.kept_state(&namespace).await?;
+        let mut install = running.install.clone();
+        install.version = req.version.clone();
+
+        // 1. The new version's CRDs (`velero install --crds-only --dry-run -o yaml | kubectl apply -f -`).
+        let crds = self.manifests(&build, &install, true, log).await?;
+        let old_crds = self.crd_specs(&crds).await?;
+        self.cluster.apply_all(&crds, None, log).await?;
+        let new_crds = self.crd_specs(&crds).await?;
+        let mut changed = Vec::new();
+        for (crd, (old, new)) in crds.iter().zip(old_crds.iter().zip(&new_crds)) {
+            let name = crd["metadata"]["name"].as_str().unwrap_or("?");
+            if *new != crd_versions(crd) {
+                bail!(
+                    "CRD {name} on the cluster is not the one Velero {} ships after applying it",
+                    build.version
+                );
+            }
+            if old != new {
+                changed.push(name.to_string());
+            }
+        }
+        log.line(format!(
+            "{} CRDs of Velero {} applied and read back; {} changed from the running version's{}",
+            crds.len(),
+            build.version,
+            changed.len(),
+            if changed.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", changed.join(", "))
+            }
+        ));
+
+        // What this upgrade changes on purpose (a rehearsed mistake), before the server starts.
+        for (name, config) in &req.locations {
+            let l = install
+                .locations
+                .iter_mut()
+                .find(|l| &l.name == name)
+                .with_context(|| format!("no location {name}"))?;
+            let mut config = config.clone();
+            for (k, v) in self.store.location_config(l.provider) {
+                config.entry(k).or_insert(v);
+            }
+            l.config = config.clone();
+            log.line(format!(
+                "the upgrade replaces the config of location {name}"
+            ));
+            let (api, _) = self
+                .cluster
+                .api_for(&gvk("BackupStorageLocation"), Some(&namespace))
+                .await?;
+            api.patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"config": null}})),
+            )
+            .await
+            .with_context(|| format!("clearing the config of location {name}"))?;
+            api.patch(
+                name,
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Merge(json!({"spec": {"config": config}})),
+            )
+            .await
+            .with_context(|| format!("changing the config of location {name}"))?;
+        }
+        if let Some(pw) = &req.repository_password {
+            log.line("the upgrade replaces the repository password");
+            install.repository_password = pw.clone();
+            let secret = json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "velero-repo-credentials", "namespace": namespace},
+                "type": "Opaque", "stringData": {"repository-password": pw.expose_str()},
+            });
+            self.cluster
+                .apply_one(&secret, None)
+                .await
+                .context("replacing velero-repo-credentials")?;
+        }
+
+        // 2. The server: its Deployment gets the new images (`kubectl set image`); on the
+        // bed the server is a process, so the old one stops and the new one starts.
+        let deployment: Vec<Json> = self
+            .manifests(&build, &install, false, log)
+            .await?
+            .into_iter()
+            .filter(|o| {
+                o["kind"] == "Deployment"
+                    || (matches!(self.mode, Mode::InCluster) && o["kind"] == "DaemonSet")
+            })
+            .map(|mut o| {
+                if matches!(self.mode, Mode::Process) && o["kind"] == "Deployment" {
+                    o["spec"]["replicas"] = json!(0);
+                }
+                o
+            })
+            .collect();
+        self.cluster
+            .apply_all(&deployment, None, log)
+            .await
+            .context("updating the Velero Deployment")?;
         if let Some(p) = running.process.as_mut() {
             p.stop(Duration::from_secs(15)).await?;
+            log.line(format!("velero {} stopped", running.build.version));
         }
-        let mut install = running.install.clone();
-        install.version = version.to_string();
-        let crds = self.manifests(&build, &install, true, log).await?;
-        self.cluster.apply_all(&crds, None, log).await?;
         running.process = match self.mode {
             Mode::Process => Some(
                 self.start_server(&build.bin, &build.plugin_dir, &install, log)
                     .await?,
             ),
-            Mode::InCluster => {
-                self.apply_install(&build, &install, log).await?;
-                None
-            }
+            Mode::InCluster => None,
         };
         let new_version = build.version.clone();
         *self.plugins.lock().unwrap_or_else(|e| e.into_inner()) = used_plugins(&build, &install);
         running.build = build;
         running.install = install.clone();
-        let process = running.process.as_mut();
+        let mut process = running.process.as_mut();
+        self.wait_server_version(&namespace, &new_version, process.as_deref_mut(), log)
+            .await?;
         self.wait_locations_available(&install, process, log)
             .await?;
-        *self.version.lock().unwrap_or_else(|e| e.into_inner()) = new_version;
-        Ok(())
+        *self.version.lock().unwrap_or_else(|e| e.into_inner()) = new_version.clone();
+
+        // 3. What the guide keeps must be kept.
+        let after = self.kept_state(&namespace).await?;
+        let differences = before.differences(&after);
+        if differences.is_empty() {
+            log.line(format!(
+                "Velero {new_version} has the same {} location(s) and repository password as before the upgrade",
+                after.locations.len()
+            ));
+            Ok(())
+        } else {
+            bail!(
+                "the upgrade to Velero {new_version} did not keep what Velero's upgrade guide keeps: {}",
+                differences.join("; ")
+            )
+        }
     }
 
     fn version(&self) -> String {

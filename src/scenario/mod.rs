@@ -63,6 +63,16 @@ const MAX_CELLS: usize = 256;
 
 /// Load, validate and expand one scenario file.
 pub fn load(path: &Path) -> Result<ScenarioFile, Vec<Diagnostic>> {
+    load_with(path, &[])
+}
+
+/// [`load`], with matrix values from the command line (`--matrix to=1.18.2`): each
+/// replaces the values of its dimension, so a value the file does not list (a Velero
+/// version nobody pinned) makes cells too. Dimensions the file lacks are ignored here.
+pub fn load_with(
+    path: &Path,
+    overrides: &[(String, String)],
+) -> Result<ScenarioFile, Vec<Diagnostic>> {
     let bytes = read_regular(path).map_err(|msg| vec![Diagnostic::new(path, None, None, msg)])?;
     let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
     let dir = if dir.as_os_str().is_empty() {
@@ -70,7 +80,8 @@ pub fn load(path: &Path) -> Result<ScenarioFile, Vec<Diagnostic>> {
     } else {
         dir
     };
-    load_bytes(path, &dir, &bytes)
+    let source = decode(path, &bytes)?;
+    load_str_with(path, &dir, &source, overrides)
 }
 
 /// Load from raw bytes (checked for size and UTF-8 first).
@@ -81,6 +92,16 @@ pub fn load_bytes(path: &Path, dir: &Path, bytes: &[u8]) -> Result<ScenarioFile,
 
 /// Load from text already in memory (`path` names it in diagnostics; `dir` resolves fixtures).
 pub fn load_str(path: &Path, dir: &Path, source: &str) -> Result<ScenarioFile, Vec<Diagnostic>> {
+    load_str_with(path, dir, source, &[])
+}
+
+/// [`load_str`] with command-line matrix values (see [`load_with`]).
+pub fn load_str_with(
+    path: &Path,
+    dir: &Path,
+    source: &str,
+    overrides: &[(String, String)],
+) -> Result<ScenarioFile, Vec<Diagnostic>> {
     let diag = |pos: Option<Pos>, p: &str, msg: String| {
         Diagnostic::new(path, pos, Some(p.to_string()), msg)
     };
@@ -124,16 +145,17 @@ pub fn load_str(path: &Path, dir: &Path, source: &str) -> Result<ScenarioFile, V
         }
     }
 
-    let matrix = read_matrix(path, &root, &mut diags);
+    let mut matrix = read_matrix(path, &root, &mut diags);
     let key_names = read_key_names(&root);
-    check_references(path, &root, &matrix, &key_names, &mut diags);
+    check_references(path, &root, &matrix.dims, &key_names, &mut diags);
     if !diags.is_empty() {
         // Still report the structural mistakes of the file as written.
         diags.append(&mut typed(path, &root).diags);
         return Err(diagnostic::tidy(diags));
     }
 
-    let combos = combinations(&matrix);
+    matrix.set(overrides);
+    let combos = matrix.combinations();
     if combos.len() > MAX_CELLS {
         return Err(vec![diag(
             root.get("matrix").map(|n| n.pos),
@@ -383,13 +405,77 @@ fn position_of(text: &str, byte: usize) -> Pos {
     Pos { line, column }
 }
 
+/// The matrix as written: dimensions in document order, then `exclude` and `include`.
+#[derive(Debug, Default, Clone)]
+struct MatrixSpec {
+    dims: Vec<(String, Vec<String>)>,
+    exclude: Vec<Vec<(String, String)>>,
+    include: Vec<Vec<(String, String)>>,
+}
+
+/// Names the matrix keeps for itself (not dimensions).
+const MATRIX_KEYWORDS: &[&str] = &["include", "exclude"];
+
+impl MatrixSpec {
+    /// Command-line values: each replaces its dimension's values; `include` entries
+    /// with another value for it go.
+    fn set(&mut self, overrides: &[(String, String)]) {
+        for (name, value) in overrides {
+            let Some((_, values)) = self.dims.iter_mut().find(|(n, _)| n == name) else {
+                continue;
+            };
+            *values = vec![value.clone()];
+            self.include
+                .retain(|c| c.iter().all(|(n, v)| n != name || v == value));
+        }
+    }
+
+    /// Every combination of the dimensions' values (only those given by `include`
+    /// when no dimension has a list), without those `exclude` matches, then `include`.
+    fn combinations(&self) -> Vec<Vec<(String, String)>> {
+        let lists: Vec<&(String, Vec<String>)> =
+            self.dims.iter().filter(|(_, v)| !v.is_empty()).collect();
+        let mut out: Vec<Vec<(String, String)>> = if lists.is_empty() && !self.include.is_empty() {
+            Vec::new()
+        } else {
+            vec![Vec::new()]
+        };
+        for (name, values) in lists {
+            out = out
+                .into_iter()
+                .flat_map(|prefix| {
+                    values.iter().map(move |v| {
+                        let mut next = prefix.clone();
+                        next.push((name.clone(), v.clone()));
+                        next
+                    })
+                })
+                .collect();
+        }
+        out.retain(|combo| {
+            !self
+                .exclude
+                .iter()
+                .any(|ex| ex.iter().all(|pair| combo.contains(pair)))
+        });
+        for inc in &self.include {
+            // In the dimensions' order.
+            let combo: Vec<(String, String)> = self
+                .dims
+                .iter()
+                .filter_map(|(n, _)| inc.iter().find(|(k, _)| k == n).cloned())
+                .collect();
+            if !out.contains(&combo) {
+                out.push(combo);
+            }
+        }
+        out
+    }
+}
+
 /// The matrix, in document order.
-fn read_matrix(
-    path: &Path,
-    root: &Node,
-    diags: &mut Vec<Diagnostic>,
-) -> Vec<(String, Vec<String>)> {
-    let mut out = Vec::new();
+fn read_matrix(path: &Path, root: &Node, diags: &mut Vec<Diagnostic>) -> MatrixSpec {
+    let mut out = MatrixSpec::default();
     let Some(node) = root.get("matrix") else {
         return out;
     };
@@ -405,9 +491,24 @@ fn read_matrix(
         ));
         return out;
     };
+    let err = |diags: &mut Vec<Diagnostic>, pos: Pos, p: &str, msg: String| {
+        diags.push(Diagnostic::new(path, Some(pos), Some(p.to_string()), msg))
+    };
+    let mut combos_at: Vec<(&str, &Node)> = Vec::new();
     for (k, v) in entries {
         let name = k.as_str().unwrap_or_default().to_string();
         let p = format!("matrix.{name}");
+        if MATRIX_KEYWORDS.contains(&name.as_str()) {
+            combos_at.push((
+                if name == "include" {
+                    "include"
+                } else {
+                    "exclude"
+                },
+                v,
+            ));
+            continue;
+        }
         if !valid_ident(&name) {
             diags.push(Diagnostic::new(
                 path,
@@ -458,7 +559,123 @@ fn read_matrix(
                 )),
             }
         }
-        out.push((name, values));
+        out.dims.push((name, values));
+    }
+    // `exclude` first (document order does not matter): it is checked against the lists.
+    combos_at.sort_by_key(|(kw, _)| *kw != "exclude");
+    for (kw, v) in combos_at {
+        let p = format!("matrix.{kw}");
+        let Some(items) = v.as_seq() else {
+            err(
+                diags,
+                v.pos,
+                &p,
+                format!(
+                    "expected a list of combinations such as `- {{from: \"1.17\", to: \"1.18\"}}`, found {}",
+                    v.describe()
+                ),
+            );
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            let ip = format!("{p}[{i}]");
+            let Some(pairs) = item.as_map().filter(|m| !m.is_empty()) else {
+                err(
+                    diags,
+                    item.pos,
+                    &ip,
+                    format!(
+                        "expected a combination of dimension values such as `{{from: \"1.17\", to: \"1.18\"}}`, found {}",
+                        item.describe()
+                    ),
+                );
+                continue;
+            };
+            // An include-only matrix: the first combination names the dimensions.
+            if kw == "include" && out.dims.is_empty() {
+                for (k, _) in pairs {
+                    if let Some(name) = k.as_str().filter(|n| valid_ident(n)) {
+                        out.dims.push((name.to_string(), Vec::new()));
+                    }
+                }
+            }
+            let dim_names: Vec<String> = out.dims.iter().map(|(n, _)| n.clone()).collect();
+            let mut combo = Vec::new();
+            let mut ok = true;
+            for (k, val) in pairs {
+                let name = k.as_str().unwrap_or_default();
+                let kp = format!("{ip}.{name}");
+                let Some(value) = val
+                    .as_str()
+                    .filter(|_| val.as_map().is_none() && val.as_seq().is_none())
+                else {
+                    err(
+                        diags,
+                        val.pos,
+                        &kp,
+                        format!("expected a plain value, found {}", val.describe()),
+                    );
+                    ok = false;
+                    continue;
+                };
+                let Some((_, values)) = out.dims.iter().find(|(n, _)| n == name) else {
+                    err(
+                        diags,
+                        k.pos,
+                        &kp,
+                        format!(
+                            "the matrix has no dimension `{name}`; it has {}",
+                            dim_names
+                                .iter()
+                                .map(|n| format!("`{n}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    ok = false;
+                    continue;
+                };
+                if kw == "exclude" && !values.iter().any(|v| v == value) {
+                    err(
+                        diags,
+                        val.pos,
+                        &kp,
+                        format!(
+                            "`{value}` is not a value of `{name}` ({}): this exclusion never matches",
+                            values
+                                .iter()
+                                .map(|v| format!("`{v}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    );
+                    ok = false;
+                }
+                combo.push((name.to_string(), value.to_string()));
+            }
+            if kw == "include" {
+                for name in &dim_names {
+                    if !combo.iter().any(|(n, _)| n == name) && ok {
+                        err(
+                            diags,
+                            item.pos,
+                            &ip,
+                            format!(
+                                "an included combination gives every dimension; this one has no `{name}`"
+                            ),
+                        );
+                        ok = false;
+                    }
+                }
+            }
+            if ok {
+                if kw == "include" {
+                    out.include.push(combo);
+                } else {
+                    out.exclude.push(combo);
+                }
+            }
+        }
     }
     out
 }
@@ -547,23 +764,6 @@ fn check_references(
             }
         }
     });
-}
-
-fn combinations(matrix: &[(String, Vec<String>)]) -> Vec<Vec<(String, String)>> {
-    let mut out: Vec<Vec<(String, String)>> = vec![Vec::new()];
-    for (name, values) in matrix {
-        out = out
-            .into_iter()
-            .flat_map(|prefix| {
-                values.iter().map(move |v| {
-                    let mut next = prefix.clone();
-                    next.push((name.clone(), v.clone()));
-                    next
-                })
-            })
-            .collect();
-    }
-    out
 }
 
 /// Substitute the cell's matrix values.
@@ -732,9 +932,19 @@ fn typed(path: &Path, root: &Node) -> Typed {
         &mut sections_ok,
     );
     // The matrix was read (and its errors reported) by `read_matrix`.
-    let matrix: BTreeMap<String, Vec<String>> = read_matrix(path, root, &mut Vec::new())
-        .into_iter()
-        .collect();
+    let spec = read_matrix(path, root, &mut Vec::new());
+    let pairs = |cs: Vec<Vec<(String, String)>>| -> Vec<BTreeMap<String, String>> {
+        cs.into_iter().map(|c| c.into_iter().collect()).collect()
+    };
+    let matrix = Matrix {
+        dimensions: spec
+            .dims
+            .into_iter()
+            .filter(|(_, v)| !v.is_empty())
+            .collect(),
+        exclude: pairs(spec.exclude),
+        include: pairs(spec.include),
+    };
     let environment: Option<Environment> = ok(
         section(path, root, "environment", &mut diags),
         &mut sections_ok,

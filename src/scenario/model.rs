@@ -29,9 +29,10 @@ pub struct Scenario {
     pub kind: String,
     pub metadata: Metadata,
     /// Dimensions to expand: every combination of values is one independent run (a cell).
-    /// Reference a value as `${matrix.<name>}`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub matrix: BTreeMap<String, Vec<String>>,
+    /// Reference a value as `${matrix.<name>}`. `exclude` and `include` adjust the
+    /// combinations as in CI matrices.
+    #[serde(default, skip_serializing_if = "Matrix::is_empty")]
+    pub matrix: Matrix,
     pub environment: Environment,
     /// Named encryption keys the drill creates (or uses) and manipulates.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -47,6 +48,27 @@ pub struct Scenario {
     /// Upper bound for one whole cell (default 30m).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
+}
+
+/// The matrix: dimensions with their values, then `exclude` (combinations to drop, each
+/// a partial match) and `include` (combinations to add, each giving every dimension).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, JsonSchema)]
+pub struct Matrix {
+    /// `<dimension>: [values]`.
+    #[serde(flatten)]
+    pub dimensions: BTreeMap<String, Vec<String>>,
+    /// Combinations to drop: every one that has all the given values (e.g. `{from: "1.18", to: "1.17"}`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<BTreeMap<String, String>>,
+    /// Combinations to add after `exclude`, each with a value for every dimension.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<BTreeMap<String, String>>,
+}
+
+impl Matrix {
+    pub fn is_empty(&self) -> bool {
+        self.dimensions.is_empty() && self.include.is_empty()
+    }
 }
 
 impl Scenario {
@@ -796,17 +818,39 @@ pub struct ScheduleKeyDeletionStep {
 }
 short_form!(ScheduleKeyDeletionStep, key, "the key");
 
-/// `upgrade-velero: <version>`: replace the running Velero with another version.
+/// `upgrade-velero: <version>`: upgrade the running Velero to another version the way
+/// Velero's upgrade guide does it: the new version's CRDs first, then the server (and
+/// its Deployment), keeping every backup storage location and the repository password.
+/// The step then checks that the upgraded Velero has the same locations and password,
+/// and fails naming every difference.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct UpgradeVeleroStep {
     pub version: String,
+    /// Rehearse an upgrade that changes locations: each named location gets this
+    /// `config` instead of its own (a re-install or chart upgrade with other values
+    /// does this). The step then fails naming the change, unless it `expect`s that.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub locations: BTreeMap<String, UpgradeLocation>,
+    /// Rehearse an upgrade that replaces the repository password (`velero-repo-credentials`):
+    /// the step then fails naming the change, unless it `expect`s that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository_password: Option<SecretSource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expect: Option<Expect>,
 }
 short_form!(UpgradeVeleroStep, version, "the Velero version");
+
+/// A location as an `upgrade-velero` step changes it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct UpgradeLocation {
+    /// The plugin config the location has after the upgrade (replaces its whole `config`).
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
 
 /// `wait: 30s`: pause (prefer steps that wait on a condition).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -373,24 +373,7 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
         }
     }
     if let Some(pw) = &v.repository_password {
-        match (&pw.from_env, pw.generate) {
-            (Some(_), true) | (None, false) => c.err(
-                "velero.repositoryPassword",
-                "set exactly one of `fromEnv: <VARIABLE>` or `generate: true`",
-            ),
-            (Some(var), false)
-                if var.is_empty()
-                    || !var
-                        .chars()
-                        .all(|ch| ch.is_ascii_alphanumeric() || ch == '_') =>
-            {
-                c.err(
-                    "velero.repositoryPassword.fromEnv",
-                    format!("`{var}` is not an environment variable name"),
-                )
-            }
-            _ => {}
-        }
+        check_password(&mut c, "velero.repositoryPassword", pw);
     }
     if v.locations.is_empty() {
         c.err(
@@ -614,6 +597,27 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
     c.out
 }
 
+fn check_password(c: &mut Checker, p: &str, pw: &SecretSource) {
+    match (&pw.from_env, pw.generate) {
+        (Some(_), true) | (None, false) => c.err(
+            p,
+            "set exactly one of `fromEnv: <VARIABLE>` or `generate: true`",
+        ),
+        (Some(var), false)
+            if var.is_empty()
+                || !var
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_') =>
+        {
+            c.err(
+                format!("{p}.fromEnv"),
+                format!("`{var}` is not an environment variable name"),
+            )
+        }
+        _ => {}
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn check_step(
     c: &mut Checker,
@@ -832,6 +836,33 @@ fn check_step(
                         u.version
                     ),
                 );
+            }
+            for (name, changed) in &u.locations {
+                let lp = field(&format!("locations.{name}"));
+                let Some(loc) = s.velero.locations.iter().find(|l| &l.name == name) else {
+                    c.err_key(
+                        lp,
+                        format!(
+                            "no location `{name}` in `velero.locations`; locations: {}",
+                            names(locations)
+                        ),
+                    );
+                    continue;
+                };
+                let storage = s
+                    .environment
+                    .storage
+                    .for_provider(loc.provider)
+                    .unwrap_or(StorageKind::Localstack);
+                for issue in bsl::check(loc.provider, storage, &changed.config, &s.keys) {
+                    match issue.key {
+                        Some(k) => c.err_key(format!("{lp}.config.{k}"), issue.message),
+                        None => c.err(format!("{lp}.config"), issue.message),
+                    }
+                }
+            }
+            if let Some(pw) = &u.repository_password {
+                check_password(c, &field("repositoryPassword"), pw);
             }
         }
         Step::Wait(w) => match humantime::parse_duration(&w.duration) {

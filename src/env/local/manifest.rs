@@ -38,6 +38,13 @@ pub struct VeleroBuild {
     pub plugin_dir: PathBuf,
     #[serde(default)]
     pub plugins: std::collections::BTreeMap<String, String>,
+    /// Pinned in `ci/testbed/versions.env` (false: built on demand for a run that asked for it).
+    #[serde(default = "yes")]
+    pub pinned: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -86,7 +93,9 @@ impl Manifest {
         })
     }
 
-    /// The build for a version such as `1.18`, `v1.18` or `1.18.3` (the newest patch of a minor).
+    /// The build for a version such as `1.18`, `v1.18` or `1.18.3`. A minor means its
+    /// newest pinned patch; only when none is pinned, the newest built on demand (a
+    /// version built for one run must not replace the pinned one in the next).
     pub fn velero(&self, version: &str) -> Result<&VeleroBuild> {
         let want = version.trim_start_matches('v');
         let mut matches: Vec<&VeleroBuild> = self
@@ -97,19 +106,25 @@ impl Manifest {
                 have == want || have.starts_with(&format!("{want}."))
             })
             .collect();
+        if matches.iter().any(|b| b.pinned) {
+            matches.retain(|b| b.pinned || b.version.trim_start_matches('v') == want);
+        }
         matches.sort_by_key(|b| {
-            b.version
-                .trim_start_matches('v')
-                .split('.')
-                .map(|p| p.parse::<u32>().unwrap_or(0))
-                .collect::<Vec<_>>()
+            (
+                b.version.trim_start_matches('v') == want,
+                b.version
+                    .trim_start_matches('v')
+                    .split('.')
+                    .map(|p| p.parse::<u32>().unwrap_or(0))
+                    .collect::<Vec<_>>(),
+            )
         });
         match matches.last() {
             Some(b) => Ok(b),
             None => {
                 let have: Vec<&str> = self.velero.iter().map(|b| b.version.as_str()).collect();
                 bail!(
-                    "Velero {version} is not in the local test bed (it has {}); add it to ci/testbed/versions.env and run `vdrill testbed prepare`",
+                    "Velero {version} is not in the local test bed (it has {}); `vdrill run` builds it (provisioning phase), or `vdrill testbed prepare`",
                     if have.is_empty() {
                         "none".to_string()
                     } else {
@@ -167,5 +182,64 @@ impl Manifest {
             },
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(version: &str, pinned: bool) -> VeleroBuild {
+        VeleroBuild {
+            version: version.into(),
+            bin: format!("/c/{version}/velero").into(),
+            plugin_dir: format!("/c/{version}/plugins").into(),
+            plugins: Default::default(),
+            pinned,
+        }
+    }
+
+    fn manifest(builds: Vec<VeleroBuild>) -> Manifest {
+        Manifest {
+            cache: "/c".into(),
+            kubernetes: None,
+            etcd: None,
+            velero: builds,
+            localstack: None,
+            azurite: None,
+            lowkey_vault: None,
+            fake_gcs: None,
+        }
+    }
+
+    #[test]
+    fn a_minor_means_its_pinned_patch_even_beside_a_newer_one_built_on_demand() {
+        let m = manifest(vec![
+            build("v1.18.3", true),
+            build("v1.18.4", false),
+            build("v1.18.2", false),
+            build("v1.16.1", false),
+            build("v1.16.3", false),
+        ]);
+        assert_eq!(m.velero("1.18").unwrap().version, "v1.18.3");
+        assert_eq!(m.velero("v1.18").unwrap().version, "v1.18.3");
+        assert_eq!(m.velero("1.18.2").unwrap().version, "v1.18.2");
+        assert_eq!(m.velero("1.18.4").unwrap().version, "v1.18.4");
+        // No pinned 1.16: the newest built.
+        assert_eq!(m.velero("1.16").unwrap().version, "v1.16.3");
+        let e = m.velero("1.17").unwrap_err().to_string();
+        assert!(
+            e.contains("Velero 1.17 is not in the local test bed"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_entry_without_pinned_is_pinned() {
+        let m: Manifest = serde_json::from_str(
+            r#"{"cache": "/c", "velero": [{"version": "v1.18.3", "bin": "/b", "plugin_dir": "/p"}]}"#,
+        )
+        .unwrap();
+        assert!(m.velero[0].pinned);
     }
 }
