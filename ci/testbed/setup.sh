@@ -540,11 +540,15 @@ velero_one() {
   mkdir -p "$pdir" "$pdir.versions"
   for spec in $(velero_plugins "$entry"); do
     name=${spec%%=*} pv=${spec#*=}
-    local sub
-    for sub in ${PLUGIN_SUBSTITUTES:-}; do
-      if [[ ${sub%%:*} == "$(cut -d. -f1,2 <<<"$v")" && ${sub#*:} == "$name="* ]]; then
-        log "plugin $name for velero $v: Velero documents the ${sub#*=} line, which the Go module proxy refuses; using $pv, the nearest release it serves"
-      fi
+    local line lines
+    for line in $PLUGIN_LINES; do
+      [[ ${line%%:*} == "$(cut -d. -f1,2 <<<"$v")" ]] || continue
+      IFS=: read -ra lines <<<"${line#*:}"
+      for line in "${lines[@]}"; do
+        if [[ ${line%%=*} == "$name" && $pv != "${line#*=}."* ]]; then
+          log "plugin $name for velero $v: Velero documents the ${line#*=}.x line, which the Go module proxy refuses; using $pv, the nearest release it serves"
+        fi
+      done
     done
     plugin_inputs "$name" "$pv"
     if plugin_fetchable "$name" "$pv"; then
