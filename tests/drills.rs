@@ -591,6 +591,16 @@ fn upgrade_drill(scenario: &str) -> Run {
         "{}",
         cell["velero_version"]
     );
+    // ... and the one it was upgraded to, in run.json and JUnit.
+    let upgraded = cell["velero_upgraded_to"].as_str().unwrap_or_default();
+    assert!(upgraded.starts_with("v1.18."), "{cell}");
+    let junit = std::fs::read_to_string(r.dir.join("junit.xml")).unwrap();
+    assert!(
+        junit.contains(&format!(
+            r#"name="velero.version.upgraded" value="{upgraded}""#
+        )),
+        "{junit}"
+    );
     let steps = steps_of(&r);
     let upgrade = steps
         .iter()

@@ -107,6 +107,9 @@ pub fn render(run: &RunReport) -> String {
             ("run.id", run.run_id.clone()),
             ("artifacts", cell.artifacts.clone()),
         ];
+        if let Some(v) = &cell.velero_upgraded_to {
+            props.push(("velero.version.upgraded", v.clone()));
+        }
         if let Some(v) = &cell.kubernetes_version {
             props.push(("kubernetes.version", v.clone()));
         }

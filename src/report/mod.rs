@@ -92,6 +92,10 @@ pub struct CellReport {
     /// Velero's plugins in this cell and their versions (`azure` -> `v1.13.2`).
     #[serde(default)]
     pub velero_plugins: std::collections::BTreeMap<String, String>,
+    /// The Velero version an `upgrade-velero` step moved the cell to (`velero_version`
+    /// is the one it was installed with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub velero_upgraded_to: Option<String>,
     /// The Kubernetes API server's version (`v1.34.3`), once the cluster is up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kubernetes_version: Option<String>,

@@ -307,6 +307,7 @@ impl Runner {
             velero_version: s.velero.version.clone(),
             velero_plugins: Default::default(),
             kubernetes_version: None,
+            velero_upgraded_to: None,
             key_providers: s
                 .keys
                 .values()
@@ -540,6 +541,9 @@ impl Runner {
                 async move { steps::run(step, &mut ctx).await }.boxed()
             };
             let out = self.phase(&mut report, run, &log, p, fut).await;
+            if matches!(step, Step::UpgradeVelero(_)) && out.status == Status::Passed {
+                report.velero_upgraded_to = Some(environment.velero.version());
+            }
             match out.status {
                 Status::Error => {
                     failed = Some(format!(
