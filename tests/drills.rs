@@ -27,20 +27,27 @@ struct Run {
 }
 
 fn run(scenario: &str, velero: &str, name: &str, env: &[(&str, &str)]) -> Run {
+    let junit = artifacts(name).join(format!("{name}.junit.xml"));
+    let velero = format!("velero={velero}");
+    let junit = junit.to_str().unwrap();
+    run_with(
+        &[scenario, "--matrix", &velero, "--junit", junit],
+        name,
+        env,
+    )
+}
+
+/// `vdrill run` with these arguments and environment (from the repository), its
+/// artifacts under `name`. The bed is provisioned by ci/setup.sh: the provisioning
+/// phase finds it cached.
+fn run_with(args: &[&str], name: &str, env: &[(&str, &str)]) -> Run {
     let dir = artifacts(name);
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vdrill"));
     cmd.current_dir(repo())
-        .args([
-            "run",
-            scenario,
-            "--matrix",
-            &format!("velero={velero}"),
-            "--artifacts",
-        ])
+        .arg("run")
+        .args(args)
+        .arg("--artifacts")
         .arg(&dir)
-        .arg("--junit")
-        .arg(dir.join(format!("{name}.junit.xml")))
-        // The bed is provisioned by ci/setup.sh: the provisioning phase finds it cached.
         .env("CI", "1");
     for (k, v) in env {
         cmd.env(k, v);
@@ -468,28 +475,9 @@ fn two_drills_run_at_once_without_clashing() {
 
 #[test]
 fn with_j2_both_velero_versions_run_side_by_side_in_one_vdrill() {
-    let dir = artifacts("jobs-2");
-    let out = Command::new(env!("CARGO_BIN_EXE_vdrill"))
-        .current_dir(repo())
-        .args([
-            "run",
-            "scenarios/aws-kms-basic.yaml",
-            "-j",
-            "2",
-            "--artifacts",
-        ])
-        .arg(&dir)
-        .env("CI", "1")
-        .output()
-        .expect("run vdrill");
-    let stdout = format!(
-        "{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(out.status.code(), Some(0), "{stdout}");
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.join("run.json")).unwrap()).unwrap();
+    let r = run_args(&["scenarios/aws-kms-basic.yaml", "-j", "2"], "jobs-2");
+    assert_eq!(r.code, Some(0), "{}", r.stdout);
+    let (report, stdout) = (&r.report, &r.stdout);
     let cells = report["cells"].as_array().unwrap();
     assert_eq!(
         cells
@@ -522,30 +510,7 @@ fn with_j2_both_velero_versions_run_side_by_side_in_one_vdrill() {
 
 /// `vdrill run` with these arguments (from the repository), its artifacts under `name`.
 fn run_args(args: &[&str], name: &str) -> Run {
-    let dir = artifacts(name);
-    let out = Command::new(env!("CARGO_BIN_EXE_vdrill"))
-        .current_dir(repo())
-        .arg("run")
-        .args(args)
-        .arg("--artifacts")
-        .arg(&dir)
-        .env("CI", "1")
-        .output()
-        .expect("run vdrill");
-    let report = std::fs::read(dir.join("run.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
-    Run {
-        code: out.status.code(),
-        report,
-        stdout: format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        dir,
-    }
+    run_with(args, name, &[])
 }
 
 fn steps_of(r: &Run) -> Vec<serde_json::Value> {
