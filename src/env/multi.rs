@@ -15,6 +15,18 @@ use super::{
 use crate::log::{Secret, StepLog};
 use crate::scenario::{KeyProvider, KeySpec, LocationProvider, RotateMode};
 
+/// Every limitation once, in the order first met (`dedup` alone would keep
+/// duplicates that are not next to each other).
+fn union(all: impl Iterator<Item = Limitation>) -> Vec<Limitation> {
+    let mut out = Vec::new();
+    for l in all {
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    out
+}
+
 /// One object store per cloud.
 pub struct Stores {
     stores: Vec<(LocationProvider, Arc<dyn ObjectStore>)>,
@@ -124,13 +136,7 @@ impl ObjectStore for Stores {
         self.for_bucket(bucket)?.delete_bucket(bucket, log).await
     }
     fn limitations(&self) -> Vec<Limitation> {
-        let mut out: Vec<Limitation> = self
-            .stores
-            .iter()
-            .flat_map(|(_, s)| s.limitations())
-            .collect();
-        out.dedup();
-        out
+        union(self.stores.iter().flat_map(|(_, s)| s.limitations()))
     }
     async fn account_encryption(&self) -> Result<Option<AccountEncryption>> {
         // Only Azure has account-level encryption.
@@ -208,13 +214,7 @@ impl KeyManager for Keys {
         self.references()?.resolve(reference).await
     }
     fn limitations(&self) -> Vec<Limitation> {
-        let mut out: Vec<Limitation> = self
-            .managers
-            .iter()
-            .flat_map(|(_, m)| m.limitations())
-            .collect();
-        out.dedup();
-        out
+        union(self.managers.iter().flat_map(|(_, m)| m.limitations()))
     }
     async fn delete(&self, key: &KeyInfo, log: &StepLog) -> Result<()> {
         self.of(key.provider)?.delete(key, log).await
@@ -315,6 +315,20 @@ mod tests {
         );
         let e = s.route("z", LocationProvider::Azure).unwrap_err();
         assert!(e.to_string().contains("no `azure` storage"), "{e}");
+    }
+
+    #[test]
+    fn limitations_of_several_providers_are_listed_once_each() {
+        use Limitation::*;
+        let all = [
+            AliasKeyIdNotReported,
+            KmsKeyNameNotRecorded,
+            AliasKeyIdNotReported,
+        ];
+        assert_eq!(
+            union(all.into_iter()),
+            [AliasKeyIdNotReported, KmsKeyNameNotRecorded]
+        );
     }
 
     #[test]
