@@ -41,6 +41,13 @@ KIND=$(field .kind.bin); IMAGE=$(field .kind.node_image); CONFIG=$(field .kind.c
 KUBECTL_BIN=$(field .kind.kubectl); CHECK_IMAGE=$(field .kind.check_image.image); CHECK_ARCHIVE=$(field .kind.check_image.archive)
 DOCKER_HOST=$(field .docker.host); export DOCKER_HOST
 "$HERE/docker.sh" start >/dev/null
+# The engine is shared: make sure the name stands for the image setup built.
+IMAGE_ID=$(field .kind.node_image_id)
+have=$(docker image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)
+if [[ $have != "$IMAGE_ID" ]]; then
+  say "$IMAGE is ${have:-absent} in the engine, not $IMAGE_ID: docker load $(field .kind.node_archive)"
+  timed "docker load (node image)" docker load -i "$(field .kind.node_archive)" >/dev/null
+fi
 
 WORK=$(mktemp -d)
 export KUBECONFIG=$WORK/kubeconfig   # kind and kubectl: never ~/.kube/config
@@ -71,10 +78,16 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 say "creating cluster $NAME from $IMAGE ($CONFIG)"
-timed "kind create cluster" "$KIND" create cluster --name "$NAME" --image "$IMAGE" --config "$CONFIG" \
-  --kubeconfig "$KUBECONFIG" >"$WORK/create.log" 2>&1 || { cat "$WORK/create.log" >&2; die "kind create cluster"; }
-timed "node Ready" k wait --for=condition=Ready node --all --timeout=120s >/dev/null || die "node not Ready"
 NODE=$NAME-control-plane
+# node_logs: what the node's services said (the node is kept on failure: --retain).
+node_logs() {
+  docker exec "$NODE" sh -c 'systemctl --no-pager --failed; ctr -n k8s.io images ls -q;
+    journalctl --no-pager -o cat -u import-images -u containerd | tail -n 40;
+    journalctl --no-pager -o cat -u kubelet | grep -E "^E|rror" | tail -n 30' >&2 || true
+}
+timed "kind create cluster" "$KIND" create cluster --name "$NAME" --image "$IMAGE" --config "$CONFIG" \
+  --kubeconfig "$KUBECONFIG" --retain >"$WORK/create.log" 2>&1 || { tail -n 40 "$WORK/create.log" >&2; node_logs; die "kind create cluster"; }
+timed "node Ready" k wait --for=condition=Ready node --all --timeout=120s >/dev/null || { node_logs; die "node not Ready"; }
 
 docker image inspect "$CHECK_IMAGE" >/dev/null 2>&1 || docker load -i "$CHECK_ARCHIVE" >/dev/null
 timed "kind load image-archive (busybox)" "$KIND" load image-archive "$CHECK_ARCHIVE" --name "$NAME" >/dev/null 2>&1 ||
@@ -101,9 +114,9 @@ spec:
         - |
           set -e
           echo "pod ip: \$(hostname -i)"
-          echo "--- DNS kubernetes.default.svc.cluster.local"; nslookup kubernetes.default.svc.cluster.local
+          echo "--- DNS kubernetes.default.svc.cluster.local"; nslookup kubernetes.default.svc.cluster.local.
           echo "--- API server through the kubernetes Service"; wget -qO- --no-check-certificate https://kubernetes.default.svc/version
-          echo; echo "--- DNS $PEER (Docker container on the kind network)"; nslookup $PEER
+          echo; echo "--- DNS $PEER (Docker container on the kind network)"; nslookup $PEER.
           echo "--- HTTP $PEER:8080"; wget -qO- http://$PEER:8080/
 EOF
 cat >"$WORK/pvc.yaml" <<EOF
@@ -140,6 +153,21 @@ wait_pod() {
   [[ $phase == Succeeded ]] || { k describe pod "$1" >&2 || true; return 1; }
 }
 
+# until COMMAND...: retry it for up to 120 s.
+until_ok() {
+  local _i
+  for _i in $(seq 1 240); do "$@" >/dev/null 2>&1 && return 0; sleep 0.5; done
+  return 1
+}
+# Pods need their namespace's ServiceAccount, which the controller-manager creates.
+timed "ServiceAccount default/default" until_ok k get serviceaccount default -n default || die "no ServiceAccount default/default"
+# CoreDNS's first list of the API (through the Service) may precede kube-proxy's rules
+# and then waits for its 30 s dial timeout: a pod resolving names waits for CoreDNS Ready.
+dns_ready() {
+  [[ -n $(k -n kube-system get pod -l k8s-app=kube-dns -o name) ]] &&
+    k -n kube-system wait --for=condition=Ready pod -l k8s-app=kube-dns --timeout=1s
+}
+timed "CoreDNS pods Ready" until_ok dns_ready || die "CoreDNS is not Ready"
 k apply -f "$WORK/net.yaml" >/dev/null
 timed "pod: DNS, API via Service, kind-network peer" wait_pod net-check || die "pod networking (see the log above)"
 hostnet=$(k get pod net-check -o jsonpath='{.spec.hostNetwork}')

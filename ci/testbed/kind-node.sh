@@ -430,8 +430,8 @@ kind_manifest() {
       '.kind = {version: $v, bin: $b, config: $c}' <<<"$j")
     if [[ -f $kd/.ok ]]; then
       j=$(jq --arg i "$KIND_NODE_IMAGE" --arg a "$kd/node.tar" --arg ci "$KIND_CHECK_IMAGE" --arg ca "$kd/check.tar" \
-        --arg k "$(kind_node_root)/kube/$KUBE_VERSION/bin/kubectl" \
-        '.kind += {node_image: $i, node_archive: $a, kubectl: $k, check_image: {image: $ci, archive: $ca}}' <<<"$j")
+        --arg k "$(kind_node_root)/kube/$KUBE_VERSION/bin/kubectl" --arg id "$(cat "$kd/node.id" 2>/dev/null)" \
+        '.kind += {node_image: $i, node_image_id: $id, node_archive: $a, kubectl: $k, check_image: {image: $ci, archive: $ca}}' <<<"$j")
     fi
   fi
   printf '%s' "$j"
