@@ -31,6 +31,8 @@ KIND_CHECK_IMAGE=vdrill.local/kind-check:busybox
 # The node's pod range: the /24 the controller-manager gives the first node of the
 # podSubnet in kind-cluster.yaml (10.244.0.0/16), used by the static CNI config.
 KIND_NODE_POD_CIDR=10.244.0.0/24
+# The serviceSubnet of kind-cluster.yaml.
+KIND_NODE_SERVICE_CIDR=10.96.0.0/16
 
 kind_dir() { echo "$CACHE/kind/$KIND_VERSION"; }
 kind_node_root() { echo "$CACHE/kind-node"; }
@@ -333,6 +335,21 @@ ExecStart=/bin/sh -c 'for t in /kind/images/*.tar; do ctr -n k8s.io images impor
 [Install]
 WantedBy=multi-user.target
 EOF
+  # Until kube-proxy has programmed a Service, a connection to its ClusterIP leaves by
+  # the default route and is dropped on the host (no forwarding there): CoreDNS's first
+  # list of the API then waits out a 30 s dial timeout. Refused at once, it retries.
+  cat >"$root/etc/systemd/system/refuse-unprogrammed-services.service" <<EOF
+[Unit]
+Description=Refuse connections to Service IPs kube-proxy has not programmed yet (vdrill)
+Before=kubelet.service
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/usr/sbin/iptables -A FORWARD -d $KIND_NODE_SERVICE_CIDR -p tcp -j REJECT --reject-with tcp-reset
+ExecStart=/usr/sbin/iptables -A FORWARD -d $KIND_NODE_SERVICE_CIDR -j REJECT
+[Install]
+WantedBy=multi-user.target
+EOF
   install -m 0755 "$(kind_node_root)/kube/$KUBE_VERSION/bin/kubeadm" "$(kind_node_root)/kube/$KUBE_VERSION/bin/kubelet" \
     "$(kind_node_root)/kube/$KUBE_VERSION/bin/kubectl" "$root/usr/bin/"
   printf '%s\n' "$KUBE_VERSION" >"$root/kind/version"
@@ -344,7 +361,8 @@ EOF
     "$root"/lib/systemd/system/sockets.target.wants/*initctl* "$root"/lib/systemd/system/basic.target.wants/*
   echo "ReadKMsg=no" >>"$root/etc/systemd/journald.conf"
   ln -sf /usr/lib/systemd/systemd "$root/sbin/init"
-  systemctl --root="$root" enable kubelet.service containerd.service undo-mount-hacks.service import-images.service
+  systemctl --root="$root" enable kubelet.service containerd.service undo-mount-hacks.service import-images.service \
+    refuse-unprogrammed-services.service
   # no kernel modules can be loaded in a node (nor binfmt registered)
   systemctl --root="$root" mask systemd-binfmt.service systemd-modules-load.service
   : >"$root/etc/machine-id"
@@ -393,7 +411,7 @@ do_kind_node() {
   kd=$(kind_node_dir)
   INPUTS=("image=$KIND_NODE_IMAGE" "kind=$KIND_VERSION" "rootfs=$rootfs_stamp" "kube=$kube_stamp" "coredns=$coredns_stamp"
     "local-path-provisioner=$lpp_stamp" "apiserver=$(<"$(kube_dir)/.ok")" "etcd=$(<"$(etcd_dir)/.ok")" "gcc=$gccv"
-    "pod_cidr=$KIND_NODE_POD_CIDR" "names=$KIND_STORAGE_IMAGE $KIND_HELPER_IMAGE $KIND_CHECK_IMAGE"
+    "pod_cidr=$KIND_NODE_POD_CIDR" "service_cidr=$KIND_NODE_SERVICE_CIDR" "names=$KIND_STORAGE_IMAGE $KIND_HELPER_IMAGE $KIND_CHECK_IMAGE"
     "writer=$(<"$HERE/image-archive.py")"
     "recipe=$(declare -f build_node_image node_images storage_manifest layer_of layer_of_root image_archive copy_exec busybox_tree go_mod_dir)")
   piece "node image $KIND_NODE_IMAGE" "$kd" node.tar node.id check.tar -- build_node_image "$kd" "$root/rootfs/$KIND_NODE_SUITE/rootfs.tar"
