@@ -80,7 +80,8 @@ piece() {
   while [[ $1 != -- ]]; do files+=("$1"); shift; done
   shift
   if check_stamp "$d" "${files[@]}"; then report "  $label" cached; PIECES+=("$label cached"); return 0; fi
-  log "$label: $WHY, building"
+  log "$label: $WHY, building (output: $LOG)"
+  open_log
   printf '== %s: build at %s (%s); stamp %s; inputs: %s\n' "$label" "$(date '+%F %T %z')" "$WHY" "$STAMP" "$(inputs_line "${INPUTS[@]}")"
   mkdir -p "$d"; rm -f "$d/.ok" "$d/.ok.inputs"
   t0=$(now)
@@ -88,6 +89,12 @@ piece() {
   put_stamp "$d"
   report "  $label" "built in $(($(now) - t0))s"
   PIECES+=("$label $(($(now) - t0))s")
+}
+
+# open_log: this run's output becomes the component's log (as begin_build does; a
+# run that only finds everything cached keeps the last log).
+open_log() {
+  if [[ -z $LOG_OPEN ]]; then mv -f "$LOG_TMP" "$LOG"; LOG_OPEN=1; fi
 }
 
 # build_node_rootfs DIR: debootstrap into a folder of this run, kept as a tar
@@ -386,8 +393,6 @@ do_kind_node() {
   [[ -f $(kube_dir)/.ok && -f $(etcd_dir)/.ok ]] ||
     { echo "kind-node needs the kube and etcd components (setup.sh kube etcd kind-node)" >&2; return 1; }
   local t0; t0=$(now)
-  # the whole log of this component: pieces print their own headers
-  if [[ -z $LOG_OPEN ]]; then mv -f "$LOG_TMP" "$LOG"; LOG_OPEN=1; fi
   local dv; dv=$(debootstrap --version 2>/dev/null || dpkg-query -W -f '${Version}' debootstrap)
   INPUTS=("suite=$KIND_NODE_SUITE" "mirror=$KIND_NODE_MIRROR" "packages=$KIND_NODE_PACKAGES" "debootstrap=$dv"
     "recipe=$(declare -f build_node_rootfs)")
@@ -432,6 +437,7 @@ ensure_node_image_loaded() {
   VDRILL_CACHE=$CACHE "$HERE/docker.sh" start >/dev/null
   have=$(DOCKER_HOST=$host docker image inspect --format '{{.Id}}' "$KIND_NODE_IMAGE" 2>/dev/null || true)
   if [[ $have == "$id" ]]; then report "  docker image $KIND_NODE_IMAGE" present; return 0; fi
+  open_log
   step "docker load $KIND_NODE_IMAGE (${have:+it has $have, }want $id)"
   local t0; t0=$(now)
   DOCKER_HOST=$host docker load -i "$kd/node.tar" >/dev/null
