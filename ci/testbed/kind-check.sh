@@ -31,7 +31,8 @@ timed() { # timed LABEL COMMAND...: run, record the wall time
   local label=$1 t0 rc=0; shift
   t0=$(ms)
   "$@" || rc=$?
-  TIMES+=("$(printf '%-44s %6.1f s' "$label" "$(echo "($(ms) - $t0) / 1000" | bc -l)")")
+  local d=$(($(ms) - t0))
+  TIMES+=("$(printf '%-44s %4d.%d s' "$label" $((d / 1000)) $((d % 1000 / 100)))")
   return $rc
 }
 
