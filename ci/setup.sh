@@ -24,6 +24,17 @@ if ! rustup toolchain list | grep -q '^nightly'; then
   say "installing the nightly toolchain (cargo fuzz needs it)"
   rustup toolchain install nightly --profile minimal
 fi
+# The kind test bed (ci/testbed/setup.sh kind-node): Docker engine, debootstrap for the
+# node's rootfs, gcc and the static C library for pause, jq.
+missing=()
+for pair in dockerd:docker.io debootstrap:debootstrap jq:jq gcc:gcc; do
+  command -v "${pair%%:*}" >/dev/null || missing+=("${pair#*:}")
+done
+[[ -e /usr/lib/x86_64-linux-gnu/libc.a ]] || missing+=(libc6-dev)
+if ((${#missing[@]})); then
+  say "installing ${missing[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 ci/setup-report.sh
 ci/testbed/setup.sh "$@"
 say "done in $(( $(date +%s) - t0 ))s"

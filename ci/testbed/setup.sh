@@ -4,6 +4,7 @@
 #
 #   ci/testbed/setup.sh                   # all components
 #   ci/testbed/setup.sh velero etcd       # only some: kube etcd velero localstack azurite lowkey-vault
+#                                         # fake-gcs kind kind-node (ci/testbed/kind-node.sh)
 #   ci/testbed/setup.sh velero@1.18 etcd  # velero@<version>: the pinned Velero versions matching
 #                                         # 1.18 / v1.18 (newest v1.18.x) or 1.18.3 / v1.18.3;
 #                                         # a version not pinned is built on demand (PLUGIN_LINES)
@@ -42,6 +43,9 @@ exec 3>&1 4>&2 1>&2
 # and azure plugins (velero ~270 s, aws ~200 s, azure ~100 s from empty Go caches).
 # lowkey-vault: mvn package with an empty local Maven repository (14-35 s).
 declare -A COLD_SECONDS=([kube]=420 [etcd]=60 [velero]=600 [localstack]=90 [azurite]=60 [lowkey-vault]=40 [fake-gcs]=120)
+# kind: go install (NOTES.md, "kind"); kind-node: debootstrap, kubelet & co., CoreDNS,
+# local-path-provisioner and the image, from empty Go caches.
+COLD_SECONDS+=([kind]=60 [kind-node]=1200)
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
@@ -67,7 +71,9 @@ default_shared() {
 SHARED=${VDRILL_SHARED:-$(default_shared)}
 SHARED=$(realpath -m -- "$SHARED")
 
-ALL_COMPONENTS="kube etcd velero localstack azurite lowkey-vault fake-gcs"
+ALL_COMPONENTS="kube etcd velero localstack azurite lowkey-vault fake-gcs kind kind-node"
+# shellcheck source=kind-node.sh
+source "$HERE/kind-node.sh"
 export CGO_ENABLED=0
 # Velero's kopia fork (github.com/project-velero/kopia) has pseudo-versions that the
 # checksum database does not know (404), e.g. the one velero v1.17.2 replaces kopia with.
@@ -192,7 +198,7 @@ need() {
   if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
     local pkgs=()
     for c in "${missing[@]}"; do
-      case $c in mvn) pkgs+=(maven) ;; npm) pkgs+=(npm) ;; node) pkgs+=(nodejs) ;; flock) pkgs+=(util-linux) ;; *) pkgs+=("$c") ;; esac
+      case $c in mvn) pkgs+=(maven) ;; npm) pkgs+=(npm) ;; node) pkgs+=(nodejs) ;; flock) pkgs+=(util-linux) ;; dockerd) pkgs+=(docker.io) ;; gcc) pkgs+=(gcc libc6-dev) ;; *) pkgs+=("$c") ;; esac
     done
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}"
   else
@@ -910,6 +916,7 @@ write_manifest() {
   if [[ -f $fg/.ok ]]; then
     j=$(jq --arg v "$FAKE_GCS_VERSION" --arg b "$fg/bin/fake-gcs-server" '.fake_gcs = {version: $v, bin: $b}' <<<"$j")
   fi
+  j=$(kind_manifest "$j")
   printf '%s\n' "$j" >"$CACHE/testbed.json.tmp.$$"
   mv -f "$CACHE/testbed.json.tmp.$$" "$CACHE/testbed.json"
 }
@@ -1013,12 +1020,15 @@ what_of() {
     azurite) echo "Azurite $AZURITE_VERSION (npm)" ;;
     lowkey-vault) echo "lowkey-vault $LOWKEY_VAULT_VERSION (Maven build with Java 25, sources from $(lowkey_sources))" ;;
     fake-gcs) echo "fake-gcs-server $FAKE_GCS_VERSION (GCS emulator)" ;;
+    kind) echo "kind $KIND_VERSION (CLI)" ;;
+    kind-node) echo "kind node image $KIND_NODE_IMAGE (Debian $KIND_NODE_SUITE, kubelet, CoreDNS, local-path-provisioner)" ;;
   esac
 }
 
 need_for() {
   case $1 in
-    kube | etcd | velero-* | fake-gcs) need go ;;
+    kube | etcd | velero-* | fake-gcs | kind) need go ;;
+    kind-node) need go debootstrap gcc python3 dockerd ;;
     azurite) need node npm ;;
     lowkey-vault) need mvn ;;
   esac
@@ -1091,7 +1101,8 @@ add_job() {
 }
 for c in "${components[@]}"; do
   case $c in
-    kube | etcd | localstack | azurite | lowkey-vault | fake-gcs) add_job "$c" ;;
+    kube | etcd | localstack | azurite | lowkey-vault | fake-gcs | kind) add_job "$c" ;;
+    kind-node) add_job kube; add_job etcd; add_job kind-node ;;   # it reuses their binaries
     velero) for v in "${PINNED_VELERO[@]}"; do add_job "velero-$v"; done ;;
     velero@*) velero_matching "${c#velero@}"; add_job "velero-$MATCHED" ;;
     *) usage_error "unknown component '$c' (known: $ALL_COMPONENTS velero@<version>)" ;;
