@@ -450,7 +450,12 @@ kind_manifest() {
   local j=$1 kd; kd=$(kind_node_dir)
   j=$(jq --arg h "$("$HERE/docker.sh" host)" '.docker = {host: $h}' <<<"$j")
   if [[ -f $(kind_dir)/.ok ]]; then
-    j=$(jq --arg v "$KIND_VERSION" --arg b "$(kind_dir)/bin/kind" --arg c "$HERE/kind-cluster.yaml" \
+    # The cluster config is copied into the cache: the manifest outlives the checkout
+    # that ran setup (CI clones into a folder of its own and removes it).
+    mkdir -p "$(kind_dir)"
+    cp "$HERE/kind-cluster.yaml" "$(kind_dir)/cluster.yaml.tmp.$$"
+    mv -f "$(kind_dir)/cluster.yaml.tmp.$$" "$(kind_dir)/cluster.yaml"
+    j=$(jq --arg v "$KIND_VERSION" --arg b "$(kind_dir)/bin/kind" --arg c "$(kind_dir)/cluster.yaml" \
       '.kind = {version: $v, bin: $b, config: $c}' <<<"$j")
     if [[ -f $kd/.ok ]]; then
       j=$(jq --arg i "$KIND_NODE_IMAGE" --arg a "$kd/node.tar" --arg ci "$KIND_CHECK_IMAGE" --arg ca "$kd/check.tar" \
