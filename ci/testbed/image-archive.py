@@ -2,7 +2,7 @@
 """Write a container image as a `docker save` archive, without a registry or an engine.
 
     image-archive.py --layer LAYER.tar [--layer ...] --tag NAME:TAG [--tag ...] --out OUT.tar
-                     [--entrypoint JSON] [--cmd JSON] [--env K=V ...] [--workdir DIR]
+                     [--entrypoint JSON] [--cmd JSON] [--env K=V ...] [--workdir DIR] [--user U]
                      [--stop-signal SIG]
 
 Each LAYER.tar is an uncompressed tar of a file tree (made with GNU tar, owners kept),
@@ -46,6 +46,7 @@ def main():
     p.add_argument("--cmd")
     p.add_argument("--env", action="append", default=[])
     p.add_argument("--workdir")
+    p.add_argument("--user")
     p.add_argument("--stop-signal")
     a = p.parse_args()
 
@@ -63,6 +64,8 @@ def main():
             config[key] = parsed
     if a.workdir:
         config["WorkingDir"] = a.workdir
+    if a.user:
+        config["User"] = a.user
     if a.stop_signal:
         config["StopSignal"] = a.stop_signal
 

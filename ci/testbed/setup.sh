@@ -5,6 +5,7 @@
 #   ci/testbed/setup.sh                   # all components
 #   ci/testbed/setup.sh velero etcd       # only some: kube etcd velero localstack azurite lowkey-vault
 #                                         # fake-gcs kind kind-node (ci/testbed/kind-node.sh)
+#                                         # images (ci/testbed/images.sh)
 #   ci/testbed/setup.sh velero@1.18 etcd  # velero@<version>: the pinned Velero versions matching
 #                                         # 1.18 / v1.18 (newest v1.18.x) or 1.18.3 / v1.18.3;
 #                                         # a version not pinned is built on demand (PLUGIN_LINES)
@@ -46,6 +47,9 @@ declare -A COLD_SECONDS=([kube]=420 [etcd]=60 [velero]=600 [localstack]=90 [azur
 # kind: go install (NOTES.md, "kind"); kind-node: debootstrap, kubelet & co., CoreDNS,
 # local-path-provisioner and the image, from empty Go caches.
 COLD_SECONDS+=([kind]=60 [kind-node]=1200)
+# images: the Velero helpers and cp-plugin of each pinned version, and LocalStack's
+# Debian + venv (ci/testbed/images.sh).
+COLD_SECONDS+=([images]=300)
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=versions.env
@@ -71,9 +75,11 @@ default_shared() {
 SHARED=${VDRILL_SHARED:-$(default_shared)}
 SHARED=$(realpath -m -- "$SHARED")
 
-ALL_COMPONENTS="kube etcd velero localstack azurite lowkey-vault fake-gcs kind kind-node"
+ALL_COMPONENTS="kube etcd velero localstack azurite lowkey-vault fake-gcs kind kind-node images"
 # shellcheck source=kind-node.sh
 source "$HERE/kind-node.sh"
+# shellcheck source=images.sh
+source "$HERE/images.sh"
 export CGO_ENABLED=0
 # Velero's kopia fork (github.com/project-velero/kopia) has pseudo-versions that the
 # checksum database does not know (404), e.g. the one velero v1.17.2 replaces kopia with.
@@ -917,6 +923,7 @@ write_manifest() {
     j=$(jq --arg v "$FAKE_GCS_VERSION" --arg b "$fg/bin/fake-gcs-server" '.fake_gcs = {version: $v, bin: $b}' <<<"$j")
   fi
   j=$(kind_manifest "$j")
+  j=$(images_manifest "$j")
   printf '%s\n' "$j" >"$CACHE/testbed.json.tmp.$$"
   mv -f "$CACHE/testbed.json.tmp.$$" "$CACHE/testbed.json"
 }
@@ -1021,6 +1028,7 @@ what_of() {
     lowkey-vault) echo "lowkey-vault $LOWKEY_VAULT_VERSION (Maven build with Java 25, sources from $(lowkey_sources))" ;;
     fake-gcs) echo "fake-gcs-server $FAKE_GCS_VERSION (GCS emulator)" ;;
     kind) echo "kind $KIND_VERSION (CLI)" ;;
+    images) echo "Velero, plugin, workload and LocalStack images for kind cells" ;;
     kind-node) echo "kind node image $KIND_NODE_IMAGE (Debian $KIND_NODE_SUITE, kubelet, CoreDNS, local-path-provisioner)" ;;
   esac
 }
@@ -1029,6 +1037,7 @@ need_for() {
   case $1 in
     kube | etcd | velero-* | fake-gcs | kind) need go ;;
     kind-node) need go debootstrap gcc python3 dockerd ;;
+    images) need go debootstrap python3 dockerd ;;
     azurite) need node npm ;;
     lowkey-vault) need mvn ;;
   esac
@@ -1103,6 +1112,9 @@ for c in "${components[@]}"; do
   case $c in
     kube | etcd | localstack | azurite | lowkey-vault | fake-gcs | kind) add_job "$c" ;;
     kind-node) add_job kube; add_job etcd; add_job kind-node ;;   # it reuses their binaries
+    images)   # it reuses Velero's and the plugins' builds and the node's Debian rootfs
+      for v in "${PINNED_VELERO[@]}"; do add_job "velero-$v"; done
+      add_job kube; add_job etcd; add_job kind-node; add_job images ;;
     velero) for v in "${PINNED_VELERO[@]}"; do add_job "velero-$v"; done ;;
     velero@*) velero_matching "${c#velero@}"; add_job "velero-$MATCHED" ;;
     *) usage_error "unknown component '$c' (known: $ALL_COMPONENTS velero@<version>)" ;;
