@@ -158,6 +158,12 @@ pub struct RunArgs {
     /// Run only shard I of N of the cells (e.g. `--shard 2/4`), for CI matrices.
     #[arg(long, value_name = "I/N", value_parser = parse_shard)]
     pub shard: Option<(usize, usize)>,
+    /// Images for `cluster: kind` cells: `upstream` (velero/velero, localstack/localstack,
+    /// kind's node image; needs a registry), `testbed` (built by `ci/testbed/setup.sh
+    /// kind-node images`, no registry; the bed's Docker engine), or `auto`: the bed's when
+    /// it has them.
+    #[arg(long, value_enum, default_value_t = crate::env::providers::ImageSource::Auto, value_name = "SOURCE")]
+    pub images: crate::env::providers::ImageSource,
     /// Print every step's log as it happens.
     #[arg(long, short)]
     pub verbose: bool,
@@ -643,12 +649,14 @@ async fn run(mut args: RunArgs) -> i32 {
     };
     // What a vdrill that died left behind goes first.
     crate::testbed::sweep_orphans();
-    let factory = Arc::new(crate::env::providers::Providers::new(
+    let mut providers = crate::env::providers::Providers::new(
         &run_id,
         args.keep,
         artifacts.root().to_path_buf(),
         redactor.clone(),
-    ));
+    );
+    providers.images = args.images;
+    let factory = Arc::new(providers);
     let runner = Runner::new(
         factory,
         reporter,

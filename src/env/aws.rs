@@ -29,6 +29,9 @@ pub struct AwsTarget {
     pub localstack: bool,
     /// A tag put on created keys and buckets, to find leftovers.
     pub run_tag: String,
+    /// The endpoint as Velero reaches it when that differs from vdrill's (LocalStack in
+    /// a container: `http://<name>:4566` from the cluster, a loopback port from here).
+    pub cluster_endpoint: Option<String>,
 }
 
 pub async fn sdk_config(t: &AwsTarget) -> aws_config::SdkConfig {
@@ -268,7 +271,12 @@ impl ObjectStore for S3Store {
         let mut m = BTreeMap::new();
         if provider == LocationProvider::Aws {
             m.insert("region".to_string(), self.target.region.clone());
-            if let Some(url) = &self.target.endpoint {
+            if let Some(url) = self
+                .target
+                .cluster_endpoint
+                .as_ref()
+                .or(self.target.endpoint.as_ref())
+            {
                 m.insert("s3Url".to_string(), url.clone());
                 m.insert("s3ForcePathStyle".to_string(), "true".to_string());
             }

@@ -28,6 +28,12 @@ pub const MARKER: &str = "VDRILL_BED";
 
 /// The endpoint naming a kind cluster the record's environment created.
 pub const KIND_CLUSTER: &str = "kind cluster";
+/// The kind binary that made the cluster (default: `kind` on PATH).
+pub const KIND_BIN: &str = "kind binary";
+/// The Docker engine the cluster and containers live in (default: the user's).
+pub const DOCKER_HOST: &str = "docker host";
+/// A Docker container of the record (LocalStack beside a kind cluster).
+pub const CONTAINER: &str = "docker container";
 
 /// Where records live: `$VDRILL_BEDS_DIR`, else `<cache>/beds`.
 pub fn dir() -> PathBuf {
@@ -246,9 +252,35 @@ pub fn tear_down(dir: &Path, record: &Record, grace: Duration) -> Swept {
     while Instant::now() < until && !record.live_processes().is_empty() {
         std::thread::sleep(Duration::from_millis(50));
     }
-    // A kind cluster lives in Docker, beyond any process of ours: delete it by name.
+    // Containers and a kind cluster live in Docker, beyond any process of ours: delete
+    // them by name, in the engine they were made in.
+    let docker_cmd = |program: &str| {
+        let mut cmd = std::process::Command::new(program);
+        if let Some(h) = record.endpoints.get(DOCKER_HOST) {
+            cmd.env("DOCKER_HOST", h);
+        }
+        cmd
+    };
+    if let Some(name) = record.endpoints.get(CONTAINER) {
+        match docker_cmd("docker")
+            .args(["rm", "--force", "--volumes", name])
+            .output()
+        {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => problems.push(format!(
+                "docker rm --force {name}: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => problems.push(format!("docker rm --force {name}: {e}")),
+        }
+    }
     if let Some(name) = record.endpoints.get(KIND_CLUSTER) {
-        match std::process::Command::new("kind")
+        let kind = record
+            .endpoints
+            .get(KIND_BIN)
+            .map(String::as_str)
+            .unwrap_or("kind");
+        match docker_cmd(kind)
             .args(["delete", "cluster", "--name", name])
             .output()
         {

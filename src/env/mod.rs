@@ -9,6 +9,8 @@ pub mod azure;
 #[cfg(feature = "providers")]
 pub mod gcp;
 #[cfg(feature = "providers")]
+pub mod kind;
+#[cfg(feature = "providers")]
 pub mod kube;
 pub mod ledger;
 #[cfg(feature = "providers")]

@@ -15,6 +15,19 @@ use super::{CellDirs, Environment, EnvironmentFactory, Result};
 use crate::log::{Redactor, StepLog};
 use crate::scenario::{Cell, ClusterKind};
 
+/// Which images a kind cell runs: the upstream ones (a machine with a registry) or the
+/// ones the test bed built (`ci/testbed/setup.sh kind-node images`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ImageSource {
+    /// The bed's images when its manifest lists them, else upstream's.
+    #[default]
+    Auto,
+    /// velero/velero, velero/velero-plugin-for-*, localstack/localstack, kind's node image.
+    Upstream,
+    /// The images the test bed built (no registry needed).
+    Testbed,
+}
+
 /// The real providers, chosen per cell.
 pub struct Providers {
     pub run_id: String,
@@ -25,6 +38,8 @@ pub struct Providers {
     redactor: std::sync::Arc<Redactor>,
     /// Children of the run that belong to no cell (the provisioning script).
     run: OnceLock<Supervisor>,
+    /// Which images kind cells run (`--images`).
+    pub images: ImageSource,
 }
 
 impl Providers {
@@ -40,6 +55,7 @@ impl Providers {
             artifacts,
             redactor,
             run: OnceLock::new(),
+            images: ImageSource::default(),
         }
     }
 
@@ -180,7 +196,7 @@ impl EnvironmentFactory for Providers {
             #[cfg(feature = "providers")]
             match env.cluster {
                 ClusterKind::Local => Ok(super::local::start(&env.storage, &region, dirs, &supervisor, log).await?.environment),
-                cluster => super::remote::start(cell, cluster, &env.storage, &region, dirs, &supervisor, log).await,
+                cluster => super::remote::start(cell, cluster, &env.storage, &region, dirs, &supervisor, self.images, log).await,
             }
             #[cfg(not(feature = "providers"))]
             {

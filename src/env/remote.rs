@@ -9,6 +9,10 @@ use anyhow::{Context, Result, bail};
 use async_trait::async_trait;
 
 use super::aws::{AwsTarget, KmsKeys, S3Store};
+use super::kind::{
+    ImageSource, KindSetup, LocalStackContainer, create_cluster, delete_cluster, load_images,
+    remove_container,
+};
 use super::kube::{KubeCluster, client_for};
 use super::ledger::Kind;
 use super::process::Supervisor;
@@ -59,6 +63,9 @@ impl Builds for CliBuilds {
 /// deletes), or nothing for an existing cluster.
 struct Remote {
     kind_cluster: Option<String>,
+    kind: Option<KindSetup>,
+    /// A container of this cell beside the cluster (LocalStack).
+    container: Option<String>,
     supervisor: Supervisor,
     work: PathBuf,
     summary: String,
@@ -67,16 +74,15 @@ struct Remote {
 #[async_trait]
 impl Stop for Remote {
     async fn stop(&self, log: &StepLog) -> Result<()> {
+        let setup = self.kind.clone().unwrap_or_else(|| {
+            KindSetup::resolve(ImageSource::Upstream).expect("upstream needs no manifest")
+        });
+        if let Some(name) = &self.container {
+            remove_container(&setup, name, &self.supervisor).await?;
+            log.line(format!("removed container {name}"));
+        }
         if let Some(name) = &self.kind_cluster {
-            let mut cmd = std::process::Command::new("kind");
-            cmd.args(["delete", "cluster", "--name", name]);
-            let out = self.supervisor.output("kind", cmd).await?;
-            if !out.status.success() {
-                bail!(
-                    "kind delete cluster: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
+            delete_cluster(&setup, name, &self.supervisor).await?;
             log.line(format!("deleted kind cluster {name}"));
         }
         if self.work.exists() {
@@ -96,6 +102,51 @@ impl Stop for Remote {
     }
 }
 
+/// The Velero versions a cell may run: its own and those it upgrades to.
+fn velero_versions(cell: &Cell) -> Vec<String> {
+    let s = &cell.scenario;
+    let mut out = vec![s.velero.version.clone()];
+    for step in s.steps.iter().chain(&s.finally) {
+        if let crate::scenario::Step::UpgradeVelero(u) = step {
+            out.push(u.version.clone());
+        }
+    }
+    out
+}
+
+/// Wait until the cluster's DNS (CoreDNS) serves: Velero reaches LocalStack by name.
+async fn wait_dns(client: &kube::Client, log: &StepLog) -> Result<()> {
+    use k8s_openapi::api::core::v1::Pod;
+    let pods: kube::Api<Pod> = kube::Api::namespaced(client.clone(), "kube-system");
+    let t0 = std::time::Instant::now();
+    loop {
+        let list = pods
+            .list(&kube::api::ListParams::default().labels("k8s-app=kube-dns"))
+            .await
+            .context("listing the cluster's DNS pods")?;
+        let ready = |p: &Pod| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        if !list.items.is_empty() && list.items.iter().all(ready) {
+            log.line(format!(
+                "cluster DNS ready after {:.1} s",
+                t0.elapsed().as_secs_f64()
+            ));
+            return Ok(());
+        }
+        if t0.elapsed() > std::time::Duration::from_secs(180) {
+            bail!(
+                "the cluster's DNS (pods k8s-app=kube-dns in kube-system) was not Ready within 180 s"
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub async fn start(
     cell: &Cell,
     cluster: ClusterKind,
@@ -103,43 +154,35 @@ pub async fn start(
     region: &str,
     dirs: &CellDirs,
     supervisor: &Supervisor,
+    images: ImageSource,
     log: &StepLog,
 ) -> Result<Environment> {
     std::fs::create_dir_all(&dirs.work)?;
     supervisor.add_dir(&dirs.work);
     let env = &cell.scenario.environment;
+    let mut kind_setup = None;
     let (kubeconfig, context, kind_cluster) = match cluster {
         ClusterKind::Kind => {
+            let setup = KindSetup::resolve(images)?;
             let name = format!("vdrill-{}", crate::report::slug(&supervisor.id()))
                 .chars()
                 .take(40)
                 .collect::<String>()
                 .to_lowercase();
             let kubeconfig = dirs.work.join("kubeconfig");
-            log.line(format!("creating kind cluster {name}"));
-            let mut cmd = std::process::Command::new("kind");
-            cmd.args([
-                "create",
-                "cluster",
-                "--name",
-                &name,
-                "--wait",
-                "300s",
-                "--kubeconfig",
-            ])
-            .arg(&kubeconfig);
             // Recorded before it exists, so a sweep after a crash deletes it too.
             supervisor.set_endpoint(super::ledger::KIND_CLUSTER, name.clone());
-            let out = supervisor
-                .output("kind", cmd)
-                .await
-                .context("running `kind` (is it installed, with Docker running?)")?;
-            if !out.status.success() {
-                bail!(
-                    "kind create cluster failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
+            supervisor.set_endpoint(
+                super::ledger::KIND_BIN,
+                setup.kind_bin.display().to_string(),
+            );
+            if let Some(h) = &setup.docker_host {
+                supervisor.set_endpoint(super::ledger::DOCKER_HOST, h.clone());
             }
+            create_cluster(&setup, &name, &kubeconfig, supervisor, log).await?;
+            let load = setup.images_to_load(&velero_versions(cell));
+            load_images(&setup, &name, &load, supervisor, log).await?;
+            kind_setup = Some(setup);
             (kubeconfig, None, Some(name))
         }
         ClusterKind::Existing => {
@@ -155,6 +198,9 @@ pub async fn start(
         ClusterKind::Local => bail!("`cluster: local` is the local test bed"),
     };
     let client = client_for(&kubeconfig, context.as_deref()).await?;
+    if kind_setup.is_some() {
+        wait_dns(&client, log).await?;
+    }
     let server = client
         .apiserver_version()
         .await
@@ -168,12 +214,6 @@ pub async fn start(
     let summary = format!("kubeconfig {}", kubeconfig.display());
     supervisor.set_endpoint("kubeconfig", kubeconfig.display().to_string());
     let kube_cluster = Arc::new(KubeCluster::new(client, info));
-    let stop: Arc<dyn Stop> = Arc::new(Remote {
-        kind_cluster,
-        supervisor: supervisor.clone(),
-        work: dirs.work.clone(),
-        summary,
-    });
     let kind = match storage.kinds() {
         [one] => *one,
         _ => bail!(
@@ -182,6 +222,23 @@ pub async fn start(
             cluster.as_str()
         ),
     };
+    // LocalStack beside a kind cluster: a container on the cluster's Docker network.
+    let container = match (&kind_cluster, kind) {
+        (Some(name), StorageKind::Localstack) => {
+            let c = format!("{name}-localstack");
+            supervisor.set_endpoint(super::ledger::CONTAINER, c.clone());
+            Some(c)
+        }
+        _ => None,
+    };
+    let stop: Arc<dyn Stop> = Arc::new(Remote {
+        kind_cluster,
+        kind: kind_setup.clone(),
+        container: container.clone(),
+        supervisor: supervisor.clone(),
+        work: dirs.work.clone(),
+        summary,
+    });
     match kind {
         StorageKind::Aws => {
             let target = AwsTarget {
@@ -190,6 +247,7 @@ pub async fn start(
                 static_credentials: None,
                 localstack: false,
                 run_tag: supervisor.id(),
+                cluster_endpoint: None,
             };
             let store = Arc::new(S3Store::new(target.clone(), supervisor.redactor()).await?);
             let keys = Arc::new(KmsKeys::new(target).await);
@@ -218,6 +276,56 @@ pub async fn start(
         }
         StorageKind::Gcp => {
             bail!("`storage: gcp` (real Google Cloud Storage + Cloud KMS) is not implemented yet")
+        }
+        StorageKind::Localstack if container.is_some() => {
+            let setup = kind_setup.clone().expect("a kind cell");
+            let name = container.clone().expect("checked");
+            let ls = LocalStackContainer::start(&setup, &name, &supervisor.id(), supervisor, log)
+                .await?;
+            supervisor.set_endpoint("S3 + KMS (LocalStack container)", ls.endpoint.clone());
+            // LocalStack accepts any credentials; Velero gets a secret made for this cell.
+            let secret_key = supervisor
+                .redactor()
+                .secret(super::hex(&super::random_bytes(20)?));
+            let target = AwsTarget {
+                endpoint: Some(ls.endpoint.clone()),
+                region: region.to_string(),
+                static_credentials: Some(("test".into(), secret_key)),
+                localstack: true,
+                run_tag: supervisor.id(),
+                cluster_endpoint: Some(ls.cluster_endpoint.clone()),
+            };
+            let store = Arc::new(S3Store::new(target.clone(), supervisor.redactor()).await?);
+            let keys = Arc::new(KmsKeys::new(target).await);
+            let images = velero_versions(cell)
+                .iter()
+                .filter_map(|v| {
+                    let built = setup.bed.as_ref()?.velero(v).ok()?.version.clone();
+                    Some((built.clone(), setup.velero_images(&built)?))
+                })
+                .collect();
+            let velero = Arc::new(
+                VeleroProvider::new(
+                    kube_cluster.clone(),
+                    kubeconfig,
+                    store.clone(),
+                    Box::new(CliBuilds),
+                    Mode::InCluster,
+                    dirs.work.clone(),
+                    supervisor.clone(),
+                )
+                .with_images(images),
+            );
+            // Everything here is this cell's: the cluster, LocalStack and its keys.
+            Ok(Environment {
+                cluster: kube_cluster,
+                store,
+                keys,
+                velero,
+                stop,
+                watchdog: supervisor.watchdog(),
+                disposable: true,
+            })
         }
         StorageKind::Localstack | StorageKind::Azurite | StorageKind::FakeGcs => {
             bail!(

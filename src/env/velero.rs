@@ -74,6 +74,17 @@ pub struct VeleroProvider {
     version: std::sync::Mutex<String>,
     /// The plugins the running Velero uses, with their versions.
     plugins: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
+    /// In-cluster installs: the images of each Velero version when they are not
+    /// upstream's (the test bed's), by version.
+    images: std::collections::BTreeMap<String, Images>,
+}
+
+/// The images of one Velero version built elsewhere than upstream (the test bed's).
+#[derive(Debug, Clone, Default)]
+pub struct Images {
+    pub velero: String,
+    /// Plugin (`aws`, `azure`, `gcp`) to its image.
+    pub plugins: std::collections::BTreeMap<String, String>,
 }
 
 /// What Velero's upgrade guide keeps across an upgrade. The password is compared,
@@ -258,7 +269,14 @@ impl VeleroProvider {
             running: Mutex::new(None),
             version: std::sync::Mutex::default(),
             plugins: std::sync::Mutex::default(),
+            images: Default::default(),
         }
+    }
+
+    /// In-cluster installs run these images for these Velero versions instead of upstream's.
+    pub fn with_images(mut self, images: std::collections::BTreeMap<String, Images>) -> Self {
+        self.images = images;
+        self
     }
 
     fn server_log(&self) -> PathBuf {
@@ -318,14 +336,19 @@ impl VeleroProvider {
         if crds_only {
             args.push("--crds-only".into());
         } else {
+            let images = self.images.get(&build.version);
             let plugins: Vec<String> = install
                 .plugins
                 .iter()
                 .map(|p| {
-                    plugin_image(
-                        p,
-                        build.plugins.get(p).map(String::as_str).unwrap_or("latest"),
-                    )
+                    images
+                        .and_then(|i| i.plugins.get(p).cloned())
+                        .unwrap_or_else(|| {
+                            plugin_image(
+                                p,
+                                build.plugins.get(p).map(String::as_str).unwrap_or("latest"),
+                            )
+                        })
                 })
                 .collect();
             args.extend([
@@ -345,6 +368,13 @@ impl VeleroProvider {
             ]);
             if let Some(p) = &default.prefix {
                 args.extend(["--prefix".into(), p.clone()]);
+            }
+            if matches!(self.mode, Mode::InCluster) {
+                // File-system (Kopia) backups need the node-agent DaemonSet.
+                args.push("--use-node-agent".into());
+                if let Some(i) = images {
+                    args.extend(["--image".into(), i.velero.clone()]);
+                }
             }
             if !install.features.is_empty() {
                 args.extend(["--features".into(), install.features.join(",")]);

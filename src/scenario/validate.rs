@@ -210,11 +210,14 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
             ),
             StorageKind::Localstack | StorageKind::Aws | StorageKind::Azurite | StorageKind::FakeGcs => {}
         }
-        if env.cluster != ClusterKind::Local && k.is_local() {
+        // A kind cluster gets LocalStack as a container on its Docker network; the other
+        // emulators run only as processes on this machine's loopback.
+        let kind_localstack = env.cluster == ClusterKind::Kind && *k == StorageKind::Localstack;
+        if env.cluster != ClusterKind::Local && k.is_local() && !kind_localstack {
             c.err(
                 "environment.storage",
                 format!(
-                    "`storage: {}` runs on this machine's loopback, which Velero inside a `{}` cluster cannot reach; use `cluster: local`, or real `aws` storage",
+                    "`storage: {}` runs on this machine's loopback, which Velero inside a `{}` cluster cannot reach; use `cluster: local`, real `aws` storage, or `localstack` with `cluster: kind`",
                     k.as_str(),
                     env.cluster.as_str()
                 ),

@@ -16,6 +16,53 @@ pub struct Manifest {
     pub azurite: Option<Azurite>,
     pub lowkey_vault: Option<LowkeyVault>,
     pub fake_gcs: Option<FakeGcs>,
+    /// The bed's Docker engine (ci/testbed/docker.sh).
+    pub docker: Option<Docker>,
+    /// kind and the node image built here (ci/testbed/kind-node.sh).
+    pub kind: Option<Kind>,
+    /// Images for kind cells built here (ci/testbed/images.sh).
+    pub images: Option<Images>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Docker {
+    /// DOCKER_HOST of the bed's engine, e.g. `unix:///…/docker.sock`.
+    pub host: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Kind {
+    pub version: String,
+    pub bin: PathBuf,
+    /// The kind Cluster config to create clusters with.
+    pub config: Option<PathBuf>,
+    pub node_image: Option<String>,
+    pub node_image_id: Option<String>,
+    pub node_archive: Option<PathBuf>,
+}
+
+/// An image built here: its name, its docker-save archive and the upstream image it stands for.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Image {
+    pub image: String,
+    pub archive: PathBuf,
+    pub upstream: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct VeleroImages {
+    #[serde(flatten)]
+    pub velero: Image,
+    #[serde(default)]
+    pub plugins: std::collections::BTreeMap<String, Image>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Images {
+    #[serde(default)]
+    pub velero: std::collections::BTreeMap<String, VeleroImages>,
+    pub workload: Option<Image>,
+    pub localstack: Option<Image>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -230,6 +230,7 @@ pub async fn start(
             static_credentials: Some(("test".into(), secret_key)),
             localstack: true,
             run_tag: supervisor.id(),
+            cluster_endpoint: None,
         };
         stores.push((
             LocationProvider::Aws,
