@@ -82,8 +82,31 @@ fn failures(r: &Run) -> String {
 }
 
 fn drill(scenario: &str, velero: &str) -> Run {
-    let name = format!("{scenario}-{velero}");
-    let r = run(&format!("scenarios/{scenario}.yaml"), velero, &name, &[]);
+    drill_on(scenario, velero, None)
+}
+
+/// A drill's cell of one Velero version, and of one cluster when the scenario has a
+/// `cluster` dimension.
+fn drill_on(scenario: &str, velero: &str, cluster: Option<&str>) -> Run {
+    let name = match cluster {
+        Some(c) => format!("{scenario}-{velero}-{c}"),
+        None => format!("{scenario}-{velero}"),
+    };
+    let junit = artifacts(&name).join(format!("{name}.junit.xml"));
+    let velero_pair = format!("velero={velero}");
+    let cluster_pair = cluster.map(|c| format!("cluster={c}"));
+    let junit = junit.to_str().unwrap().to_string();
+    let mut args = vec![
+        format!("scenarios/{scenario}.yaml"),
+        "--matrix".into(),
+        velero_pair,
+    ];
+    if let Some(c) = cluster_pair {
+        args.extend(["--matrix".into(), c]);
+    }
+    args.extend(["--junit".into(), junit]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = run_with(&args, &name, &[]);
     assert_eq!(
         r.code,
         Some(0),
@@ -378,6 +401,25 @@ fn without_kms_key_name_the_gcs_audit_on_the_emulator_cannot_tell_and_says_so() 
     }
 }
 
+/// The same scenario on the local bed and on kind (Velero and its node-agent in the
+/// cluster, LocalStack in a container on the kind network): the same verdict.
+macro_rules! drills_on_clusters {
+    ($($test:ident: $scenario:literal, $velero:literal, $cluster:literal;)*) => {$(
+        #[test]
+        fn $test() {
+            let r = drill_on($scenario, $velero, Some($cluster));
+            assert_eq!(r.report["cells"][0]["cluster"], $cluster);
+        }
+    )*};
+}
+
+drills_on_clusters! {
+    aws_kms_disable_midrun_1_17: "aws-kms-disable-midrun", "1.17", "local";
+    aws_kms_disable_midrun_1_18: "aws-kms-disable-midrun", "1.18", "local";
+    aws_kms_disable_midrun_kind_1_17: "aws-kms-disable-midrun", "1.17", "kind";
+    aws_kms_disable_midrun_kind_1_18: "aws-kms-disable-midrun", "1.18", "kind";
+}
+
 macro_rules! drills {
     ($($test:ident: $scenario:literal, $velero:literal;)*) => {$(
         #[test]
@@ -390,8 +432,6 @@ macro_rules! drills {
 drills! {
     aws_kms_basic_1_17: "aws-kms-basic", "1.17";
     aws_kms_basic_1_18: "aws-kms-basic", "1.18";
-    aws_kms_disable_midrun_1_17: "aws-kms-disable-midrun", "1.17";
-    aws_kms_disable_midrun_1_18: "aws-kms-disable-midrun", "1.18";
     aws_kms_rotate_1_17: "aws-kms-rotate", "1.17";
     aws_kms_rotate_1_18: "aws-kms-rotate", "1.18";
     aws_kms_pending_deletion_1_17: "aws-kms-pending-deletion", "1.17";

@@ -89,11 +89,17 @@ fn the_matrix_expands_into_cells_with_substituted_versions() {
     assert_eq!(
         ids,
         [
-            "aws-kms-disable-midrun[velero=1.17]",
-            "aws-kms-disable-midrun[velero=1.18]"
+            "aws-kms-disable-midrun[velero=1.17,cluster=local]",
+            "aws-kms-disable-midrun[velero=1.17,cluster=kind]",
+            "aws-kms-disable-midrun[velero=1.18,cluster=local]",
+            "aws-kms-disable-midrun[velero=1.18,cluster=kind]"
         ]
     );
-    assert_eq!(f.cells[1].scenario.velero.version, "1.18");
+    assert_eq!(f.cells[2].scenario.velero.version, "1.18");
+    assert_eq!(
+        f.cells[1].scenario.environment.cluster,
+        vdrill::scenario::ClusterKind::Kind
+    );
     assert_eq!(
         f.cells[0].scenario.velero.locations[0].config["kmsKeyId"],
         "alias/velero-backups"
@@ -532,7 +538,8 @@ fn plan_takes_a_directory() {
         "aws-sse-c",
     ] {
         assert!(
-            text.contains(&format!("{name}[velero=1.18]")),
+            text.contains(&format!("{name}[velero=1.18]"))
+                || text.contains(&format!("{name}[velero=1.18,cluster=local]")),
             "{name}: {text}"
         );
     }

@@ -256,6 +256,9 @@ mod tests {
             azurite: None,
             lowkey_vault: None,
             fake_gcs: None,
+            docker: None,
+            kind: None,
+            images: None,
         }
     }
 
