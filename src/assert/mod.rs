@@ -2,6 +2,7 @@
 //! Pure logic over what the providers report, so it is testable on its own.
 
 pub mod encryption;
+pub mod file_data;
 pub mod restored;
 
 use crate::report::{AssertionReport, Status};
