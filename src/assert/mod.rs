@@ -1,6 +1,7 @@
 //! Assertions: what the drill checks about encryption and about restores.
 //! Pure logic over what the providers report, so it is testable on its own.
 
+pub mod canary;
 pub mod encryption;
 pub mod file_data;
 pub mod restored;
