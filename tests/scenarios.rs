@@ -702,3 +702,33 @@ fn paths_that_are_not_scenario_files_are_named_not_opened() {
     assert_eq!(render(&diags), ["missing.yaml: no such file or directory"]);
     assert!(vdrill::scenario::load(&d.join("ok.yaml")).is_ok());
 }
+
+/// File-system backups are refused on `cluster: local` (corpus entry 34) and accepted on
+/// a cluster with a kubelet; the fixture for them loads as a workload.
+#[test]
+fn file_system_backup_is_accepted_on_kind_with_the_fsb_fixture() {
+    let fixture = repo().join("fixtures/workloads/fsb-data.yaml");
+    let text = format!(
+        r#"apiVersion: vdrill.dev/v1alpha1
+kind: Scenario
+metadata: {{name: fsb}}
+environment: {{cluster: kind, storage: aws}}
+keys:
+  k: {{provider: aws-kms, alias: alias/fsb}}
+velero:
+  version: "1.18"
+  locations:
+    - {{name: default, provider: aws, bucket: fsb-b, config: {{region: us-east-1, kmsKeyId: "${{keys.k.alias}}"}}}}
+workloads:
+  - {{fixture: {}, namespace: fsb}}
+steps:
+  - deploy: fsb
+  - backup: {{name: b1, fileSystemBackup: true}}
+"#,
+        fixture.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("fsb.yaml");
+    std::fs::write(&path, text).unwrap();
+    vdrill::scenario::load(&path).unwrap_or_else(|d| panic!("{d:#?}"));
+}

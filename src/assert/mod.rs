@@ -1,7 +1,9 @@
 //! Assertions: what the drill checks about encryption and about restores.
 //! Pure logic over what the providers report, so it is testable on its own.
 
+pub mod canary;
 pub mod encryption;
+pub mod file_data;
 pub mod restored;
 
 use crate::report::{AssertionReport, Status};

@@ -17,6 +17,7 @@ pub mod ledger;
 pub mod local;
 pub mod memory;
 pub mod multi;
+pub mod pod_volumes;
 pub mod process;
 pub mod providers;
 pub mod provision;
