@@ -66,8 +66,9 @@ build_velero_image() {
   # Upstream's base image (paketobuildpacks/run-jammy-tiny) runs as cnb (1000:1000).
   printf 'root:x:0:0:root:/root:/sbin/nologin\ncnb:x:1000:1000:cnb:/home/cnb:/sbin/nologin\nnobody:x:65534:65534:nobody:/nonexistent:/sbin/nologin\n' >"$tree/etc/passwd"
   printf 'root:x:0:\ncnb:x:1000:\nnogroup:x:65534:\n' >"$tree/etc/group"
-  chmod 1777 "$tree/tmp"
-  chown 1000:1000 "$tree/home/cnb"
+  # Kopia writes its repository config under $HOME (/home/cnb/udmrepo). The layer's
+  # files are all root's (layer_of), so cnb's home is writable by all, like /tmp.
+  chmod 1777 "$tree/tmp" "$tree/home/cnb"
   image_archive "$d/image.tar.tmp.$$" "vdrill.local/velero:$v" "$tree" --user cnb:cnb --env HOME=/home/cnb
   mv -f "$d/image.tar.tmp.$$" "$d/image.tar"
   rm -rf "$tree"

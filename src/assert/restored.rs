@@ -19,8 +19,17 @@ pub const IGNORED_METADATA: &[&str] = &[
 const IGNORED_ANNOTATIONS: &[&str] = &[
     "kubectl.kubernetes.io/last-applied-configuration",
     "deployment.kubernetes.io/revision",
+    // A PVC's binding: the provisioner, node and PV controller write these when it
+    // binds, and a restored PVC binds anew (file-system backups restore into a new PV).
+    "pv.kubernetes.io/bind-completed",
+    "pv.kubernetes.io/bound-by-controller",
+    "volume.beta.kubernetes.io/storage-provisioner",
+    "volume.kubernetes.io/storage-provisioner",
+    "volume.kubernetes.io/selected-node",
 ];
 const VELERO_PREFIX: &str = "velero.io/";
+/// The init container Velero adds to a pod whose volumes it restores from Kopia.
+const VELERO_RESTORE_WAIT: &str = "restore-wait";
 
 /// Field paths ignored for some kinds, because the cluster assigns them anew.
 pub fn kind_ignores(kind: &str) -> &'static [&'static str] {
@@ -29,6 +38,8 @@ pub fn kind_ignores(kind: &str) -> &'static [&'static str] {
         "Service" => &["spec.clusterIP", "spec.clusterIPs"],
         // Velero removes the binding of a PVC whose volume it did not restore.
         "PersistentVolumeClaim" => &["spec.volumeName"],
+        // The scheduler places the pod anew.
+        "Pod" => &["spec.nodeName"],
         _ => &[],
     }
 }
@@ -55,6 +66,19 @@ pub fn normalize(obj: &Json, extra_ignores: &[String]) -> Json {
         }
     }
     let kind = obj["kind"].as_str().unwrap_or_default();
+    // A file-system restore adds Velero's init container that waits for the volume data.
+    if kind == "Pod"
+        && let Some(inits) = o
+            .pointer_mut("/spec/initContainers")
+            .and_then(Json::as_array_mut)
+    {
+        inits.retain(|c| c["name"] != VELERO_RESTORE_WAIT);
+        if inits.is_empty() {
+            o["spec"]
+                .as_object_mut()
+                .map(|m| m.remove("initContainers"));
+        }
+    }
     for path in kind_ignores(kind)
         .iter()
         .map(|s| s.to_string())

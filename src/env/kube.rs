@@ -53,6 +53,27 @@ pub struct KubeCluster {
     pub client: kube::Client,
     info: ClusterInfo,
     resources: Mutex<BTreeMap<String, (ApiResource, ApiCapabilities)>>,
+    /// Workload images to run under another name (upstream name to the test bed's).
+    images: BTreeMap<String, String>,
+}
+
+/// Rename the images of every container (and init container) of a pod or pod template.
+fn rename_images(obj: &mut Json, images: &BTreeMap<String, String>) {
+    let spec = if obj["kind"] == "Pod" {
+        obj.get_mut("spec")
+    } else if obj["kind"] == "CronJob" {
+        obj.pointer_mut("/spec/jobTemplate/spec/template/spec")
+    } else {
+        obj.pointer_mut("/spec/template/spec")
+    };
+    let Some(spec) = spec else { return };
+    for list in ["containers", "initContainers"] {
+        for c in spec[list].as_array_mut().into_iter().flatten() {
+            if let Some(new) = c["image"].as_str().and_then(|i| images.get(i)) {
+                c["image"] = Json::String(new.clone());
+            }
+        }
+    }
 }
 
 impl KubeCluster {
@@ -61,7 +82,15 @@ impl KubeCluster {
             client,
             info,
             resources: Mutex::default(),
+            images: BTreeMap::new(),
         }
+    }
+
+    /// Deployed workloads run these images instead (e.g. `busybox:1.36` to the test
+    /// bed's busybox, when the cluster has no registry).
+    pub fn with_images(mut self, images: BTreeMap<String, String>) -> KubeCluster {
+        self.images = images;
+        self
     }
 
     /// The API resource of a kind, retried briefly (a new CRD takes a moment to be served).
@@ -199,8 +228,79 @@ impl Cluster for KubeCluster {
         log: &StepLog,
     ) -> Result<Vec<Json>> {
         self.ensure_namespace(namespace).await?;
-        let objects: Vec<Json> = manifests.iter().map(|m| m.object.clone()).collect();
+        let mut objects: Vec<Json> = manifests.iter().map(|m| m.object.clone()).collect();
+        if !self.images.is_empty() {
+            for o in &mut objects {
+                rename_images(o, &self.images);
+            }
+        }
         self.apply_all(&objects, Some(namespace), log).await
+    }
+
+    async fn volume_checksums(
+        &self,
+        namespace: &str,
+        timeout: std::time::Duration,
+        log: &StepLog,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        use k8s_openapi::api::core::v1::Pod;
+        if self.info.kind == "local" {
+            return Ok(BTreeMap::new());
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let t0 = std::time::Instant::now();
+        let ready = |p: &Pod| {
+            p.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+        };
+        let list = loop {
+            let list = pods
+                .list(&Default::default())
+                .await
+                .with_context(|| format!("listing the pods of {namespace}"))?;
+            let waiting: Vec<String> = list
+                .items
+                .iter()
+                .filter(|p| !ready(p))
+                .map(|p| p.metadata.name.clone().unwrap_or_default())
+                .collect();
+            if waiting.is_empty() {
+                break list;
+            }
+            if t0.elapsed() > timeout {
+                anyhow::bail!(
+                    "pods of {namespace} not Ready after {}s: {}",
+                    timeout.as_secs(),
+                    waiting.join(", ")
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        };
+        let mut out = BTreeMap::new();
+        for p in &list.items {
+            let name = p.metadata.name.clone().unwrap_or_default();
+            let text = pods
+                .logs(&name, &Default::default())
+                .await
+                .with_context(|| format!("reading the log of pod {namespace}/{name}"))?;
+            let Some(block) = text
+                .split_once("vdrill-checksums-begin\n")
+                .and_then(|(_, rest)| rest.split_once("vdrill-checksums-end"))
+                .map(|(b, _)| b)
+            else {
+                continue;
+            };
+            let sums = crate::assert::file_data::parse_sha256sum(block)
+                .map_err(|e| anyhow::anyhow!("pod {namespace}/{name}: its checksums: {e}"))?;
+            log.line(format!(
+                "pod {namespace}/{name}: {} file(s) checksummed in its volumes",
+                sums.len()
+            ));
+            out.insert(name, sums);
+        }
+        Ok(out)
     }
 
     async fn get(&self, refs: &[ObjectRef]) -> Result<Vec<Option<Json>>> {
@@ -267,5 +367,40 @@ impl Cluster for KubeCluster {
             .await
             .context("watching the namespace")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn workload_images_are_renamed_in_pods_and_templates_only_when_listed() {
+        let map: super::BTreeMap<String, String> = [(
+            "busybox:1.36".to_string(),
+            "vdrill.local/workload:busybox".to_string(),
+        )]
+        .into();
+        let mut pod = serde_json::json!({"kind": "Pod", "spec": {
+            "initContainers": [{"image": "busybox:1.36"}],
+            "containers": [{"image": "busybox:1.36"}, {"image": "nginx:1"}]}});
+        super::rename_images(&mut pod, &map);
+        assert_eq!(
+            pod["spec"]["initContainers"][0]["image"],
+            "vdrill.local/workload:busybox"
+        );
+        assert_eq!(
+            pod["spec"]["containers"][0]["image"],
+            "vdrill.local/workload:busybox"
+        );
+        assert_eq!(pod["spec"]["containers"][1]["image"], "nginx:1");
+        let mut deploy = serde_json::json!({"kind": "Deployment", "spec": {"template": {"spec": {
+            "containers": [{"image": "busybox:1.36"}]}}}});
+        super::rename_images(&mut deploy, &map);
+        assert_eq!(
+            deploy["spec"]["template"]["spec"]["containers"][0]["image"],
+            "vdrill.local/workload:busybox"
+        );
+        let mut cm = serde_json::json!({"kind": "ConfigMap", "data": {"image": "busybox:1.36"}});
+        super::rename_images(&mut cm, &map);
+        assert_eq!(cm["data"]["image"], "busybox:1.36");
     }
 }

@@ -335,6 +335,18 @@ pub trait Cluster: Send + Sync {
     async fn delete_crd(&self, name: &str, log: &StepLog) -> Result<()>;
     /// Apply cluster-wide CustomResourceDefinitions and wait until they are served.
     async fn install_crds(&self, crds: &[Manifest], log: &StepLog) -> Result<()>;
+    /// On a cluster with a kubelet: wait until every pod of the namespace is Ready, then
+    /// read the checksums each pod printed of its volumes' files (the lines between
+    /// `vdrill-checksums-begin` and `vdrill-checksums-end` of its log, in `sha256sum`
+    /// form), by pod. A cluster without a kubelet (the local bed) runs no pods: empty.
+    async fn volume_checksums(
+        &self,
+        _namespace: &str,
+        _timeout: std::time::Duration,
+        _log: &StepLog,
+    ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
+        Ok(BTreeMap::new())
+    }
 }
 
 /// What Velero is asked to install, with every reference resolved.

@@ -213,7 +213,15 @@ pub async fn start(
     };
     let summary = format!("kubeconfig {}", kubeconfig.display());
     supervisor.set_endpoint("kubeconfig", kubeconfig.display().to_string());
-    let kube_cluster = Arc::new(KubeCluster::new(client, info));
+    // With the bed's images, workloads written for upstream's busybox run the bed's.
+    let workload_images = kind_setup
+        .as_ref()
+        .and_then(|k| k.bed.as_ref())
+        .and_then(|m| m.images.as_ref())
+        .and_then(|i| i.workload.as_ref())
+        .map(|w| [(w.upstream.clone(), w.image.clone())].into())
+        .unwrap_or_default();
+    let kube_cluster = Arc::new(KubeCluster::new(client, info).with_images(workload_images));
     let kind = match storage.kinds() {
         [one] => *one,
         _ => bail!(

@@ -39,6 +39,35 @@ pub async fn run(step: &AssertRestoredStep, ctx: &mut StepCtx<'_>) -> Result<Ste
             }
         }
     }
+    // Volume data: the restored pods' checksums of their files against the deployed ones.
+    if let Some(before) = ctx.state.volume_checksums.get(&step.workload).cloned() {
+        let ns = ctx
+            .cell
+            .scenario
+            .workloads
+            .iter()
+            .find(|w| w.id() == step.workload)
+            .map(|w| w.namespace.clone())
+            .unwrap_or_default();
+        let after = ctx
+            .env
+            .cluster
+            .volume_checksums(&ns, super::deploy::POD_WAIT, ctx.log)
+            .await?;
+        for (pod, sums) in &before {
+            match after.get(pod) {
+                Some(now) => assertions.push(crate::assert::file_data::assert_volume(
+                    &format!("of pod {ns}/{pod}"),
+                    sums,
+                    now,
+                )),
+                None => assertions.push(fail(
+                    format!("volume of pod {ns}/{pod} restored byte for byte"),
+                    "the restored pod printed no checksums of its volume",
+                )),
+            }
+        }
+    }
     let bad = assertions
         .iter()
         .filter(|a| a.status == crate::report::Status::Failed)

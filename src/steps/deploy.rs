@@ -6,6 +6,9 @@ use super::done;
 use super::{StepCtx, StepOutput};
 use crate::scenario::DeployStep;
 
+/// How long pods may take to be Ready; the step's own timeout (default 2 min) ends it first.
+pub const POD_WAIT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 pub async fn run(step: &DeployStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     let workload = ctx
         .cell
@@ -48,6 +51,17 @@ pub async fn run(step: &DeployStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput>
     ctx.state
         .snapshots
         .insert(workload.id().to_string(), created);
+    // Where pods run: wait for them, and keep the checksums they print of their data.
+    let sums = ctx
+        .env
+        .cluster
+        .volume_checksums(ns, POD_WAIT, ctx.log)
+        .await?;
+    if !sums.is_empty() {
+        ctx.state
+            .volume_checksums
+            .insert(workload.id().to_string(), sums);
+    }
     Ok(done(format!(
         "applied {count} objects to namespace {}",
         workload.namespace

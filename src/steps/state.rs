@@ -26,6 +26,9 @@ pub struct DrillState {
     pub backups: BTreeMap<String, BackupRecord>,
     /// Normalized snapshots of each deployed workload's objects.
     pub snapshots: BTreeMap<String, Vec<Json>>,
+    /// Checksums of the files in each deployed workload's volumes, by pod, as its pods
+    /// printed them once Ready (empty where the cluster runs no pods).
+    pub volume_checksums: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
     pub locations: Vec<ResolvedLocation>,
     pub restores: usize,
     /// Whether setup got as far as installing Velero.
