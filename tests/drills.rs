@@ -413,6 +413,40 @@ macro_rules! drills_on_clusters {
     )*};
 }
 
+/// A file-system (Kopia) backup drill on kind: it passes, the volume's data came back
+/// file by file, and the pod's canary is in no object of the bucket.
+fn fsb_drill(scenario: &str, velero: &str) {
+    let r = drill(scenario, velero);
+    let cell = &r.report["cells"][0];
+    assert_eq!(cell["cluster"], "kind");
+    let assertions: Vec<&serde_json::Value> = cell["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["assertions"].as_array().into_iter().flatten())
+        .collect();
+    let passed = |prefix: &str| {
+        assertions.iter().any(|a| {
+            a["name"].as_str().unwrap_or("").starts_with(prefix) && a["status"] == "passed"
+        })
+    };
+    assert!(
+        passed("volume of pod fsb/fsb-writer restored byte for byte"),
+        "{assertions:#?}"
+    );
+    assert!(passed("canary absent from every object"), "{assertions:#?}");
+}
+
+#[test]
+fn fsb_kms_basic_1_17() {
+    fsb_drill("fsb-kms-basic", "1.17");
+}
+
+#[test]
+fn fsb_kms_basic_1_18() {
+    fsb_drill("fsb-kms-basic", "1.18");
+}
+
 drills_on_clusters! {
     aws_kms_disable_midrun_1_17: "aws-kms-disable-midrun", "1.17", "local";
     aws_kms_disable_midrun_1_18: "aws-kms-disable-midrun", "1.18", "local";

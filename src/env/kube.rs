@@ -303,6 +303,32 @@ impl Cluster for KubeCluster {
         Ok(out)
     }
 
+    async fn pod_log_values(&self, namespace: &str, key: &str) -> Result<Vec<String>> {
+        use k8s_openapi::api::core::v1::Pod;
+        if self.info.kind == "local" {
+            return Ok(Vec::new());
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
+        let mut out = Vec::new();
+        for p in pods.list(&Default::default()).await?.items {
+            let name = p.metadata.name.unwrap_or_default();
+            let text = pods
+                .logs(&name, &Default::default())
+                .await
+                .with_context(|| format!("reading the log of pod {namespace}/{name}"))?;
+            let prefix = format!("{key}: ");
+            out.extend(
+                text.lines()
+                    .filter_map(|l| l.strip_prefix(&prefix))
+                    .map(|v| v.trim().to_string())
+                    .filter(|v| !v.is_empty()),
+            );
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     async fn get(&self, refs: &[ObjectRef]) -> Result<Vec<Option<Json>>> {
         let mut out = Vec::new();
         for r in refs {

@@ -230,6 +230,15 @@ pub trait ObjectStore: Send + Sync {
     /// GetObject, reading the whole body; returns its length. Fails as the store fails
     /// (e.g. with the KMS error when the object's key is disabled).
     async fn read(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<u64>;
+    /// GetObject, returning the body (to search it, e.g. for a canary string).
+    async fn fetch(
+        &self,
+        bucket: &str,
+        key: &str,
+        _customer_key: Option<&Secret>,
+    ) -> Result<Vec<u8>> {
+        anyhow::bail!("this store cannot return s3://{bucket}/{key}'s bytes")
+    }
     /// Config entries Velero's plugin needs to reach this store (e.g. `s3Url`).
     fn location_config(&self, provider: LocationProvider) -> BTreeMap<String, String>;
     /// The credentials file Velero's plugin for `provider` reads.
@@ -346,6 +355,11 @@ pub trait Cluster: Send + Sync {
         _log: &StepLog,
     ) -> Result<BTreeMap<String, BTreeMap<String, String>>> {
         Ok(BTreeMap::new())
+    }
+    /// The values pods of the namespace printed as `<key>: <value>` lines in their logs
+    /// (e.g. `vdrill-canary: …`). Empty where the cluster runs no pods.
+    async fn pod_log_values(&self, _namespace: &str, _key: &str) -> Result<Vec<String>> {
+        Ok(Vec::new())
     }
 }
 

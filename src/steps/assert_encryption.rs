@@ -229,6 +229,38 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
             }
         }
     }
+    // Client-side encryption: a canary a pod wrote into its volume is in no object's bytes.
+    if !ctx.state.canaries.is_empty() {
+        let all = ctx.env.store.list(&location.bucket, &base).await?;
+        let mut bodies = Vec::new();
+        for k in &all {
+            match ctx
+                .env
+                .store
+                .fetch(&location.bucket, k, customer_key.as_ref())
+                .await
+            {
+                Ok(b) => bodies.push((k.clone(), b)),
+                Err(e) => ctx.log.line(format!(
+                    "could not read {k} to look for the canary: {}",
+                    crate::log::error_text(&e)
+                )),
+            }
+        }
+        ctx.log.line(format!(
+            "looked for {} canary string(s) in {} of {} object(s) of bucket {}",
+            ctx.state.canaries.len(),
+            bodies.len(),
+            all.len(),
+            location.bucket
+        ));
+        for c in &ctx.state.canaries {
+            assertions.push(crate::assert::canary::judge(
+                c,
+                bodies.iter().map(|(k, b)| (k.as_str(), b.as_slice())),
+            ));
+        }
+    }
     let failed = assertions
         .iter()
         .filter(|a| a.status == crate::report::Status::Failed)

@@ -62,6 +62,15 @@ pub async fn run(step: &DeployStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput>
             .volume_checksums
             .insert(workload.id().to_string(), sums);
     }
+    for c in ctx.env.cluster.pod_log_values(ns, "vdrill-canary").await? {
+        ctx.log.line(format!(
+            "a pod wrote a canary into its volume ({} bytes); assert-encryption looks for it in every object",
+            c.len()
+        ));
+        if !ctx.state.canaries.contains(&c) {
+            ctx.state.canaries.push(c);
+        }
+    }
     Ok(done(format!(
         "applied {count} objects to namespace {}",
         workload.namespace

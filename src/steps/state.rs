@@ -29,6 +29,9 @@ pub struct DrillState {
     /// Checksums of the files in each deployed workload's volumes, by pod, as its pods
     /// printed them once Ready (empty where the cluster runs no pods).
     pub volume_checksums: BTreeMap<String, BTreeMap<String, BTreeMap<String, String>>>,
+    /// Canary strings deployed pods wrote into their volumes (`vdrill-canary:` log lines):
+    /// assert-encryption checks that no object of the bucket holds one in plain text.
+    pub canaries: Vec<String>,
     pub locations: Vec<ResolvedLocation>,
     pub restores: usize,
     /// Whether setup got as far as installing Velero.
