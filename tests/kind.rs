@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::repo;
@@ -162,7 +162,7 @@ fn an_interrupted_kind_drill_leaves_nothing_and_binds_only_loopback() {
     let mut child = vdrill("scenarios/fsb-kms-basic.yaml", &run_id, &dir)
         .args(["--matrix", "velero=1.18", "-v"])
         .stdout(std::fs::File::create(&log).unwrap())
-        .stderr(Stdio::null())
+        .stderr(std::fs::OpenOptions::new().append(true).open(&log).unwrap())
         .spawn()
         .expect("vdrill");
     // Interrupt once the cluster and LocalStack are up and Velero is being installed.

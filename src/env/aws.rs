@@ -247,24 +247,7 @@ impl ObjectStore for S3Store {
     }
 
     async fn read(&self, bucket: &str, key: &str, customer_key: Option<&Secret>) -> Result<u64> {
-        let mut req = self.client.get_object().bucket(bucket).key(key);
-        if let Some((k, md5)) = Self::sse_c(customer_key) {
-            req = req
-                .sse_customer_algorithm("AES256")
-                .sse_customer_key(k)
-                .sse_customer_key_md5(md5);
-        }
-        let out = req
-            .send()
-            .await
-            .map_err(err)
-            .with_context(|| format!("GetObject s3://{bucket}/{key}"))?;
-        let body = out
-            .body
-            .collect()
-            .await
-            .context("reading the object body")?;
-        Ok(body.into_bytes().len() as u64)
+        Ok(self.fetch(bucket, key, customer_key).await?.len() as u64)
     }
 
     async fn fetch(

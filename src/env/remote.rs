@@ -102,6 +102,47 @@ impl Stop for Remote {
     }
 }
 
+/// What an in-cluster environment is made of besides its store.
+struct InCluster<'a> {
+    cluster: Arc<KubeCluster>,
+    kubeconfig: PathBuf,
+    dirs: &'a CellDirs,
+    supervisor: &'a Supervisor,
+    stop: Arc<dyn Stop>,
+}
+
+/// S3 + KMS (AWS or LocalStack) with Velero installed in the cluster.
+async fn aws_environment(
+    target: AwsTarget,
+    images: std::collections::BTreeMap<String, super::velero::Images>,
+    disposable: bool,
+    p: InCluster<'_>,
+) -> Result<Environment> {
+    let store = Arc::new(S3Store::new(target.clone(), p.supervisor.redactor()).await?);
+    let keys = Arc::new(KmsKeys::new(target).await);
+    let velero = Arc::new(
+        VeleroProvider::new(
+            p.cluster.clone(),
+            p.kubeconfig,
+            store.clone(),
+            Box::new(CliBuilds),
+            Mode::InCluster,
+            p.dirs.work.clone(),
+            p.supervisor.clone(),
+        )
+        .with_images(images),
+    );
+    Ok(Environment {
+        cluster: p.cluster,
+        store,
+        keys,
+        velero,
+        stop: p.stop,
+        watchdog: p.supervisor.watchdog(),
+        disposable,
+    })
+}
+
 /// The Velero versions a cell may run: its own and those it upgrades to.
 fn velero_versions(cell: &Cell) -> Vec<String> {
     let s = &cell.scenario;
@@ -257,27 +298,15 @@ pub async fn start(
                 run_tag: supervisor.id(),
                 cluster_endpoint: None,
             };
-            let store = Arc::new(S3Store::new(target.clone(), supervisor.redactor()).await?);
-            let keys = Arc::new(KmsKeys::new(target).await);
-            let velero = Arc::new(VeleroProvider::new(
-                kube_cluster.clone(),
-                kubeconfig,
-                store.clone(),
-                Box::new(CliBuilds),
-                Mode::InCluster,
-                dirs.work.clone(),
-                supervisor.clone(),
-            ));
             // Keys and buckets are real and outlive even a kind cluster: never disposable.
-            Ok(Environment {
+            let parts = InCluster {
                 cluster: kube_cluster,
-                store,
-                keys,
-                velero,
+                kubeconfig,
+                dirs,
+                supervisor,
                 stop,
-                watchdog: supervisor.watchdog(),
-                disposable: false,
-            })
+            };
+            aws_environment(target, Default::default(), false, parts).await
         }
         StorageKind::Azure => {
             bail!("`storage: azure` (real Azure Blob Storage + Key Vault) is not implemented yet")
@@ -303,8 +332,6 @@ pub async fn start(
                 run_tag: supervisor.id(),
                 cluster_endpoint: Some(ls.cluster_endpoint.clone()),
             };
-            let store = Arc::new(S3Store::new(target.clone(), supervisor.redactor()).await?);
-            let keys = Arc::new(KmsKeys::new(target).await);
             let images = velero_versions(cell)
                 .iter()
                 .filter_map(|v| {
@@ -312,28 +339,15 @@ pub async fn start(
                     Some((built.clone(), setup.velero_images(&built)?))
                 })
                 .collect();
-            let velero = Arc::new(
-                VeleroProvider::new(
-                    kube_cluster.clone(),
-                    kubeconfig,
-                    store.clone(),
-                    Box::new(CliBuilds),
-                    Mode::InCluster,
-                    dirs.work.clone(),
-                    supervisor.clone(),
-                )
-                .with_images(images),
-            );
             // Everything here is this cell's: the cluster, LocalStack and its keys.
-            Ok(Environment {
+            let parts = InCluster {
                 cluster: kube_cluster,
-                store,
-                keys,
-                velero,
+                kubeconfig,
+                dirs,
+                supervisor,
                 stop,
-                watchdog: supervisor.watchdog(),
-                disposable: true,
-            })
+            };
+            aws_environment(target, images, true, parts).await
         }
         StorageKind::Localstack | StorageKind::Azurite | StorageKind::FakeGcs => {
             bail!(
