@@ -279,7 +279,7 @@ fn shipped_files_text() -> Vec<String> {
 fn cells_are_selected_by_tag_matrix_value_and_shard() {
     let files = vdrill::cli::load_all(&[repo().join("scenarios")]).unwrap();
     let all = vdrill::cli::select_cells(&files, &[], &[], None);
-    assert_eq!(all.len(), 26);
+    assert_eq!(all.len(), 32);
     let sorted: Vec<&str> = all.iter().map(|c| c.id.as_str()).collect();
     let mut expect = sorted.clone();
     expect.sort();
@@ -290,7 +290,7 @@ fn cells_are_selected_by_tag_matrix_value_and_shard() {
         ["aws-sse-c[velero=1.17]", "aws-sse-c[velero=1.18]"]
     );
     let v117 = vdrill::cli::select_cells(&files, &[], &[("velero".into(), "1.17".into())], None);
-    assert_eq!(v117.len(), 12);
+    assert_eq!(v117.len(), 15);
     assert!(
         v117.iter()
             .all(|c| c.id.ends_with("[velero=1.17]") || c.id.contains("[velero=1.17,"))
@@ -310,7 +310,10 @@ fn cells_are_selected_by_tag_matrix_value_and_shard() {
         union,
         expect.iter().map(|s| s.to_string()).collect::<Vec<_>>()
     );
-    assert_eq!(shards.iter().map(Vec::len).collect::<Vec<_>>(), [9, 9, 8]);
+    assert_eq!(
+        shards.iter().map(Vec::len).collect::<Vec<_>>(),
+        [11, 11, 10]
+    );
 }
 
 fn upgrade_matrix(matrix: &str) -> String {

@@ -83,6 +83,83 @@ fn described<'a>(
 }
 
 /// Judge the objects of one backup.
+/// `repository: not-under-key`: the Kopia repository's objects must all lack the SSE-KMS key
+/// the backup's objects carry (Velero hands the location's `kmsKeyId` to its object-store
+/// plugin only, not to Kopia). Passes naming them; fails naming any under the key, which
+/// would show that Velero did pass it. With a store that cannot report the key behind an
+/// alias, an SSE-KMS object counts as under the key.
+pub fn judge_not_under_key(objects: &[Observed], expected: &Expected) -> AssertionReport {
+    let Expected::Kms {
+        arn,
+        label,
+        arn_checkable,
+    } = expected
+    else {
+        return fail(
+            "Kopia repository objects are not under the key",
+            "only an SSE-KMS key can be checked this way",
+        );
+    };
+    let name = format!("Kopia repository objects are not under key {label}");
+    if objects.is_empty() {
+        return fail(
+            name,
+            "no objects under kopia/: the backup wrote no file data",
+        );
+    }
+    let mut under = Vec::new();
+    let mut not_under = Vec::new();
+    let mut unreadable = Vec::new();
+    for o in objects {
+        let h = match &o.head {
+            Ok(h) => h,
+            Err(e) => {
+                unreadable.push(format!("{}: {e}", o.key));
+                continue;
+            }
+        };
+        let kms = h
+            .server_side_encryption
+            .as_deref()
+            .is_some_and(|s| s.starts_with("aws:kms"));
+        let key = o.resolved_arn.as_deref().or(h.kms_key_id.as_deref());
+        let same_key = arn_checkable.is_some() || key == Some(arn.as_str());
+        if kms && same_key {
+            under.push(format!("{}: {}", o.key, key.unwrap_or("aws:kms")));
+        } else {
+            let how = match (h.server_side_encryption.as_deref(), key) {
+                (Some(s), Some(k)) if s.starts_with("aws:kms") => format!("{s} with {k}"),
+                (Some(s), _) => s.to_string(),
+                (None, _) => "no server-side encryption".to_string(),
+            };
+            not_under.push(format!("{}: {how}", o.key));
+        }
+    }
+    if !unreadable.is_empty() {
+        return fail(name, format!("cannot describe: {}", offenders(&unreadable)));
+    }
+    if under.is_empty() {
+        pass(
+            name,
+            format!(
+                "all {} kopia/ objects are written without it: {}",
+                not_under.len(),
+                offenders(&not_under)
+            ),
+        )
+    } else {
+        fail(
+            name,
+            format!(
+                "{} of {} kopia/ objects are under the key, so Velero handed it to Kopia: {}",
+                under.len(),
+                objects.len(),
+                offenders(&under)
+            ),
+        )
+    }
+}
+
 pub fn judge(objects: &[Observed], expected: &Expected) -> Vec<AssertionReport> {
     let mut out = Vec::new();
     let Some(heads) = described(objects, "objects", "HeadObject", &mut out) else {
@@ -450,6 +527,61 @@ mod tests {
             }),
             resolved_arn: None,
         }
+    }
+
+    fn kms(checkable: bool) -> Expected {
+        Expected::Kms {
+            arn: "arn:k".into(),
+            label: "k".into(),
+            arn_checkable: (!checkable).then(|| "alias".to_string()),
+        }
+    }
+
+    #[test]
+    fn kopia_objects_without_the_key_pass_named_and_any_under_it_fails() {
+        let mut with_other = obj("kopia/ns/q2", Some("aws:kms"), Some("arn:other"));
+        with_other.resolved_arn = Some("arn:other".into());
+        let apart = [
+            obj("kopia/ns/p1", Some("AES256"), None),
+            obj("kopia/ns/q1", None, None),
+            with_other.clone(),
+        ];
+        let a = judge_not_under_key(&apart, &kms(true));
+        assert_eq!(a.status, crate::report::Status::Passed, "{a:?}");
+        assert!(a.message.contains("all 3 kopia/ objects"), "{}", a.message);
+        assert!(a.message.contains("kopia/ns/p1: AES256"), "{}", a.message);
+        assert!(
+            a.message.contains("kopia/ns/q1: no server-side encryption"),
+            "{}",
+            a.message
+        );
+        assert!(
+            a.message.contains("kopia/ns/q2: aws:kms with arn:other"),
+            "{}",
+            a.message
+        );
+
+        let under = [
+            obj("kopia/ns/p1", Some("AES256"), None),
+            obj("kopia/ns/p2", Some("aws:kms"), Some("arn:k")),
+        ];
+        let a = judge_not_under_key(&under, &kms(true));
+        assert_eq!(a.status, crate::report::Status::Failed);
+        assert!(a.message.contains("1 of 2"), "{}", a.message);
+        assert!(a.message.contains("kopia/ns/p2: arn:k"), "{}", a.message);
+        assert!(!a.message.contains("p1"), "{}", a.message);
+
+        // A store that cannot name the key behind an alias: any SSE-KMS object counts as under it.
+        let a = judge_not_under_key(&[with_other], &kms(false));
+        assert_eq!(a.status, crate::report::Status::Failed, "{a:?}");
+
+        let a = judge_not_under_key(&[], &kms(true));
+        assert_eq!(a.status, crate::report::Status::Failed);
+        assert!(
+            a.message.contains("no objects under kopia/"),
+            "{}",
+            a.message
+        );
     }
 
     #[test]

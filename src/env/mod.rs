@@ -392,6 +392,8 @@ pub struct UpgradeRequest {
     pub locations: BTreeMap<String, BTreeMap<String, String>>,
     /// A repository password the upgraded install replaces the old one with (ditto).
     pub repository_password: Option<Secret>,
+    /// Put back the repository password of the install (after a rehearsed change).
+    pub original_password: bool,
 }
 
 #[derive(Debug, Clone)]

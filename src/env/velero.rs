@@ -22,11 +22,20 @@ use super::{
     BackupRequest, ObjectStore, Outcome, ResolvedLocation, RestoreRequest, UpgradeRequest, Velero,
     VeleroInstall,
 };
-use crate::log::StepLog;
+use crate::log::{Secret, StepLog};
 use crate::scenario::LocationProvider;
 
 /// The secret `velero install --secret-file` makes (key `cloud`).
 const CLOUD_SECRET: &str = "cloud-credentials";
+
+/// The pod-volume kind of a Velero `Backup` or `Restore`.
+fn pod_volume_kind(kind: &str) -> &'static str {
+    if kind == "Backup" {
+        "PodVolumeBackup"
+    } else {
+        "PodVolumeRestore"
+    }
+}
 
 pub const BACKUP_DONE: &[&str] = &["Completed", "PartiallyFailed", "Failed", "FailedValidation"];
 
@@ -58,6 +67,8 @@ struct Running {
     build: Build,
     process: Option<Managed>,
     install: VeleroInstall,
+    /// The repository password of the install (the repository's own), whatever upgrades did.
+    original_password: Secret,
     /// Cluster-scoped objects the install created (in-cluster mode), removed at teardown.
     cluster_objects: Vec<Json>,
 }
@@ -136,7 +147,7 @@ impl KeptState {
         }
         match (&self.password, &after.password) {
             (Some(a), Some(b)) if a != b => out.push(
-                "the repository password (secret velero-repo-credentials) changed: Kopia data written before the upgrade would not open after it".into(),
+                "the repository password (secret velero-repo-credentials) is not the one the install made the repository with: Kopia data written with it would not open".into(),
             ),
             (Some(_), None) => out.push("the repository password secret (velero-repo-credentials) is gone".into()),
             _ => {}
@@ -592,6 +603,31 @@ impl VeleroProvider {
             let start = (offset as usize).min(bytes.len());
             logs = String::from_utf8_lossy(&bytes[start..]).into_owned();
         }
+        if matches!(self.mode, Mode::InCluster) {
+            // The server runs in a pod: its log lines of the operation's time.
+            let since = started.elapsed().as_secs() as i64 + 2;
+            logs.push_str(&self.server_pod_logs(&namespace, since).await);
+        }
+        // File-system backups: each PodVolumeBackup/Restore's phase and, for a failed one, its
+        // message (where Kopia's and the object store's errors end up).
+        let pod_volumes = self.pod_volumes(kind, name, &namespace).await;
+        let pv_kind = pod_volume_kind(kind);
+        match super::pod_volumes::progress(pv_kind, &pod_volumes) {
+            super::pod_volumes::Progress::Completed(lines) => {
+                for l in &lines {
+                    log.line(l.clone());
+                }
+            }
+            super::pod_volumes::Progress::Failed(msg) => {
+                log.line(log.redactor().redact(&msg));
+                logs.push_str(&msg);
+                logs.push('\n');
+            }
+            super::pod_volumes::Progress::Running => log.line(format!(
+                "{} pod volume operation(s) of {kind} {name} still running",
+                pod_volumes.len()
+            )),
+        }
         let outcome = Outcome {
             phase: phase(&o),
             errors: status["errors"].as_u64().unwrap_or(0),
@@ -619,6 +655,82 @@ impl VeleroProvider {
             log.line(format!("velero: {line}"));
         }
         Ok(outcome)
+    }
+
+    /// The PodVolumeBackups of backup `name` or PodVolumeRestores of restore `name`
+    /// (none when the operation copied no volume, or the cluster cannot say).
+    async fn pod_volumes(
+        &self,
+        kind: &str,
+        name: &str,
+        namespace: &str,
+    ) -> Vec<super::pod_volumes::PodVolume> {
+        let label = if kind == "Backup" {
+            "velero.io/backup-name"
+        } else {
+            "velero.io/restore-name"
+        };
+        let Ok((api, _)) = self
+            .cluster
+            .api_for(&gvk(pod_volume_kind(kind)), Some(namespace))
+            .await
+        else {
+            return Vec::new();
+        };
+        let lp = kube::api::ListParams::default().labels(&format!("{label}={name}"));
+        let Ok(list) = api.list(&lp).await else {
+            return Vec::new();
+        };
+        list.items
+            .iter()
+            .map(|o| {
+                let spec = &o.data["spec"];
+                let status = &o.data["status"];
+                super::pod_volumes::PodVolume {
+                    name: o.metadata.name.clone().unwrap_or_default(),
+                    volume: format!(
+                        "{}/{}:{}",
+                        spec["pod"]["namespace"].as_str().unwrap_or("?"),
+                        spec["pod"]["name"].as_str().unwrap_or("?"),
+                        spec["volume"].as_str().unwrap_or("?")
+                    ),
+                    phase: status["phase"].as_str().unwrap_or_default().to_string(),
+                    message: status["message"].as_str().unwrap_or_default().to_string(),
+                }
+            })
+            .collect()
+    }
+
+    /// The last `since_seconds` of the in-cluster server's and node-agents' logs, one
+    /// line prefixed by its pod (empty where a pod's log cannot be read).
+    async fn server_pod_logs(&self, namespace: &str, since_seconds: i64) -> String {
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(self.cluster.client.clone(), namespace);
+        let mut out = String::new();
+        for selector in ["deploy=velero", "name=node-agent"] {
+            let Ok(list) = pods
+                .list(&kube::api::ListParams::default().labels(selector))
+                .await
+            else {
+                continue;
+            };
+            for p in list.items {
+                let pod = p.metadata.name.unwrap_or_default();
+                let lp = kube::api::LogParams {
+                    since_seconds: Some(since_seconds),
+                    ..Default::default()
+                };
+                if let Ok(text) = pods.logs(&pod, &lp).await {
+                    for line in text.lines() {
+                        out.push_str(&pod);
+                        out.push_str(": ");
+                        out.push_str(line);
+                        out.push('\n');
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// Ask the server which version it is (a ServerStatusRequest, as `velero version`
@@ -880,6 +992,7 @@ impl Velero for VeleroProvider {
             build,
             process: None,
             install: install.clone(),
+            original_password: install.repository_password.clone(),
             cluster_objects,
         });
         let ready = self
@@ -916,7 +1029,10 @@ impl Velero for VeleroProvider {
             running.build.version, build.version
         ));
         let namespace = running.install.namespace.clone();
-        let before = self.kept_state(&namespace).await?;
+        let mut before = self.kept_state(&namespace).await?;
+        // The password the repository was made with is what must be kept, whatever an
+        // earlier (rehearsed) upgrade put in the secret.
+        before.password = Some(running.original_password.expose().to_vec());
         let mut install = running.install.clone();
         install.version = req.version.clone();
 
@@ -984,8 +1100,16 @@ impl Velero for VeleroProvider {
             .await
             .with_context(|| format!("changing the config of location {name}"))?;
         }
-        if let Some(pw) = &req.repository_password {
-            log.line("the upgrade replaces the repository password");
+        let password = if req.original_password {
+            log.line("the upgrade puts back the repository password of the install");
+            Some(running.original_password.clone())
+        } else {
+            req.repository_password.clone()
+        };
+        if let Some(pw) = &password {
+            if !req.original_password {
+                log.line("the upgrade replaces the repository password");
+            }
             install.repository_password = pw.clone();
             let secret = json!({
                 "apiVersion": "v1", "kind": "Secret",

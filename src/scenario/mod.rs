@@ -1046,7 +1046,9 @@ fn check_partial(path: &Path, dir: &Path, tree: &Node, t: &Typed) -> Vec<Diagnos
 
 /// Turn serde's generic wording into step vocabulary.
 fn explain_step_error(item: &Node, e: &mut de::DeError) {
-    if e.message.starts_with("unknown value") {
+    // A value deeper in the step (`steps[2].backup.x`) keeps serde's wording.
+    let at_kind = e.path.as_deref().is_none_or(|p| !p.contains('.'));
+    if at_kind && e.message.starts_with("unknown value") {
         e.message = e.message.replacen("unknown value", "unknown step kind", 1);
     } else if e.message.starts_with("expected exactly one key here") {
         let key = |i: usize| {

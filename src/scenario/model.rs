@@ -493,6 +493,10 @@ pub struct SecretSource {
     /// Generate a random secret for the run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub generate: bool,
+    /// `upgrade-velero` only: the repository password Velero was installed with at the start
+    /// of the run (gives the repository its own password back after a rehearsed change).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub original: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -867,11 +871,27 @@ pub struct AssertEncryptionStep {
     pub backup: String,
     /// The key every object must be encrypted with (a name from `keys`).
     pub key: String,
-    /// Also check the Kopia repository objects under `kopia/` (default true when present).
+    /// What the Kopia repository's objects (`kopia/`, written by file-system backups) must show:
+    /// `under-key` (the default: like the backup's own objects), `not-under-key` (the audit must
+    /// find every one of them written without the key, and names them), or `ignore`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub repository: Option<bool>,
+    pub repository: Option<RepositoryAudit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<HumanDuration>,
+}
+
+/// How `assert-encryption` treats the Kopia repository's objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RepositoryAudit {
+    /// Every `kopia/` object is under the expected key, like the backup's objects.
+    #[default]
+    UnderKey,
+    /// No `kopia/` object is under the expected key (Velero does not hand the location's
+    /// `kmsKeyId` to Kopia): the audit passes naming them, and fails naming any that is.
+    NotUnderKey,
+    /// The repository is not audited.
+    Ignore,
 }
 
 /// `assert-restored: <workload>`: the restored objects equal the deployed ones.

@@ -376,7 +376,7 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
         }
     }
     if let Some(pw) = &v.repository_password {
-        check_password(&mut c, "velero.repositoryPassword", pw);
+        check_password(&mut c, "velero.repositoryPassword", pw, false);
     }
     if v.locations.is_empty() {
         c.err(
@@ -600,24 +600,38 @@ pub fn check(file: &Path, dir: &Path, root: &Node, s: &Scenario) -> Vec<Diagnost
     c.out
 }
 
-fn check_password(c: &mut Checker, p: &str, pw: &SecretSource) {
-    match (&pw.from_env, pw.generate) {
-        (Some(_), true) | (None, false) => c.err(
+fn check_password(c: &mut Checker, p: &str, pw: &SecretSource, upgrade: bool) {
+    let set = [pw.from_env.is_some(), pw.generate, pw.original]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if set != 1 {
+        c.err(
             p,
-            "set exactly one of `fromEnv: <VARIABLE>` or `generate: true`",
-        ),
-        (Some(var), false)
-            if var.is_empty()
-                || !var
-                    .chars()
-                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_') =>
-        {
-            c.err(
-                format!("{p}.fromEnv"),
-                format!("`{var}` is not an environment variable name"),
-            )
-        }
-        _ => {}
+            if upgrade {
+                "set exactly one of `fromEnv: <VARIABLE>`, `generate: true` or `original: true`"
+            } else {
+                "set exactly one of `fromEnv: <VARIABLE>` or `generate: true`"
+            },
+        );
+        return;
+    }
+    if pw.original && !upgrade {
+        c.err(
+            format!("{p}.original"),
+            "`original: true` is for `upgrade-velero` (the password of the install); the install itself needs `fromEnv: <VARIABLE>` or `generate: true`",
+        );
+    }
+    if let Some(var) = &pw.from_env
+        && (var.is_empty()
+            || !var
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_'))
+    {
+        c.err(
+            format!("{p}.fromEnv"),
+            format!("`{var}` is not an environment variable name"),
+        )
     }
 }
 
@@ -865,7 +879,7 @@ fn check_step(
                 }
             }
             if let Some(pw) = &u.repository_password {
-                check_password(c, &field("repositoryPassword"), pw);
+                check_password(c, &field("repositoryPassword"), pw, true);
             }
         }
         Step::Wait(w) => match humantime::parse_duration(&w.duration) {
@@ -881,7 +895,15 @@ fn check_step(
         },
         Step::AssertEncryption(a) => {
             backup_before(c, field("backup"), &a.backup, backups);
-            key_exists(c, field("key"), &a.key);
+            if let Some(provider) = key_exists(c, field("key"), &a.key)
+                && a.repository == Some(RepositoryAudit::NotUnderKey)
+                && provider != KeyProvider::AwsKms
+            {
+                c.err(
+                    field("repository"),
+                    format!("`repository: not-under-key` checks which Kopia objects lack an SSE-KMS key; `{}` is not an `aws-kms` key", a.key),
+                );
+            }
         }
         Step::AssertRestored(a) => {
             if workload_exists(c, field("workload"), &a.workload) && !deployed.contains(&a.workload)

@@ -7,11 +7,11 @@ use super::state::Undo;
 use super::{StepCtx, StepOutput};
 use crate::assert::encryption::{
     Expected, KeyVaultKey, Observed, account_binding, customer_key_md5, judge, judge_azure,
-    judge_gcs,
+    judge_gcs, judge_not_under_key,
 };
 use crate::assert::{fail, pass, skip};
 use crate::env::{KeyInfo, KeyState, Limitation};
-use crate::scenario::{AssertEncryptionStep, KeyProvider};
+use crate::scenario::{AssertEncryptionStep, KeyProvider, RepositoryAudit};
 
 pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<StepOutput> {
     let record = ctx
@@ -41,17 +41,28 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
         .list(&location.bucket, &format!("{base}backups/{}/", step.backup))
         .await?;
     let backup_objects = keys.len();
-    if step.repository != Some(false) {
+    let audit = step.repository.unwrap_or_default();
+    // Kopia repository objects judged on their own (`not-under-key`).
+    let mut repo_apart = Vec::new();
+    if audit != RepositoryAudit::Ignore {
         let repo = ctx
             .env
             .store
             .list(&location.bucket, &format!("{base}kopia/"))
             .await?;
-        if !repo.is_empty() {
-            ctx.log
-                .line(format!("including {} Kopia repository objects", repo.len()));
+        if audit == RepositoryAudit::NotUnderKey {
+            ctx.log.line(format!(
+                "{} Kopia repository objects must not be under the key",
+                repo.len()
+            ));
+            repo_apart = repo;
+        } else {
+            if !repo.is_empty() {
+                ctx.log
+                    .line(format!("including {} Kopia repository objects", repo.len()));
+            }
+            keys.extend(repo);
         }
-        keys.extend(repo);
     }
     ctx.log.line(format!(
         "checking {} objects in bucket {} ({backup_objects} from the backup)",
@@ -61,7 +72,7 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
 
     let customer_key = key.customer_key.clone();
     let mut observed = Vec::new();
-    for k in &keys {
+    for k in keys.iter().chain(&repo_apart) {
         let head = ctx
             .env
             .store
@@ -110,6 +121,7 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
         Some(a) => format!("{} ({a})", step.key),
         None => step.key.clone(),
     };
+    let repo_observed = observed.split_off(keys.len());
     let mut assertions;
     match key.provider {
         KeyProvider::CustomerKey => {
@@ -203,14 +215,15 @@ pub async fn run(step: &AssertEncryptionStep, ctx: &mut StepCtx<'_>) -> Result<S
             let arn_checkable = unfaithful.then(|| {
                 "this store reports a made-up key id for objects written through an alias (a LocalStack divergence from AWS); the binding to the key is checked by disabling it instead".to_string()
             });
-            assertions = judge(
-                &observed,
-                &Expected::Kms {
-                    arn: key.arn.clone(),
-                    label: label.clone(),
-                    arn_checkable: arn_checkable.clone(),
-                },
-            );
+            let expected = Expected::Kms {
+                arn: key.arn.clone(),
+                label: label.clone(),
+                arn_checkable: arn_checkable.clone(),
+            };
+            assertions = judge(&observed, &expected);
+            if audit == RepositoryAudit::NotUnderKey {
+                assertions.push(judge_not_under_key(&repo_observed, &expected));
+            }
             if arn_checkable.is_some() {
                 let current = super::key(ctx, &step.key)?.clone();
                 if current.arn == key.arn {

@@ -27,7 +27,13 @@ pub async fn run(step: &UpgradeVeleroStep, ctx: &mut StepCtx<'_>) -> Result<Step
         }
         req.locations.insert(name.clone(), config);
     }
-    if let Some(src) = &step.repository_password {
+    if step
+        .repository_password
+        .as_ref()
+        .is_some_and(|s| s.original)
+    {
+        req.original_password = true;
+    } else if let Some(src) = &step.repository_password {
         let password = match &src.from_env {
             Some(var) => std::env::var(var).with_context(|| {
                 format!("repositoryPassword.fromEnv: environment variable {var} is not set")
