@@ -98,7 +98,7 @@ impl EnvironmentFactory for Providers {
         let mut report = provision::Report::default();
         let per_cell: BTreeMap<&str, BTreeSet<Need>> = cells
             .iter()
-            .map(|c| (c.id.as_str(), provision::needs(c)))
+            .map(|c| (c.id.as_str(), provision::needs_with(c, self.images)))
             .collect();
         let all: BTreeSet<Need> = per_cell.values().flatten().cloned().collect();
         if all.is_empty() {

@@ -22,6 +22,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::process::Supervisor;
+use super::providers::ImageSource;
 use crate::scenario::{Cell, ClusterKind, Step, StorageKind};
 
 /// What a component is doing, as the script reports it.
@@ -138,6 +139,12 @@ pub enum Need {
     Azurite,
     LowkeyVault,
     FakeGcs,
+    /// The kind binary.
+    Kind,
+    /// The bed's kind node image (and its dockerd, started).
+    KindNode,
+    /// The bed's Velero, plugin, workload and LocalStack images.
+    Images,
 }
 
 impl Need {
@@ -151,6 +158,9 @@ impl Need {
             Need::Azurite => "azurite".into(),
             Need::LowkeyVault => "lowkey-vault".into(),
             Need::FakeGcs => "fake-gcs".into(),
+            Need::Kind => "kind".into(),
+            Need::KindNode => "kind-node".into(),
+            Need::Images => "images".into(),
         }
     }
 
@@ -169,10 +179,33 @@ impl Need {
     }
 }
 
-/// What a cell needs from the local test bed (nothing when it runs elsewhere).
+/// What a cell needs from the local test bed, with the bed's images for kind cells.
 pub fn needs(cell: &Cell) -> BTreeSet<Need> {
+    needs_with(cell, ImageSource::Auto)
+}
+
+/// What a cell needs from the local test bed (nothing when it runs elsewhere). A kind cell
+/// needs the Velero CLI of its versions (its manifests come from `velero install`) and,
+/// unless it runs upstream's images, kind, the node image and the bed's images.
+pub fn needs_with(cell: &Cell, images: ImageSource) -> BTreeSet<Need> {
     let s = &cell.scenario;
     let mut out = BTreeSet::new();
+    let versions = || {
+        let mut v = vec![s.velero.version.clone()];
+        for step in s.steps.iter().chain(&s.finally) {
+            if let Step::UpgradeVelero(u) = step {
+                v.push(u.version.clone());
+            }
+        }
+        v
+    };
+    if s.environment.cluster == ClusterKind::Kind {
+        if images != ImageSource::Upstream {
+            out.extend([Need::Kind, Need::KindNode, Need::Images]);
+        }
+        out.extend(versions().into_iter().map(Need::Velero));
+        return out;
+    }
     if s.environment.cluster != ClusterKind::Local {
         return out;
     }
@@ -193,12 +226,7 @@ pub fn needs(cell: &Cell) -> BTreeSet<Need> {
             StorageKind::Aws | StorageKind::Azure | StorageKind::Gcp => {}
         }
     }
-    let mut versions = vec![s.velero.version.clone()];
-    for step in s.steps.iter().chain(&s.finally) {
-        if let Step::UpgradeVelero(u) = step {
-            versions.push(u.version.clone());
-        }
-    }
+    let versions = versions();
     let mut plugins: BTreeSet<String> = s
         .velero
         .plugins
@@ -378,6 +406,28 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kind_cell_needs_the_beds_kind_pieces_unless_it_runs_upstream_images() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios/fsb-kms-basic.yaml");
+        let cell = crate::scenario::load(&path).unwrap().cells.remove(0);
+        assert_eq!(
+            needs(&cell).into_iter().collect::<Vec<_>>(),
+            [
+                Need::Velero("1.17".into()),
+                Need::Kind,
+                Need::KindNode,
+                Need::Images
+            ]
+        );
+        assert_eq!(
+            needs_with(&cell, ImageSource::Upstream)
+                .into_iter()
+                .collect::<Vec<_>>(),
+            [Need::Velero("1.17".into())]
+        );
+    }
 
     #[test]
     fn a_multi_cloud_cell_needs_every_emulator_and_every_plugin() {
