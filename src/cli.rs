@@ -41,6 +41,16 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// The `--images` of a command that runs drills.
+    pub fn images(&self) -> Option<crate::env::providers::ImageSource> {
+        match &self.command {
+            Command::Run(args) => Some(args.images),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run drills: every matrix cell of every scenario given (files or directories).
@@ -160,8 +170,8 @@ pub struct RunArgs {
     pub shard: Option<(usize, usize)>,
     /// Images for `cluster: kind` cells: `upstream` (velero/velero, localstack/localstack,
     /// kind's node image; needs a registry), `testbed` (built by `ci/testbed/setup.sh
-    /// kind-node images`, no registry; the bed's Docker engine), or `auto`: the bed's when
-    /// it has them.
+    /// kind-node images`, no registry; the bed's Docker engine), or `auto`: the bed's (the
+    /// provisioning phase builds them when missing) where this checkout has the bed's scripts.
     #[arg(long, value_enum, default_value_t = crate::env::providers::ImageSource::Auto, value_name = "SOURCE")]
     pub images: crate::env::providers::ImageSource,
     /// Print every step's log as it happens.

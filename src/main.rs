@@ -11,6 +11,13 @@ fn main() {
         );
     }
     let cli = vdrill::cli::Cli::parse();
+    if let Some(host) = cli
+        .images()
+        .and_then(vdrill::env::kind::docker_host_for_testcontainers)
+    {
+        // SAFETY: still before any thread exists (the runtime is built below).
+        unsafe { std::env::set_var("DOCKER_HOST", host) };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -414,37 +414,102 @@ macro_rules! drills_on_clusters {
 }
 
 /// A file-system (Kopia) backup drill on kind: it passes, the volume's data came back
-/// file by file, and the pod's canary is in no object of the bucket.
-fn fsb_drill(scenario: &str, velero: &str) {
+/// file by file, and each of `also` names an assertion that passed.
+fn fsb_drill(scenario: &str, velero: &str, also: &[&str]) -> Vec<serde_json::Value> {
     let r = drill(scenario, velero);
     let cell = &r.report["cells"][0];
     assert_eq!(cell["cluster"], "kind");
-    let assertions: Vec<&serde_json::Value> = cell["steps"]
+    let assertions: Vec<serde_json::Value> = cell["steps"]
         .as_array()
         .unwrap()
         .iter()
         .flat_map(|s| s["assertions"].as_array().into_iter().flatten())
+        .cloned()
         .collect();
     let passed = |prefix: &str| {
         assertions.iter().any(|a| {
             a["name"].as_str().unwrap_or("").starts_with(prefix) && a["status"] == "passed"
         })
     };
+    for name in ["volume of pod fsb/fsb-writer restored byte for byte"]
+        .iter()
+        .chain(also)
+    {
+        assert!(passed(name), "{name}: {assertions:#?}");
+    }
+    assertions
+}
+
+fn message_of<'a>(assertions: &'a [serde_json::Value], prefix: &str) -> &'a str {
+    assertions
+        .iter()
+        .find(|a| a["name"].as_str().unwrap_or("").starts_with(prefix))
+        .and_then(|a| a["message"].as_str())
+        .unwrap_or_else(|| panic!("no assertion {prefix}: {assertions:#?}"))
+}
+
+macro_rules! fsb_drills {
+    ($($test:ident: $scenario:literal, $velero:literal, $check:path;)*) => {$(
+        #[test]
+        fn $test() {
+            $check(fsb_drill($scenario, $velero, &[]));
+        }
+    )*};
+}
+
+fn kms_basic(a: Vec<serde_json::Value>) {
     assert!(
-        passed("volume of pod fsb/fsb-writer restored byte for byte"),
-        "{assertions:#?}"
+        a.iter().any(|x| x["name"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("canary absent from every object")
+            && x["status"] == "passed"),
+        "{a:#?}"
     );
-    assert!(passed("canary absent from every object"), "{assertions:#?}");
 }
 
-#[test]
-fn fsb_kms_basic_1_17() {
-    fsb_drill("fsb-kms-basic", "1.17");
+/// The audit names the Kopia objects written without the location's key.
+fn kopia_without_bucket_key(a: Vec<serde_json::Value>) {
+    kms_basic(a.clone());
+    let m = message_of(&a, "Kopia repository objects are not under key backup-key");
+    assert!(m.starts_with("all "), "{m}");
+    assert!(m.contains("kopia/fsb/"), "{m}");
+    let backups = message_of(&a, "every object is SSE-KMS");
+    assert!(!backups.is_empty());
 }
 
-#[test]
-fn fsb_kms_basic_1_18() {
-    fsb_drill("fsb-kms-basic", "1.18");
+/// The file-system backup with the key disabled failed with the KMS error, found in a
+/// PodVolumeBackup or in Velero's logs; so did the restore of the good backup.
+fn kms_disable_midrun(a: Vec<serde_json::Value>) {
+    let found: Vec<&str> = a
+        .iter()
+        .filter(|x| {
+            x["name"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("error matches /KMS.DisabledException/")
+                && x["status"] == "passed"
+        })
+        .filter_map(|x| x["message"].as_str())
+        .collect();
+    assert_eq!(found.len(), 2, "{a:#?}");
+}
+
+/// The restore with another repository password failed with Kopia's error.
+fn wrong_repository_password(a: Vec<serde_json::Value>) {
+    let m = message_of(&a, "error matches /invalid repository password/");
+    assert!(m.contains("invalid repository password"), "{m}");
+}
+
+fsb_drills! {
+    fsb_kms_basic_1_17: "fsb-kms-basic", "1.17", kms_basic;
+    fsb_kms_basic_1_18: "fsb-kms-basic", "1.18", kms_basic;
+    fsb_kopia_without_bucket_key_1_17: "fsb-kopia-without-bucket-key", "1.17", kopia_without_bucket_key;
+    fsb_kopia_without_bucket_key_1_18: "fsb-kopia-without-bucket-key", "1.18", kopia_without_bucket_key;
+    fsb_kms_disable_midrun_1_17: "fsb-kms-disable-midrun", "1.17", kms_disable_midrun;
+    fsb_kms_disable_midrun_1_18: "fsb-kms-disable-midrun", "1.18", kms_disable_midrun;
+    fsb_wrong_repository_password_1_17: "fsb-wrong-repository-password", "1.17", wrong_repository_password;
+    fsb_wrong_repository_password_1_18: "fsb-wrong-repository-password", "1.18", wrong_repository_password;
 }
 
 drills_on_clusters! {

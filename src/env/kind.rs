@@ -14,6 +14,12 @@ use super::local::manifest::{Image, Manifest};
 use super::process::Supervisor;
 pub use super::providers::ImageSource;
 use crate::log::StepLog;
+use testcontainers::ContainerAsync;
+use testcontainers::ImageExt;
+use testcontainers::bollard::models::PortBinding;
+use testcontainers::core::IntoContainerPort;
+use testcontainers::runners::AsyncRunner;
+use testcontainers_modules::localstack::LocalStack;
 
 /// What a kind cell runs with, resolved from the image source and the manifest.
 #[derive(Debug, Clone)]
@@ -249,14 +255,46 @@ pub async fn delete_cluster(setup: &KindSetup, name: &str, supervisor: &Supervis
 /// The label on every container vdrill starts, with the run's id as its value.
 pub const CONTAINER_LABEL: &str = "io.vdrill.run";
 
-/// LocalStack (S3 + KMS) as a container on the `kind` Docker network: Velero's pods
-/// reach it by its name, vdrill on a port published on 127.0.0.1 only.
+/// LocalStack (S3 + KMS) as a container on the `kind` Docker network, started through
+/// testcontainers (its LocalStack module: the image's name and "Ready." as the signal):
+/// Velero's pods reach it by its name, vdrill on a port published on 127.0.0.1 only.
 pub struct LocalStackContainer {
     pub name: String,
     /// For vdrill: `http://127.0.0.1:<port>`.
     pub endpoint: String,
     /// For Velero's pods: `http://<name>:4566`.
     pub cluster_endpoint: String,
+    /// Removed by `remove` (or by name at teardown); never by dropping it (see `start`).
+    container: Option<ContainerAsync<LocalStack>>,
+}
+
+/// The bed's Docker engine (`ci/testbed/docker.sh`): a socket under the cache.
+pub fn bed_docker_host() -> String {
+    format!(
+        "unix://{}",
+        super::cache_dir().join("docker/docker.sock").display()
+    )
+}
+
+/// The Docker engine for this process's testcontainers, which reach Docker only through
+/// `DOCKER_HOST` (there is no client to hand them). `main` sets it before any thread
+/// exists: the bed's engine when kind cells will run the bed's images (built by the
+/// provisioning phase when missing), unless the user chose an engine.
+pub fn docker_host_for_testcontainers(images: ImageSource) -> Option<String> {
+    if images == ImageSource::Upstream || std::env::var_os("DOCKER_HOST").is_some() {
+        return None;
+    }
+    let bed = Manifest::load().is_ok_and(|m| m.docker.is_some())
+        || super::provision::setup_script().is_some();
+    (images == ImageSource::Testbed || bed).then(bed_docker_host)
+}
+
+/// `name:tag` split for testcontainers (a registry's `host:port/` is part of the name).
+fn name_and_tag(image: &str) -> (&str, &str) {
+    match image.rsplit_once(':') {
+        Some((name, tag)) if !tag.contains('/') => (name, tag),
+        _ => (image, "latest"),
+    }
 }
 
 impl LocalStackContainer {
@@ -264,54 +302,64 @@ impl LocalStackContainer {
         setup: &KindSetup,
         name: &str,
         run_id: &str,
-        supervisor: &Supervisor,
         log: &StepLog,
     ) -> Result<LocalStackContainer> {
-        let image = setup.localstack_image();
-        let mut cmd = setup.docker();
-        cmd.args(["run", "--detach", "--name", name, "--network", "kind"])
-            .args(["--publish", "127.0.0.1::4566"])
-            .args(["--label", &format!("{CONTAINER_LABEL}={run_id}")])
-            // As on the local bed: S3 and KMS, keys checked by S3, nothing that calls out.
-            .args(["--env", "SERVICES=s3,kms"])
-            .args(["--env", "S3_SKIP_KMS_KEY_VALIDATION=0"])
-            .args(["--env", "EAGER_SERVICE_LOADING=1"])
-            .args(["--env", "DISABLE_EVENTS=1"])
-            .args(["--env", "SKIP_SSL_CERT_DOWNLOAD=1"])
-            .args(["--env", "DNS_ADDRESS=0"])
-            .arg(&image);
-        log.line(format!("starting LocalStack container {name} ({image})"));
-        let t0 = Instant::now();
-        run(supervisor, "docker", cmd)
-            .await
-            .context("starting the LocalStack container")?;
-        let mut cmd = setup.docker();
-        cmd.args(["port", name, "4566/tcp"]);
-        let port = run(supervisor, "docker", cmd).await?;
-        let hostport = port
-            .lines()
-            .find(|l| l.starts_with("127.0.0.1:"))
-            .with_context(|| format!("LocalStack's port is not published on 127.0.0.1: {port}"))?
-            .trim()
-            .to_string();
-        // Ready when LocalStack says so (as upstream's image does: "Ready.").
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let mut cmd = setup.docker();
-            cmd.args(["logs", name]);
-            let out = supervisor.output("docker", cmd).await?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            if text.lines().any(|l| l.trim() == "Ready.") {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "LocalStack container {name} did not log `Ready.` within 120 s; its last lines: {}",
-                    text.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        // testcontainers talks to the engine of DOCKER_HOST; the cluster is on the engine
+        // of the chosen images: they must be one.
+        let env_host = std::env::var("DOCKER_HOST").ok();
+        if let Some(want) = &setup.docker_host
+            && env_host.as_deref() != Some(want.as_str())
+        {
+            bail!(
+                "LocalStack would start on another Docker engine ({}) than the kind cluster's ({want}): run with DOCKER_HOST={want}, or with `--images upstream`",
+                env_host.as_deref().unwrap_or("Docker's default")
+            );
         }
+        let image = setup.localstack_image();
+        let (image_name, tag) = name_and_tag(&image);
+        log.line(format!(
+            "starting LocalStack container {name} ({image}) through testcontainers"
+        ));
+        let t0 = Instant::now();
+        let request = LocalStack::default()
+            .with_name(image_name)
+            .with_tag(tag)
+            .with_container_name(name)
+            .with_network("kind")
+            .with_label(CONTAINER_LABEL, run_id)
+            // As on the local bed: S3 and KMS, keys checked by S3, nothing that calls out.
+            .with_env_var("SERVICES", "s3,kms")
+            .with_env_var("S3_SKIP_KMS_KEY_VALIDATION", "0")
+            .with_env_var("EAGER_SERVICE_LOADING", "1")
+            .with_env_var("DISABLE_EVENTS", "1")
+            .with_env_var("SKIP_SSL_CERT_DOWNLOAD", "1")
+            .with_env_var("DNS_ADDRESS", "0")
+            .with_mapped_port(0, 4566.tcp())
+            // testcontainers publishes on every interface; this one on loopback only.
+            .with_host_config_modifier(|hc| {
+                hc.publish_all_ports = Some(false);
+                hc.port_bindings = Some(
+                    [(
+                        "4566/tcp".to_string(),
+                        Some(vec![PortBinding {
+                            host_ip: Some("127.0.0.1".into()),
+                            host_port: Some(String::new()),
+                        }]),
+                    )]
+                    .into_iter()
+                    .collect(),
+                );
+            })
+            .with_startup_timeout(Duration::from_secs(120));
+        let container = request
+            .start()
+            .await
+            .with_context(|| format!("starting the LocalStack container {name} ({image})"))?;
+        let port = container
+            .get_host_port_ipv4(4566.tcp())
+            .await
+            .context("LocalStack's published port")?;
+        let hostport = format!("127.0.0.1:{port}");
         log.line(format!(
             "LocalStack ready in {:.1} s at {hostport} (in the cluster: {name}:4566)",
             t0.elapsed().as_secs_f64()
@@ -320,7 +368,17 @@ impl LocalStackContainer {
             name: name.to_string(),
             endpoint: format!("http://{hostport}"),
             cluster_endpoint: format!("http://{name}:4566"),
+            container: Some(container),
         })
+    }
+
+    /// Leave the container to the cell's teardown, which removes it by name (or to
+    /// `vdrill testbed down` when the cell is kept): dropping a testcontainers handle
+    /// would remove it at once.
+    pub fn release(mut self) {
+        if let Some(c) = self.container.take() {
+            std::mem::forget(c);
+        }
     }
 }
 

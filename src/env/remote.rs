@@ -317,20 +317,23 @@ pub async fn start(
         StorageKind::Localstack if container.is_some() => {
             let setup = kind_setup.clone().expect("a kind cell");
             let name = container.clone().expect("checked");
-            let ls = LocalStackContainer::start(&setup, &name, &supervisor.id(), supervisor, log)
-                .await?;
-            supervisor.set_endpoint("S3 + KMS (LocalStack container)", ls.endpoint.clone());
+            let ls = LocalStackContainer::start(&setup, &name, &supervisor.id(), log).await?;
+            let ls_endpoint = ls.endpoint.clone();
+            let ls_cluster_endpoint = ls.cluster_endpoint.clone();
+            // The cell's teardown (or `vdrill testbed down`) removes it by name.
+            ls.release();
+            supervisor.set_endpoint("S3 + KMS (LocalStack container)", ls_endpoint.clone());
             // LocalStack accepts any credentials; Velero gets a secret made for this cell.
             let secret_key = supervisor
                 .redactor()
                 .secret(super::hex(&super::random_bytes(20)?));
             let target = AwsTarget {
-                endpoint: Some(ls.endpoint.clone()),
+                endpoint: Some(ls_endpoint),
                 region: region.to_string(),
                 static_credentials: Some(("test".into(), secret_key)),
                 localstack: true,
                 run_tag: supervisor.id(),
-                cluster_endpoint: Some(ls.cluster_endpoint.clone()),
+                cluster_endpoint: Some(ls_cluster_endpoint),
             };
             let images = velero_versions(cell)
                 .iter()
