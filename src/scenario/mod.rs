@@ -1047,7 +1047,10 @@ fn check_partial(path: &Path, dir: &Path, tree: &Node, t: &Typed) -> Vec<Diagnos
 /// Turn serde's generic wording into step vocabulary.
 fn explain_step_error(item: &Node, e: &mut de::DeError) {
     // A value deeper in the step (`steps[2].backup.x`) keeps serde's wording.
-    let at_kind = e.path.as_deref().is_none_or(|p| !p.contains('.'));
+    let at_kind = e.path.as_deref().is_none_or(|p| {
+        p.rsplit_once(']')
+            .is_none_or(|(_, rest)| rest.matches('.').count() <= 1)
+    });
     if at_kind && e.message.starts_with("unknown value") {
         e.message = e.message.replacen("unknown value", "unknown step kind", 1);
     } else if e.message.starts_with("expected exactly one key here") {
