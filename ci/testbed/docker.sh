@@ -78,7 +78,16 @@ start() {
   fi
   rm -f "$SOCK"
   say "starting dockerd (data $D/data, log $D/dockerd.log)"
-  setsid nohup dockerd "${args[@]}" >>"$D/dockerd.log" 2>&1 </dev/null &
+  # The daemon outlives its caller: it must not inherit the caller's other descriptors
+  # (setup.sh's lock on fd 9 and its event pipes on 3 and 4 would be held for good, and
+  # every later setup would wait for that lock).
+  (
+    for fd in /proc/"$BASHPID"/fd/*; do
+      fd=${fd##*/}
+      if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null || true; fi
+    done
+    exec setsid nohup dockerd "${args[@]}" >>"$D/dockerd.log" 2>&1 </dev/null
+  ) &
   for _ in $(seq 1 120); do
     if answers; then echo "DOCKER_HOST=$HOST"; return 0; fi
     sleep 0.5
