@@ -198,7 +198,8 @@ pub async fn start(
     images: ImageSource,
     log: &StepLog,
 ) -> Result<Environment> {
-    std::fs::create_dir_all(&dirs.work)?;
+    std::fs::create_dir_all(&dirs.work)
+        .with_context(|| format!("creating the cell's work folder {}", dirs.work.display()))?;
     supervisor.add_dir(&dirs.work);
     let env = &cell.scenario.environment;
     let mut kind_setup = None;

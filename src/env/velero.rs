@@ -620,8 +620,8 @@ impl VeleroProvider {
             }
             super::pod_volumes::Progress::Failed(msg) => {
                 log.line(log.redactor().redact(&msg));
-                logs.push_str(&msg);
-                logs.push('\n');
+                // First in the evidence: the excerpt of a match shows the volume's own error.
+                logs.insert_str(0, &format!("{msg}\n"));
             }
             super::pod_volumes::Progress::Running => log.line(format!(
                 "{} pod volume operation(s) of {kind} {name} still running",

@@ -31,8 +31,24 @@ fn excerpt(re: &Regex, text: &str) -> String {
                 .find('\n')
                 .map(|i| m.end() + i)
                 .unwrap_or(text.len());
-            let line = &text[line_start..line_end];
-            let line: String = line.chars().take(300).collect();
+            // At most 300 characters of the line, the match kept in view.
+            let before: Vec<char> = text[line_start..m.start()].chars().collect();
+            let matched = &text[m.start()..m.end()];
+            let after: Vec<char> = text[m.end()..line_end].chars().collect();
+            let room = 300usize.saturating_sub(matched.chars().count());
+            let keep_before = before.len().min(room / 2);
+            let keep_after = after.len().min(room - keep_before);
+            let keep_before = before.len().min(room - keep_after);
+            let mut line = String::new();
+            if keep_before < before.len() {
+                line.push('…');
+            }
+            line.extend(&before[before.len() - keep_before..]);
+            line.push_str(matched);
+            line.extend(&after[..keep_after]);
+            if keep_after < after.len() {
+                line.push('…');
+            }
             format!("found in: {line}")
         }
         None => String::new(),
@@ -189,5 +205,24 @@ mod tests {
         assert!(j.message.contains("no KMS here"), "{}", j.message);
         let j = judge(None, Err(anyhow::anyhow!("no KMS here")));
         assert_eq!(j.status, Status::Failed, "a plain error is a failure");
+    }
+
+    #[test]
+    fn the_excerpt_keeps_a_late_match_in_view() {
+        let re = Regex::new("invalid repository password").unwrap();
+        let line = format!(
+            "first line\nPodVolumeRestore r: {}: invalid repository password{}\nlast",
+            "x".repeat(400),
+            "y".repeat(400)
+        );
+        let e = excerpt(&re, &line);
+        assert!(e.contains("invalid repository password"), "{e}");
+        assert!(e.starts_with("found in: …x") && e.ends_with("y…"), "{e}");
+        assert!(e.chars().count() <= "found in: ".len() + 302, "{}", e.len());
+        assert!(!e.contains("first line") && !e.contains("last"), "{e}");
+        assert_eq!(
+            excerpt(&re, "short: invalid repository password."),
+            "found in: short: invalid repository password."
+        );
     }
 }
