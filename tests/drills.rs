@@ -820,7 +820,7 @@ fn an_upgrade_with_another_repository_password_fails_naming_it() {
     let step = assert_step(&r, "upgrade-velero");
     let msg = step["message"].as_str().unwrap();
     assert!(
-        msg.contains("the repository password (secret velero-repo-credentials) changed"),
+        msg.contains("the repository password (secret velero-repo-credentials) is not the one the install made the repository with"),
         "{msg}"
     );
     // The drill's steps after it are skipped: the upgrade is the verdict.
