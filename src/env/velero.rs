@@ -28,12 +28,12 @@ use crate::scenario::LocationProvider;
 /// The secret `velero install --secret-file` makes (key `cloud`).
 const CLOUD_SECRET: &str = "cloud-credentials";
 
-/// The pod-volume kind of a Velero `Backup` or `Restore`.
-fn pod_volume_kind(kind: &str) -> &'static str {
+/// The pod-volume kind of a Velero `Backup` or `Restore`, and the label naming its operation.
+fn pod_volume_kind(kind: &str) -> (&'static str, &'static str) {
     if kind == "Backup" {
-        "PodVolumeBackup"
+        ("PodVolumeBackup", "velero.io/backup-name")
     } else {
-        "PodVolumeRestore"
+        ("PodVolumeRestore", "velero.io/restore-name")
     }
 }
 
@@ -611,7 +611,7 @@ impl VeleroProvider {
         // File-system backups: each PodVolumeBackup/Restore's phase and, for a failed one, its
         // message (where Kopia's and the object store's errors end up).
         let pod_volumes = self.pod_volumes(kind, name, &namespace).await;
-        let pv_kind = pod_volume_kind(kind);
+        let (pv_kind, _) = pod_volume_kind(kind);
         match super::pod_volumes::progress(pv_kind, &pod_volumes) {
             super::pod_volumes::Progress::Completed(lines) => {
                 for l in &lines {
@@ -665,16 +665,8 @@ impl VeleroProvider {
         name: &str,
         namespace: &str,
     ) -> Vec<super::pod_volumes::PodVolume> {
-        let label = if kind == "Backup" {
-            "velero.io/backup-name"
-        } else {
-            "velero.io/restore-name"
-        };
-        let Ok((api, _)) = self
-            .cluster
-            .api_for(&gvk(pod_volume_kind(kind)), Some(namespace))
-            .await
-        else {
+        let (pv_kind, label) = pod_volume_kind(kind);
+        let Ok((api, _)) = self.cluster.api_for(&gvk(pv_kind), Some(namespace)).await else {
             return Vec::new();
         };
         let lp = kube::api::ListParams::default().labels(&format!("{label}={name}"));
