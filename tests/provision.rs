@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/ci/testbed/setup.sh");
 const EVENT: &str = "::vdrill-event ";
 
 struct Run {
@@ -76,12 +75,12 @@ fn run(script: &Path, cache: &Path, args: &[&str]) -> Run {
 }
 
 fn script() -> PathBuf {
-    PathBuf::from(SCRIPT)
+    repo().join("ci/testbed/setup.sh")
 }
 
 /// A bash expression evaluated with ci/testbed/versions.env sourced.
 fn pinned(expr: &str) -> String {
-    let versions = concat!(env!("CARGO_MANIFEST_DIR"), "/ci/testbed/versions.env");
+    let versions = repo().join("ci/testbed/versions.env");
     let out = Command::new("bash")
         .arg("-c")
         .arg(format!("source \"$1\"; {expr}"))
@@ -200,7 +199,7 @@ fn a_changed_input_rebuilds() {
     let work = tempfile::tempdir().unwrap();
     let cache = tempfile::tempdir().unwrap();
     let testbed = work.path().join("testbed");
-    copy_dir(Path::new(SCRIPT).parent().unwrap(), &testbed);
+    copy_dir(&repo().join("ci/testbed"), &testbed);
     let copy = testbed.join("setup.sh");
 
     let first = run(&copy, cache.path(), &["etcd"]);
@@ -451,4 +450,11 @@ fn without_the_shared_folder_lowkey_vault_is_absent_with_the_reason_and_the_rest
         "no lowkey-vault in the manifest: {m}"
     );
     assert_etcd_runs(cache.path());
+}
+
+/// The checkout under test (named at run time: see tests/common's `repo`).
+fn repo() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -9,8 +9,13 @@ use vdrill::report::artifacts::Artifacts;
 use vdrill::runner::{Event, Reporter, RunOptions, Runner};
 use vdrill::scenario::{self, Cell};
 
+/// The checkout under test. Cargo and nextest name it at run time; the build-time
+/// value is only a fallback, since a target folder shared by two clones can hold a
+/// test binary built in the other one.
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
 
 /// Load a scenario given as text, as if it lived in `scenarios/` (fixtures resolve from there).
