@@ -7,10 +7,26 @@
 #   VDRILL_FUZZ_SECONDS=0 ci/test.sh   # skip the fuzzing
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-ci/setup.sh
 
 # Builds live in the cache folder too, so a fresh clone does not rebuild everything.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${VDRILL_CACHE:-$HOME/.cache/vdrill}/target}
+
+# The tests' build (what nextest builds: `cargo test --no-run`) runs beside the set-up:
+# on a new machine both take many minutes, and each waits on the network part of the time.
+mkdir -p "$CARGO_TARGET_DIR"
+build_log=$CARGO_TARGET_DIR/ci-build.log
+cargo test --no-run >"$build_log" 2>&1 &
+build=$!
+setup_status=0
+ci/setup.sh || setup_status=$?
+build_status=0
+wait "$build" || build_status=$?
+if ((build_status)); then
+  tail -n 60 "$build_log" >&2
+  echo "ci/test.sh: the build failed (exit $build_status; log: $build_log)" >&2
+  exit "$build_status"
+fi
+((setup_status == 0)) || exit "$setup_status"
 
 artifacts=${VDRILL_CI_ARTIFACTS:-$PWD/target/ci-artifacts}
 mkdir -p "$artifacts"
