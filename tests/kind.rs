@@ -10,10 +10,14 @@ use std::time::{Duration, Instant};
 
 use common::repo;
 
-fn manifest() -> Option<serde_json::Value> {
-    let cache = std::env::var_os("VDRILL_CACHE")
+fn cache() -> PathBuf {
+    std::env::var_os("VDRILL_CACHE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/vdrill"));
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/vdrill"))
+}
+
+fn manifest() -> Option<serde_json::Value> {
+    let cache = cache();
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(cache.join("testbed.json")).ok()?).ok()?;
     (m["kind"].is_object() && m["images"].is_object() && m["docker"].is_object()).then_some(m)
@@ -206,5 +210,34 @@ fn an_interrupted_kind_drill_leaves_nothing_and_binds_only_loopback() {
         leftovers(&m, &before, &run_id),
         Vec::<String>::new(),
         "{text}"
+    );
+}
+
+/// The bed's dockerd, started by ci/testbed/setup.sh, keeps none of setup's descriptors:
+/// holding the cache's build lock (setup's fd 9), it made every later setup wait forever.
+#[test]
+fn the_beds_dockerd_holds_no_descriptor_of_the_setup_lock() {
+    let Some(_m) = bed() else { return };
+    let cache = cache();
+    let pid = std::fs::read_to_string(cache.join("docker/dockerd.pid")).expect("dockerd.pid");
+    let pid = pid.trim();
+    let lock = cache
+        .join(".setup.lock")
+        .canonicalize()
+        .expect("setup's lock file exists");
+    let mut seen = 0;
+    let mut held = Vec::new();
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).expect("dockerd runs") {
+        let fd = fd.unwrap();
+        seen += 1;
+        if std::fs::read_link(fd.path()).ok().as_deref() == Some(lock.as_path()) {
+            held.push(fd.file_name());
+        }
+    }
+    assert!(seen > 3, "dockerd's descriptors were read ({seen})");
+    assert!(
+        held.is_empty(),
+        "dockerd (pid {pid}) holds {} as fd {held:?}",
+        lock.display()
     );
 }
